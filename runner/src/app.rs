@@ -1,0 +1,178 @@
+//! Wires the pieces together for each subcommand: the job loop with its HTTP server and
+//! background tasks, `migrate`, and `healthcheck`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::adapters::stub::StubBackend;
+use crate::adapters::Adapters;
+use crate::config::{Backend, RunnerConfig};
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
+use crate::process::JobContext;
+use crate::worker::{RunSummary, RunnerState, Worker};
+use crate::{queue, wakeup};
+
+/// The migrations bundled into the binary (`migrations/` at the workspace root).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// How often the queue depth gauges are refreshed.
+const QUEUE_REFRESH: Duration = Duration::from_secs(10);
+
+/// A start-up failure of the job loop.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The chosen backend cannot run in this build.
+    #[error(
+        "AI_BACKEND=local: the Ollama backend is not part of this build yet; use AI_BACKEND=stub"
+    )]
+    BackendUnavailable,
+    /// The login role is a superuser or bypasses RLS.
+    #[error("the database role bypasses row-level security (superuser or BYPASSRLS); use the gustav_worker login role")]
+    PrivilegedRole,
+    /// Metrics could not be registered.
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The HTTP port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Builds the adapters for the configured backend.
+pub fn select_adapters(config: &RunnerConfig) -> Result<Adapters, StartError> {
+    match config.ai.backend {
+        Backend::Stub => {
+            let stub = Arc::new(StubBackend::new(config.ai.stub_delay));
+            Ok(Adapters {
+                backend: "stub",
+                vision: stub.clone(),
+                feedback: stub,
+            })
+        }
+        Backend::Local => Err(StartError::BackendUnavailable),
+    }
+}
+
+/// Refuses a role that bypasses RLS unless allowed; an unreachable database is not an error
+/// here (the loop waits for it).
+async fn check_role(pool: &PgPool, allow_privileged: bool) -> Result<(), StartError> {
+    match tokio::time::timeout(Duration::from_secs(5), queue::role_bypasses_rls(pool)).await {
+        Ok(Ok(true)) if !allow_privileged => Err(StartError::PrivilegedRole),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!(event = "learning.runner.db_unreachable_at_start", error = %e, "will keep trying");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(
+                event = "learning.runner.db_unreachable_at_start",
+                error = "timeout",
+                "will keep trying"
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn refresh_queue_metrics(pool: PgPool, metrics: Metrics, stop: CancellationToken) {
+    loop {
+        match queue::queue_depth(&pool).await {
+            Ok(depth) => metrics.observe_queue(&depth),
+            Err(_) => metrics.db_errors.with_label_values(&["queue_depth"]).inc(),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(QUEUE_REFRESH) => {}
+        }
+    }
+}
+
+/// Runs the job loop until a signal (or, with `exit_when_drained`, an empty queue).
+pub async fn run(config: RunnerConfig, allow_privileged: bool) -> anyhow::Result<RunSummary> {
+    let adapters = select_adapters(&config)?;
+    let pool = crate::db::lazy_pool(&config.database);
+    check_role(&pool, allow_privileged).await?;
+    let metrics = Metrics::new()?;
+    let state = Arc::new(RunnerState::default());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(crate::shutdown::cancel_on_signal(shutdown.clone()));
+
+    tracing::info!(event = "learning.adapters.selected", backend = adapters.backend,
+        vision = %config.ai.vision_model, feedback = %config.ai.feedback_model,
+        "learning.adapters.selected backend={} vision={} feedback={}", adapters.backend, config.ai.vision_model, config.ai.feedback_model);
+
+    let listener = tokio::net::TcpListener::bind(config.http.addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.http.addr,
+            source,
+        })?;
+    let bound = listener.local_addr().unwrap_or(config.http.addr);
+    tracing::info!(event = "learning.http.listening", addr = %bound);
+    let http_stop = CancellationToken::new();
+    let router = http::router(HttpState {
+        pool: pool.clone(),
+        metrics: metrics.clone(),
+        runner: state.clone(),
+        health_token: config.http.health_token.clone(),
+    });
+    let http_stop_signal = http_stop.clone();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { http_stop_signal.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(event = "learning.http.failed", error = %e);
+        }
+    });
+
+    let background_stop = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    if config.worker.listen_notify {
+        tokio::spawn(wakeup::run_listener(
+            pool.clone(),
+            wake.clone(),
+            background_stop.clone(),
+        ));
+    }
+    tokio::spawn(refresh_queue_metrics(
+        pool.clone(),
+        metrics.clone(),
+        background_stop.clone(),
+    ));
+
+    let worker = Worker {
+        ctx: JobContext {
+            pool: pool.clone(),
+            adapters,
+            metrics: metrics.clone(),
+            max_retries: config.worker.max_retries,
+            backoff: config.worker.backoff,
+            timeout_vision: config.ai.timeout_vision,
+            timeout_feedback: config.ai.timeout_feedback,
+        },
+        config: config.worker.clone(),
+        state,
+        wake,
+    };
+    let summary = worker.run(shutdown.clone()).await;
+
+    background_stop.cancel();
+    http_stop.cancel();
+    let _ = server.await;
+    pool.close().await;
+    Ok(summary)
+}
+
+/// Applies the bundled migrations.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}

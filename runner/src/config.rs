@@ -1,0 +1,554 @@
+//! Typed configuration, validated once at start with errors that name the variable to fix.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+
+use crate::backoff::BackoffPolicy;
+use crate::cli::Settings;
+use crate::dsn::{self, DsnError, Secret};
+use crate::ollama_url::{validate_ollama_base_url, OllamaUrlError};
+
+/// Environments in which the stub backend is refused.
+pub const PRODUCTION_ENVS: [&str; 4] = ["prod", "production", "stage", "staging"];
+/// Timeouts of model calls must lie in this range, in seconds.
+pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=300;
+/// The highest concurrency a runner accepts.
+pub const MAX_CONCURRENCY: usize = 1024;
+
+/// A setting that failed validation.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The DSN is missing, malformed or privileged.
+    #[error(transparent)]
+    Dsn(#[from] DsnError),
+    /// `OLLAMA_BASE_URL` is not acceptable.
+    #[error(transparent)]
+    OllamaUrl(#[from] OllamaUrlError),
+    /// Any other setting, named by its environment variable.
+    #[error("{name}: {problem}")]
+    Invalid {
+        /// The environment variable.
+        name: &'static str,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+}
+
+fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        problem: problem.into(),
+    }
+}
+
+/// Which AI backend runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Deterministic outputs, no model.
+    Stub,
+    /// A local Ollama.
+    Local,
+}
+
+impl Backend {
+    /// The name used in logs and `AI_BACKEND`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Stub => "stub",
+            Backend::Local => "local",
+        }
+    }
+}
+
+/// Reasoning effort for gpt-oss models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThinkLevel {
+    /// Fast.
+    Low,
+    /// Balanced.
+    Medium,
+    /// Thorough.
+    High,
+}
+
+/// Database settings. `Debug` leaves the connection options (and so the password) out.
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    /// Parsed connection options (the password stays inside).
+    pub connect: PgConnectOptions,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("host", &self.connect.get_host())
+            .field("user", &self.connect.get_username())
+            .field("database", &self.connect.get_database())
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// AI settings.
+#[derive(Debug, Clone)]
+pub struct AiConfig {
+    /// The backend.
+    pub backend: Backend,
+    /// Validated Ollama base URL, without trailing slash.
+    pub ollama_base_url: String,
+    /// Vision model.
+    pub vision_model: String,
+    /// Feedback model.
+    pub feedback_model: String,
+    /// Limit of one vision call.
+    pub timeout_vision: Duration,
+    /// Limit of one feedback call.
+    pub timeout_feedback: Duration,
+    /// Ask for schema-constrained JSON.
+    pub structured_output: bool,
+    /// Reasoning effort, only for gpt-oss models.
+    pub think_level: Option<ThinkLevel>,
+    /// Stub latency per call.
+    pub stub_delay: Duration,
+}
+
+/// Loop settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs at once.
+    pub concurrency: usize,
+    /// Transient retries before failing.
+    pub max_retries: u32,
+    /// Retry spacing.
+    pub backoff: BackoffPolicy,
+    /// How long a lease lasts without a heartbeat.
+    pub lease_duration: Duration,
+    /// How often held leases are extended.
+    pub heartbeat_interval: Duration,
+    /// Polling interval when idle.
+    pub poll_interval: Duration,
+    /// Time running jobs get after SIGTERM.
+    pub drain_grace: Duration,
+    /// Exit when nothing is queued or leased.
+    pub exit_when_drained: bool,
+    /// Use LISTEN/NOTIFY wake-ups.
+    pub listen_notify: bool,
+}
+
+/// Submission storage settings.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Local root of the submissions volume.
+    pub verify_root: Option<PathBuf>,
+    /// Supabase URL for the fallback.
+    pub supabase_url: Option<String>,
+    /// Supabase service-role key.
+    pub service_role_key: Option<Secret>,
+    /// Bucket name.
+    pub bucket: String,
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Bearer token for the health endpoint.
+    pub health_token: Option<Secret>,
+}
+
+/// Everything the job loop needs.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Database.
+    pub database: DatabaseConfig,
+    /// AI.
+    pub ai: AiConfig,
+    /// Loop.
+    pub worker: WorkerConfig,
+    /// Storage.
+    pub storage: StorageConfig,
+    /// HTTP.
+    pub http: HttpConfig,
+}
+
+/// The database settings; `guard_privileged` applies the superuser guard (off for `migrate`,
+/// which needs an owner role).
+pub fn database_config(
+    settings: &Settings,
+    guard_privileged: bool,
+    default_pool: u32,
+) -> Result<DatabaseConfig, ConfigError> {
+    let dsn = dsn::pick_dsn([
+        settings.database_url.as_ref(),
+        settings.learning_db_url.as_ref(),
+        settings.fallback_database_url.as_ref(),
+    ])?;
+    let connect = dsn::connect_options(&dsn)?;
+    if guard_privileged {
+        dsn::guard_login(&connect, settings.allow_superuser_dsn)?;
+    }
+    let max_connections = settings.db_max_connections.unwrap_or(default_pool);
+    if max_connections == 0 {
+        return Err(invalid("LEARNING_DB_MAX_CONNECTIONS", "must be at least 1"));
+    }
+    Ok(DatabaseConfig {
+        connect: connect.application_name("learning-runner"),
+        max_connections,
+    })
+}
+
+fn seconds(name: &'static str, value: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
+    if !value.is_finite() || value < min || value > max {
+        return Err(invalid(
+            name,
+            format!("{value} is out of range; allowed {min}..={max} seconds"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn timeout(name: &'static str, value: u64) -> Result<Duration, ConfigError> {
+    if !TIMEOUT_RANGE.contains(&value) {
+        return Err(invalid(
+            name,
+            format!("{value} is out of range; allowed 1..=300 seconds"),
+        ));
+    }
+    Ok(Duration::from_secs(value))
+}
+
+fn backend(settings: &Settings) -> Result<Backend, ConfigError> {
+    let backend = match settings.ai_backend.trim().to_ascii_lowercase().as_str() {
+        "stub" => Backend::Stub,
+        "local" => Backend::Local,
+        other => {
+            return Err(invalid(
+                "AI_BACKEND",
+                format!("unknown backend '{other}'; use 'stub' or 'local'"),
+            ))
+        }
+    };
+    let env = settings
+        .gustav_env
+        .as_deref()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if backend == Backend::Stub && PRODUCTION_ENVS.contains(&env.as_str()) {
+        return Err(invalid(
+            "AI_BACKEND",
+            format!("'stub' is refused when GUSTAV_ENV={env}; set AI_BACKEND=local"),
+        ));
+    }
+    Ok(backend)
+}
+
+fn think_level(settings: &Settings) -> Result<Option<ThinkLevel>, ConfigError> {
+    let Some(raw) = settings
+        .ai_think_level
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(None);
+    };
+    let level = match raw.to_ascii_lowercase().as_str() {
+        "low" => ThinkLevel::Low,
+        "medium" => ThinkLevel::Medium,
+        "high" => ThinkLevel::High,
+        _ => {
+            return Err(invalid(
+                "AI_THINK_LEVEL",
+                format!("'{raw}' is not low, medium or high"),
+            ))
+        }
+    };
+    // Only gpt-oss models understand think levels; for others the setting is ignored.
+    Ok(settings
+        .ai_feedback_model
+        .starts_with("gpt-oss")
+        .then_some(level))
+}
+
+fn non_empty(name: &'static str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(invalid(name, "must not be empty"));
+    }
+    Ok(v.to_owned())
+}
+
+/// Validates every setting the job loop uses.
+pub fn runner_config(settings: &Settings) -> Result<RunnerConfig, ConfigError> {
+    let concurrency = settings.worker_concurrency;
+    if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+        return Err(invalid(
+            "WORKER_CONCURRENCY",
+            format!("{concurrency} is out of range; allowed 1..={MAX_CONCURRENCY}"),
+        ));
+    }
+    let database = database_config(settings, true, concurrency as u32 + 4)?;
+
+    let ai = AiConfig {
+        backend: backend(settings)?,
+        ollama_base_url: validate_ollama_base_url(&settings.ollama_base_url)?,
+        vision_model: non_empty("AI_VISION_MODEL", &settings.ai_vision_model)?,
+        feedback_model: non_empty("AI_FEEDBACK_MODEL", &settings.ai_feedback_model)?,
+        timeout_vision: timeout("AI_TIMEOUT_VISION", settings.ai_timeout_vision)?,
+        timeout_feedback: timeout("AI_TIMEOUT_FEEDBACK", settings.ai_timeout_feedback)?,
+        structured_output: settings.learning_dspy_json_adapter,
+        think_level: think_level(settings)?,
+        stub_delay: Duration::from_millis(settings.ai_stub_delay_ms),
+    };
+
+    let heartbeat_interval = seconds(
+        "WORKER_LEASE_SECONDS",
+        settings.worker_lease_seconds,
+        0.2,
+        3600.0,
+    )?;
+    if !(1.5..=100.0).contains(&settings.worker_lease_multiplier) {
+        return Err(invalid(
+            "WORKER_LEASE_MULTIPLIER",
+            "must lie in 1.5..=100 so a lease outlives a missed heartbeat",
+        ));
+    }
+    let base = seconds(
+        "WORKER_BACKOFF_SECONDS",
+        settings.worker_backoff_seconds,
+        0.0,
+        86_400.0,
+    )?;
+    let cap = seconds(
+        "WORKER_BACKOFF_MAX_SECONDS",
+        settings.worker_backoff_max_seconds,
+        0.0,
+        7.0 * 86_400.0,
+    )?;
+    if cap < base {
+        return Err(invalid(
+            "WORKER_BACKOFF_MAX_SECONDS",
+            "must not be below WORKER_BACKOFF_SECONDS",
+        ));
+    }
+    if settings.worker_max_retries > 100 {
+        return Err(invalid("WORKER_MAX_RETRIES", "must be at most 100"));
+    }
+    let worker = WorkerConfig {
+        concurrency,
+        max_retries: settings.worker_max_retries,
+        backoff: BackoffPolicy {
+            base,
+            cap,
+            jitter_ratio: 0.1,
+        },
+        lease_duration: heartbeat_interval.mul_f64(settings.worker_lease_multiplier),
+        heartbeat_interval,
+        poll_interval: seconds(
+            "WORKER_POLL_INTERVAL",
+            settings.worker_poll_interval,
+            0.01,
+            60.0,
+        )?,
+        drain_grace: seconds(
+            "WORKER_DRAIN_GRACE_SECONDS",
+            settings.worker_drain_grace_seconds,
+            0.0,
+            3600.0,
+        )?,
+        exit_when_drained: settings.exit_when_drained,
+        listen_notify: settings.listen_notify,
+    };
+
+    let storage = StorageConfig {
+        verify_root: settings.storage_verify_root.clone(),
+        supabase_url: settings
+            .supabase_url
+            .clone()
+            .filter(|s| !s.trim().is_empty()),
+        service_role_key: settings.supabase_service_role_key.clone(),
+        bucket: non_empty("LEARNING_STORAGE_BUCKET", &settings.learning_storage_bucket)?,
+    };
+
+    let addr = settings.http_addr.parse::<SocketAddr>().map_err(|_| {
+        invalid(
+            "LEARNING_HTTP_ADDR",
+            format!(
+                "'{}' is not an address like 0.0.0.0:8080",
+                settings.http_addr
+            ),
+        )
+    })?;
+    let http = HttpConfig {
+        addr,
+        health_token: settings
+            .health_token
+            .clone()
+            .filter(|t| !t.expose().is_empty()),
+    };
+
+    Ok(RunnerConfig {
+        database,
+        ai,
+        worker,
+        storage,
+        http,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut argv = vec![
+            "learning-runner",
+            "--database-url",
+            "postgres://gustav_worker:pw@localhost/gustav",
+        ];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().settings
+    }
+
+    fn problem(args: &[&str]) -> String {
+        runner_config(&settings(args)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = runner_config(&settings(&[])).unwrap();
+        assert_eq!(c.ai.backend, Backend::Stub);
+        assert_eq!(c.ai.ollama_base_url, "http://ollama:11434");
+        assert_eq!(c.ai.vision_model, "qwen2.5vl:3b");
+        assert_eq!(c.ai.feedback_model, "gpt-oss:latest");
+        assert_eq!(c.ai.timeout_vision, Duration::from_secs(30));
+        assert_eq!(c.ai.timeout_feedback, Duration::from_secs(15));
+        assert!(c.ai.structured_output);
+        assert_eq!(c.worker.max_retries, 3);
+        assert_eq!(c.worker.backoff.base, Duration::from_secs(10));
+        assert_eq!(c.worker.lease_duration, Duration::from_secs(180));
+        assert_eq!(c.worker.heartbeat_interval, Duration::from_secs(45));
+        assert_eq!(c.worker.concurrency, 1);
+        assert_eq!(c.worker.poll_interval, Duration::from_millis(500));
+        assert_eq!(c.storage.bucket, "submissions");
+        assert_eq!(c.database.max_connections, 5);
+    }
+
+    #[test]
+    fn timeouts_must_lie_in_1_to_300() {
+        assert!(problem(&["--ai-timeout-vision", "0"]).starts_with("AI_TIMEOUT_VISION"));
+        assert!(problem(&["--ai-timeout-feedback", "301"]).starts_with("AI_TIMEOUT_FEEDBACK"));
+        assert!(runner_config(&settings(&["--ai-timeout-vision", "300"])).is_ok());
+    }
+
+    #[test]
+    fn unknown_backends_are_refused() {
+        assert!(problem(&["--ai-backend", "openai"]).contains("unknown backend 'openai'"));
+    }
+
+    #[test]
+    fn stub_is_refused_in_production() {
+        for env in ["prod", "Production", "stage", "staging"] {
+            assert!(problem(&["--gustav-env", env]).contains("refused"), "{env}");
+        }
+        assert!(runner_config(&settings(&["--gustav-env", "dev"])).is_ok());
+        assert!(runner_config(&settings(&[
+            "--gustav-env",
+            "prod",
+            "--ai-backend",
+            "local"
+        ]))
+        .is_ok());
+    }
+
+    #[test]
+    fn public_ollama_hosts_are_refused() {
+        assert!(
+            problem(&["--ollama-base-url", "https://ollama.example.com"]).contains("not local")
+        );
+    }
+
+    #[test]
+    fn superuser_dsn_needs_the_override() {
+        let s = Cli::try_parse_from([
+            "learning-runner",
+            "--database-url",
+            "postgres://postgres@localhost/db",
+        ])
+        .unwrap()
+        .settings;
+        assert!(runner_config(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("privileged"));
+        let allowed = Cli::try_parse_from([
+            "learning-runner",
+            "--database-url",
+            "postgres://postgres@localhost/db",
+            "--allow-superuser-dsn",
+            "true",
+        ])
+        .unwrap()
+        .settings;
+        assert!(runner_config(&allowed).is_ok());
+    }
+
+    #[test]
+    fn debug_output_never_contains_the_password() {
+        let s = Cli::try_parse_from([
+            "learning-runner",
+            "--database-url",
+            "postgres://gustav_worker:hunter2@db/gustav",
+        ])
+        .unwrap()
+        .settings;
+        let config = runner_config(&s).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn concurrency_is_not_capped_at_four() {
+        let c = runner_config(&settings(&["--worker-concurrency", "32"])).unwrap();
+        assert_eq!(c.worker.concurrency, 32);
+        assert!(problem(&["--worker-concurrency", "0"]).starts_with("WORKER_CONCURRENCY"));
+    }
+
+    #[test]
+    fn think_level_applies_only_to_gpt_oss() {
+        let c = runner_config(&settings(&["--ai-think-level", "high"])).unwrap();
+        assert_eq!(c.ai.think_level, Some(ThinkLevel::High));
+        let other = runner_config(&settings(&[
+            "--ai-think-level",
+            "high",
+            "--ai-feedback-model",
+            "llama3",
+        ]))
+        .unwrap();
+        assert_eq!(other.ai.think_level, None);
+        assert!(problem(&["--ai-think-level", "max"]).starts_with("AI_THINK_LEVEL"));
+    }
+
+    #[test]
+    fn bad_listen_address_is_named() {
+        assert!(problem(&["--http-addr", "nowhere"]).starts_with("LEARNING_HTTP_ADDR"));
+    }
+
+    #[test]
+    fn backoff_cap_must_not_undercut_the_base() {
+        assert!(problem(&[
+            "--worker-backoff-seconds",
+            "100",
+            "--worker-backoff-max-seconds",
+            "10"
+        ])
+        .starts_with("WORKER_BACKOFF_MAX_SECONDS"));
+    }
+}

@@ -1,0 +1,128 @@
+//! The leases this runner holds right now, and the heartbeat that extends them.
+//!
+//! One heartbeat statement per interval extends every held lease; a lease that could not be
+//! extended was taken over (or its job vanished) and is counted as lost. The finish of such a
+//! job is refused by the fence anyway; the heartbeat only makes the loss visible early.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+use crate::queue::{self, LeaseRef};
+
+/// Shared set of held leases (job id → lease key).
+#[derive(Clone, Default, Debug)]
+pub struct LeaseRegistry {
+    held: Arc<Mutex<HashMap<Uuid, Uuid>>>,
+}
+
+impl LeaseRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Uuid>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a new lease.
+    pub fn insert(&self, lease: LeaseRef) {
+        self.lock().insert(lease.job_id, lease.lease_key);
+    }
+
+    /// Forgets a lease (the job finished, one way or another).
+    pub fn remove(&self, job_id: Uuid) {
+        self.lock().remove(&job_id);
+    }
+
+    /// Every held lease.
+    pub fn snapshot(&self) -> Vec<LeaseRef> {
+        self.lock()
+            .iter()
+            .map(|(&job_id, &lease_key)| LeaseRef { job_id, lease_key })
+            .collect()
+    }
+
+    /// How many leases are held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no lease is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Extends every held lease once; returns how many were lost.
+pub async fn beat_once(
+    pool: &PgPool,
+    registry: &LeaseRegistry,
+    metrics: &Metrics,
+    lease: Duration,
+) -> Result<usize, sqlx::Error> {
+    let held = registry.snapshot();
+    if held.is_empty() {
+        return Ok(0);
+    }
+    let extended = queue::extend_leases(pool, &held, lease).await?;
+    let lost = held.len() - extended.len();
+    metrics
+        .heartbeats
+        .with_label_values(&["extended"])
+        .inc_by(extended.len() as u64);
+    if lost > 0 {
+        metrics
+            .heartbeats
+            .with_label_values(&["lost"])
+            .inc_by(lost as u64);
+        for gone in held.iter().filter(|h| !extended.contains(h)) {
+            tracing::warn!(event = "learning.lease.lost", job_id = %gone.job_id, "lease could not be extended; another runner holds the job now");
+        }
+    }
+    Ok(lost)
+}
+
+/// Runs the heartbeat every `interval` until `stop` is cancelled.
+pub async fn run_heartbeat(
+    pool: PgPool,
+    registry: LeaseRegistry,
+    metrics: Metrics,
+    interval: Duration,
+    lease: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the first tick fires at once; leases are fresh then
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(e) = beat_once(&pool, &registry, &metrics, lease).await {
+            metrics.heartbeats.with_label_values(&["error"]).inc();
+            metrics.db_errors.with_label_values(&["heartbeat"]).inc();
+            tracing::warn!(event = "learning.lease.heartbeat_failed", error = %e, "could not extend leases; will try again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_tracks_inserts_and_removals() {
+        let r = LeaseRegistry::default();
+        let a = LeaseRef {
+            job_id: Uuid::new_v4(),
+            lease_key: Uuid::new_v4(),
+        };
+        r.insert(a);
+        assert_eq!(r.snapshot(), vec![a]);
+        r.remove(a.job_id);
+        assert!(r.is_empty());
+    }
+}

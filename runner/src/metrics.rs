@@ -1,0 +1,247 @@
+//! The runner's Prometheus metrics: the contract's four (§9) plus durations, lease and
+//! heartbeat counters and queue depth. Labels are bounded sets; no ids, no text.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::error_code::{ErrorCode, Phase};
+use crate::queue::QueueDepth;
+
+/// Outcomes a job can end with, the `status` label of `ai_worker_processed_total`.
+pub const OUTCOMES: [&str; 6] = [
+    "completed",
+    "retried",
+    "failed",
+    "skipped",
+    "lease_lost",
+    "abandoned",
+];
+
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// All metrics of one runner, registered in their own registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Jobs being processed now.
+    pub inflight: IntGauge,
+    /// Finished jobs by outcome.
+    pub processed: IntCounterVec,
+    /// Retries scheduled, by phase.
+    pub retries: IntCounterVec,
+    /// Failed jobs by error code.
+    pub failed: IntCounterVec,
+    /// Whole-job durations by outcome.
+    pub job_duration: HistogramVec,
+    /// Phase durations.
+    pub phase_duration: HistogramVec,
+    /// Finishes refused because another runner held the lease.
+    pub lease_lost: IntCounter,
+    /// Heartbeat results (`extended`, `lost`, `error`).
+    pub heartbeats: IntCounterVec,
+    /// Jobs leased.
+    pub leased: IntCounter,
+    /// Database errors by operation.
+    pub db_errors: IntCounterVec,
+    /// Queue depth by state.
+    pub queue_depth: GaugeVec,
+    /// Age of the oldest visible job.
+    pub oldest_job_age: Gauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric, with every label value pre-created so that series
+    /// exist (at 0) from the first scrape.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let inflight = IntGauge::new(
+            "analysis_jobs_inflight",
+            "Learning jobs being processed right now.",
+        )?;
+        let processed = IntCounterVec::new(
+            Opts::new(
+                "ai_worker_processed_total",
+                "Learning jobs finished, by outcome.",
+            ),
+            &["status"],
+        )?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "ai_worker_retry_total",
+                "Learning jobs scheduled for a retry, by phase.",
+            ),
+            &["phase"],
+        )?;
+        let failed = IntCounterVec::new(
+            Opts::new(
+                "ai_worker_failed_total",
+                "Learning jobs failed for good, by error code.",
+            ),
+            &["error_code"],
+        )?;
+        let job_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "learning_runner_job_duration_seconds",
+                "Time from lease to finish of one job, by outcome.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["outcome"],
+        )?;
+        let phase_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "learning_runner_phase_duration_seconds",
+                "Time spent in one processing phase.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["phase"],
+        )?;
+        let lease_lost = IntCounter::new(
+            "learning_runner_lease_lost_total",
+            "Job results dropped because another runner took the lease over.",
+        )?;
+        let heartbeats = IntCounterVec::new(
+            Opts::new(
+                "learning_runner_heartbeats_total",
+                "Lease extensions, by result.",
+            ),
+            &["result"],
+        )?;
+        let leased = IntCounter::new(
+            "learning_runner_jobs_leased_total",
+            "Jobs leased by this runner.",
+        )?;
+        let db_errors = IntCounterVec::new(
+            Opts::new(
+                "learning_runner_db_errors_total",
+                "Database errors, by operation.",
+            ),
+            &["operation"],
+        )?;
+        let queue_depth = GaugeVec::new(
+            Opts::new(
+                "learning_runner_queue_jobs",
+                "Jobs in the queue by state (visible, delayed, leased, failed).",
+            ),
+            &["state"],
+        )?;
+        let oldest_job_age = Gauge::new(
+            "learning_runner_oldest_job_age_seconds",
+            "Age of the oldest job that is visible and waiting.",
+        )?;
+
+        registry.register(Box::new(inflight.clone()))?;
+        registry.register(Box::new(processed.clone()))?;
+        registry.register(Box::new(retries.clone()))?;
+        registry.register(Box::new(failed.clone()))?;
+        registry.register(Box::new(job_duration.clone()))?;
+        registry.register(Box::new(phase_duration.clone()))?;
+        registry.register(Box::new(lease_lost.clone()))?;
+        registry.register(Box::new(heartbeats.clone()))?;
+        registry.register(Box::new(leased.clone()))?;
+        registry.register(Box::new(db_errors.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(oldest_job_age.clone()))?;
+
+        for outcome in OUTCOMES {
+            processed.with_label_values(&[outcome]);
+        }
+        for phase in [Phase::Vision, Phase::Feedback] {
+            retries.with_label_values(&[phase.as_str()]);
+        }
+        for code in ErrorCode::ALL {
+            failed.with_label_values(&[code.as_str()]);
+        }
+        for result in ["extended", "lost", "error"] {
+            heartbeats.with_label_values(&[result]);
+        }
+        for state in ["visible", "delayed", "leased", "failed"] {
+            queue_depth.with_label_values(&[state]);
+        }
+
+        Ok(Metrics {
+            registry,
+            inflight,
+            processed,
+            retries,
+            failed,
+            job_duration,
+            phase_duration,
+            lease_lost,
+            heartbeats,
+            leased,
+            db_errors,
+            queue_depth,
+            oldest_job_age,
+        })
+    }
+
+    /// Records a queue-depth reading.
+    pub fn observe_queue(&self, depth: &QueueDepth) {
+        self.queue_depth
+            .with_label_values(&["visible"])
+            .set(depth.visible as f64);
+        self.queue_depth
+            .with_label_values(&["delayed"])
+            .set(depth.delayed as f64);
+        self.queue_depth
+            .with_label_values(&["leased"])
+            .set(depth.leased as f64);
+        self.queue_depth
+            .with_label_values(&["failed"])
+            .set(depth.failed as f64);
+        self.oldest_job_age.set(depth.oldest_visible_age_seconds);
+    }
+
+    /// The count of jobs finished with `outcome`.
+    pub fn processed_count(&self, outcome: &str) -> u64 {
+        self.processed.with_label_values(&[outcome]).get()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(event = "learning.metrics.encode_failed", error = %e);
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_the_contract_metrics_from_the_start() {
+        let m = Metrics::new().unwrap();
+        let text = m.render();
+        for name in [
+            "analysis_jobs_inflight 0",
+            "ai_worker_processed_total{status=\"completed\"} 0",
+            "ai_worker_retry_total{phase=\"vision\"} 0",
+            "ai_worker_failed_total{error_code=\"feedback_failed\"} 0",
+            "learning_runner_lease_lost_total 0",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn queue_readings_are_exported() {
+        let m = Metrics::new().unwrap();
+        m.observe_queue(&QueueDepth {
+            visible: 7,
+            delayed: 1,
+            leased: 2,
+            failed: 3,
+            oldest_visible_age_seconds: 12.5,
+        });
+        let text = m.render();
+        assert!(text.contains("learning_runner_queue_jobs{state=\"visible\"} 7"));
+        assert!(text.contains("learning_runner_oldest_job_age_seconds 12.5"));
+    }
+}

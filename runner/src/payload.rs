@@ -1,0 +1,204 @@
+//! The job payload written by the web app (contract §4), parsed into a typed value.
+//! Parsing never panics: every malformation is a [`PayloadError`] that the runner turns into
+//! a visible `input_corrupt` failure.
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Keys the runner adds to cache the vision result across retries.
+pub const CACHED_TEXT_KEY: &str = "cached_text_md";
+/// Companion of [`CACHED_TEXT_KEY`]: metadata the vision step returned.
+pub const CACHED_METADATA_KEY: &str = "cached_raw_metadata";
+
+/// What the runner needs from a job payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPayload {
+    /// The submission this job is for (must equal the job row's `submission_id`).
+    pub submission_id: Uuid,
+    /// The student's identity, used only for the RLS GUC. PII: never log it.
+    pub student_sub: String,
+    /// The teacher's criteria, trimmed, empty ones dropped.
+    pub criteria: Vec<String>,
+    /// The task's instruction (context for feedback only).
+    pub instruction_md: Option<String>,
+    /// The teacher's hints (context for feedback only; never quoted).
+    pub hints_md: Option<String>,
+    /// A vision result cached by an earlier attempt.
+    pub cached_text_md: Option<String>,
+}
+
+/// Why a payload could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// The payload is valid JSON but not an object.
+    #[error("job payload is not a JSON object (found {0})")]
+    NotAnObject(&'static str),
+    /// `student_sub` is missing, not a string, or empty.
+    #[error(
+        "job payload has no student_sub; the submission cannot be read under row-level security"
+    )]
+    MissingStudentSub,
+    /// `submission_id` is present but not a UUID.
+    #[error("job payload submission_id is not a UUID")]
+    BadSubmissionId,
+    /// `submission_id` names another submission than the job row.
+    #[error("job payload submission_id does not match the job's submission")]
+    SubmissionMismatch,
+    /// `criteria` is present but not an array of strings.
+    #[error("job payload criteria is not a list of strings")]
+    BadCriteria,
+}
+
+fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn optional_text(map: &Map<String, Value>, key: &str) -> Option<String> {
+    map.get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// Parses `payload` for the job whose row says `job_submission_id`.
+///
+/// A missing `submission_id` in the payload falls back to the row's value (the row is
+/// authoritative); a present but different one is corrupt.
+pub fn parse_payload(payload: &Value, job_submission_id: Uuid) -> Result<JobPayload, PayloadError> {
+    let map = payload
+        .as_object()
+        .ok_or_else(|| PayloadError::NotAnObject(json_type_name(payload)))?;
+
+    let submission_id = match map.get("submission_id") {
+        None | Some(Value::Null) => job_submission_id,
+        Some(Value::String(s)) => Uuid::parse_str(s).map_err(|_| PayloadError::BadSubmissionId)?,
+        Some(_) => return Err(PayloadError::BadSubmissionId),
+    };
+    if submission_id != job_submission_id {
+        return Err(PayloadError::SubmissionMismatch);
+    }
+
+    let student_sub = map
+        .get("student_sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or(PayloadError::MissingStudentSub)?
+        .to_owned();
+
+    let criteria = match map.get("criteria") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::trim)
+                    .ok_or(PayloadError::BadCriteria)
+            })
+            .filter(|r| !matches!(r, Ok("")))
+            .map(|r| r.map(str::to_owned))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err(PayloadError::BadCriteria),
+    };
+
+    Ok(JobPayload {
+        submission_id,
+        student_sub,
+        criteria,
+        instruction_md: optional_text(map, "instruction_md"),
+        hints_md: optional_text(map, "hints_md"),
+        cached_text_md: optional_text(map, CACHED_TEXT_KEY),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id() -> Uuid {
+        Uuid::parse_str("0b4c7a8e-4a4e-4c55-9a0e-3f0c9d7d1a11").unwrap()
+    }
+
+    #[test]
+    fn parses_a_full_payload() {
+        let p = json!({
+            "submission_id": id().to_string(), "course_id": "c", "task_id": "t",
+            "student_sub": "stud-1", "kind": "text", "attempt_nr": 1,
+            "criteria": [" Struktur ", "", "Inhalt"], "instruction_md": "Schreibe", "hints_md": null
+        });
+        let parsed = parse_payload(&p, id()).unwrap();
+        assert_eq!(parsed.student_sub, "stud-1");
+        assert_eq!(parsed.criteria, ["Struktur", "Inhalt"]);
+        assert_eq!(parsed.instruction_md.as_deref(), Some("Schreibe"));
+        assert_eq!(parsed.hints_md, None);
+        assert_eq!(parsed.cached_text_md, None);
+    }
+
+    #[test]
+    fn rejects_non_objects() {
+        assert_eq!(
+            parse_payload(&json!([1]), id()),
+            Err(PayloadError::NotAnObject("an array"))
+        );
+        assert_eq!(
+            parse_payload(&json!("x"), id()),
+            Err(PayloadError::NotAnObject("a string"))
+        );
+    }
+
+    #[test]
+    fn requires_a_student_sub() {
+        let p = json!({"submission_id": id().to_string(), "criteria": []});
+        assert_eq!(
+            parse_payload(&p, id()),
+            Err(PayloadError::MissingStudentSub)
+        );
+        let blank = json!({"student_sub": "  "});
+        assert_eq!(
+            parse_payload(&blank, id()),
+            Err(PayloadError::MissingStudentSub)
+        );
+    }
+
+    #[test]
+    fn submission_id_must_match_the_row() {
+        let other = Uuid::new_v4();
+        let p = json!({"submission_id": other.to_string(), "student_sub": "s"});
+        assert_eq!(
+            parse_payload(&p, id()),
+            Err(PayloadError::SubmissionMismatch)
+        );
+        let bad = json!({"submission_id": "nope", "student_sub": "s"});
+        assert_eq!(
+            parse_payload(&bad, id()),
+            Err(PayloadError::BadSubmissionId)
+        );
+        let missing = json!({"student_sub": "s"});
+        assert_eq!(parse_payload(&missing, id()).unwrap().submission_id, id());
+    }
+
+    #[test]
+    fn criteria_must_be_strings() {
+        let p = json!({"student_sub": "s", "criteria": ["a", 3]});
+        assert_eq!(parse_payload(&p, id()), Err(PayloadError::BadCriteria));
+        let p = json!({"student_sub": "s", "criteria": "a"});
+        assert_eq!(parse_payload(&p, id()), Err(PayloadError::BadCriteria));
+    }
+
+    #[test]
+    fn reads_the_cached_vision_text() {
+        let p = json!({"student_sub": "s", "cached_text_md": "# Text"});
+        assert_eq!(
+            parse_payload(&p, id()).unwrap().cached_text_md.as_deref(),
+            Some("# Text")
+        );
+    }
+}
