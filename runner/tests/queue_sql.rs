@@ -26,12 +26,21 @@ async fn lease_takes_visible_jobs_oldest_first_and_marks_them() {
         .unwrap();
 
     let jobs = queue::lease_jobs(&worker, 10, LEASE).await.unwrap();
-    assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![second, first]);
+    assert_eq!(
+        jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![second, first]
+    );
     let state = fixtures::job(&db.admin, first).await.unwrap();
     assert_eq!(state.status, "leased");
     assert!(state.leased && state.has_lease_expiry);
     assert_ne!(jobs[0].lease_key, jobs[1].lease_key);
-    assert!(queue::lease_jobs(&worker, 10, LEASE).await.unwrap().is_empty(), "leased jobs are not leased twice");
+    assert!(
+        queue::lease_jobs(&worker, 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased jobs are not leased twice"
+    );
 }
 
 #[tokio::test]
@@ -44,7 +53,13 @@ async fn lease_honours_visible_at_exactly_and_the_limit() {
         .execute(&db.admin)
         .await
         .unwrap();
-    assert!(queue::lease_jobs(&worker, 10, LEASE).await.unwrap().is_empty(), "no early window before visible_at");
+    assert!(
+        queue::lease_jobs(&worker, 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no early window before visible_at"
+    );
     for i in 0..3 {
         fixtures::enqueue(&db.admin, &NewSubmission::text(&format!("s{i}"), "x")).await;
     }
@@ -57,7 +72,9 @@ async fn expired_leases_are_leasable_again_without_touching_retry_count() {
     let db = TestDb::new().await;
     let worker = db.worker_pool(2).await;
     let (_, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
-    let first = queue::lease_jobs(&worker, 1, Duration::from_millis(200)).await.unwrap();
+    let first = queue::lease_jobs(&worker, 1, Duration::from_millis(200))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let second = queue::lease_jobs(&worker, 1, LEASE).await.unwrap();
     assert_eq!(second.len(), 1);
@@ -93,12 +110,18 @@ async fn heartbeat_extends_held_leases_and_reports_lost_ones() {
     let db = TestDb::new().await;
     let worker = db.worker_pool(2).await;
     fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
-    let job = queue::lease_jobs(&worker, 1, Duration::from_secs(2)).await.unwrap().remove(0);
+    let job = queue::lease_jobs(&worker, 1, Duration::from_secs(2))
+        .await
+        .unwrap()
+        .remove(0);
     let stale = LeaseRef {
         job_id: job.id,
         lease_key: Uuid::new_v4(),
     };
-    let extended = queue::extend_leases(&worker, &[job.lease_ref(), stale], Duration::from_secs(120)).await.unwrap();
+    let extended =
+        queue::extend_leases(&worker, &[job.lease_ref(), stale], Duration::from_secs(120))
+            .await
+            .unwrap();
     assert_eq!(extended, vec![job.lease_ref()]);
     let until: f64 = sqlx::query_scalar("select extract(epoch from leased_until - now())::float8 from learning_submission_jobs where id = $1")
         .bind(job.id)
@@ -112,14 +135,27 @@ async fn heartbeat_extends_held_leases_and_reports_lost_ones() {
 async fn read_submission_sees_only_the_payload_students_row() {
     let db = TestDb::new().await;
     let worker = db.worker_pool(2).await;
-    let (sub, _) = fixtures::enqueue(&db.admin, &NewSubmission::text("student-a", "Mein Text")).await;
-    let row = queue::read_submission(&worker, "student-a", sub).await.unwrap().unwrap();
+    let (sub, _) =
+        fixtures::enqueue(&db.admin, &NewSubmission::text("student-a", "Mein Text")).await;
+    let row = queue::read_submission(&worker, "student-a", sub)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.kind, "text");
     assert_eq!(row.text_body.as_deref(), Some("Mein Text"));
     assert_eq!(row.analysis_status, "pending");
-    assert!(queue::read_submission(&worker, "student-b", sub).await.unwrap().is_none(), "RLS hides other students");
+    assert!(
+        queue::read_submission(&worker, "student-b", sub)
+            .await
+            .unwrap()
+            .is_none(),
+        "RLS hides other students"
+    );
     // The GUC is transaction-local: a plain read afterwards sees nothing.
-    let leaked: i64 = sqlx::query_scalar("select count(*) from learning_submissions").fetch_one(&worker).await.unwrap();
+    let leaked: i64 = sqlx::query_scalar("select count(*) from learning_submissions")
+        .fetch_one(&worker)
+        .await
+        .unwrap();
     assert_eq!(leaked, 0);
 }
 
@@ -128,9 +164,21 @@ async fn complete_deletes_the_job_and_stores_the_result() {
     let db = TestDb::new().await;
     let worker = db.worker_pool(2).await;
     let (sub, job_id) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
-    let job = queue::lease_jobs(&worker, 1, LEASE).await.unwrap().remove(0);
+    let job = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
     let analysis = json!({"schema": "criteria.v2", "score": 4, "criteria_results": []});
-    let r = queue::complete(&worker, job.lease_ref(), sub, "Text", "Gut gemacht", &analysis).await.unwrap();
+    let r = queue::complete(
+        &worker,
+        job.lease_ref(),
+        sub,
+        "Text",
+        "Gut gemacht",
+        &analysis,
+    )
+    .await
+    .unwrap();
     assert_eq!(r, Fenced::Applied);
     assert!(fixtures::job(&db.admin, job_id).await.is_none());
     let s = fixtures::submission(&db.admin, sub).await;
@@ -145,22 +193,51 @@ async fn retry_requeues_with_backoff_caches_vision_and_records_the_attempt() {
     let db = TestDb::new().await;
     let worker = db.worker_pool(2).await;
     let (sub, job_id) = fixtures::enqueue(&db.admin, &NewSubmission::image("s1")).await;
-    let job = queue::lease_jobs(&worker, 1, LEASE).await.unwrap().remove(0);
+    let job = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
     let cache = VisionCache {
         text_md: "# erkannt".into(),
         raw_metadata: json!({"model": "m"}),
     };
-    let r = queue::retry(&worker, job.lease_ref(), sub, Phase::Feedback, "model timeout", Duration::from_secs(20), Some(&cache))
-        .await
-        .unwrap();
+    let r = queue::retry(
+        &worker,
+        job.lease_ref(),
+        sub,
+        Phase::Feedback,
+        "model timeout",
+        Duration::from_secs(20),
+        Some(&cache),
+    )
+    .await
+    .unwrap();
     assert_eq!(r, Fenced::Applied);
     let j = fixtures::job(&db.admin, job_id).await.unwrap();
-    assert_eq!((j.status.as_str(), j.retry_count, j.leased, j.has_lease_expiry), ("queued", 1, false, false));
-    assert!(j.visible_in_seconds > 19.0 && j.visible_in_seconds <= 20.0, "{}", j.visible_in_seconds);
+    assert_eq!(
+        (
+            j.status.as_str(),
+            j.retry_count,
+            j.leased,
+            j.has_lease_expiry
+        ),
+        ("queued", 1, false, false)
+    );
+    assert!(
+        j.visible_in_seconds > 19.0 && j.visible_in_seconds <= 20.0,
+        "{}",
+        j.visible_in_seconds
+    );
     assert_eq!(j.payload["cached_text_md"], "# erkannt");
-    assert_eq!(j.payload["student_sub"], "s1", "the payload keeps its fields");
+    assert_eq!(
+        j.payload["student_sub"], "s1",
+        "the payload keeps its fields"
+    );
     let s = fixtures::submission(&db.admin, sub).await;
-    assert_eq!((s.status.as_str(), s.error_code.as_deref()), ("pending", Some("feedback_retrying")));
+    assert_eq!(
+        (s.status.as_str(), s.error_code.as_deref()),
+        ("pending", Some("feedback_retrying"))
+    );
     assert_eq!(s.feedback_last_error.as_deref(), Some("model timeout"));
 }
 
@@ -169,15 +246,38 @@ async fn fail_marks_job_and_submission_failed() {
     let db = TestDb::new().await;
     let worker = db.worker_pool(2).await;
     let (sub, job_id) = fixtures::enqueue(&db.admin, &NewSubmission::image("s1")).await;
-    let job = queue::lease_jobs(&worker, 1, LEASE).await.unwrap().remove(0);
-    let r = queue::fail(&worker, job.lease_ref(), sub, ErrorCode::VisionFailed, "unreadable").await.unwrap();
+    let job = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    let r = queue::fail(
+        &worker,
+        job.lease_ref(),
+        sub,
+        ErrorCode::VisionFailed,
+        "unreadable",
+    )
+    .await
+    .unwrap();
     assert_eq!(r, Fenced::Applied);
     let j = fixtures::job(&db.admin, job_id).await.unwrap();
-    assert_eq!((j.status.as_str(), j.error_code.as_deref(), j.leased), ("failed", Some("vision_failed"), false));
+    assert_eq!(
+        (j.status.as_str(), j.error_code.as_deref(), j.leased),
+        ("failed", Some("vision_failed"), false)
+    );
     let s = fixtures::submission(&db.admin, sub).await;
-    assert_eq!((s.status.as_str(), s.error_code.as_deref()), ("failed", Some("vision_failed")));
+    assert_eq!(
+        (s.status.as_str(), s.error_code.as_deref()),
+        ("failed", Some("vision_failed"))
+    );
     assert_eq!(s.vision_last_error.as_deref(), Some("unreadable"));
-    assert!(queue::lease_jobs(&worker, 1, LEASE).await.unwrap().is_empty(), "failed jobs are never leased again");
+    assert!(
+        queue::lease_jobs(&worker, 1, LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "failed jobs are never leased again"
+    );
 }
 
 #[tokio::test]
@@ -185,23 +285,62 @@ async fn every_finish_is_fenced_by_the_lease_key() {
     let db = TestDb::new().await;
     let worker = db.worker_pool(2).await;
     let (sub, job_id) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
-    let ours = queue::lease_jobs(&worker, 1, Duration::from_millis(100)).await.unwrap().remove(0);
+    let ours = queue::lease_jobs(&worker, 1, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .remove(0);
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let theirs = queue::lease_jobs(&worker, 1, LEASE).await.unwrap().remove(0);
+    let theirs = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(theirs.id, ours.id);
 
     let stale = ours.lease_ref();
     let analysis = json!({});
-    assert_eq!(queue::complete(&worker, stale, sub, "t", "f", &analysis).await.unwrap(), Fenced::LeaseLost);
-    assert_eq!(queue::retry(&worker, stale, sub, Phase::Vision, "m", Duration::from_secs(1), None).await.unwrap(), Fenced::LeaseLost);
-    assert_eq!(queue::fail(&worker, stale, sub, ErrorCode::VisionFailed, "m").await.unwrap(), Fenced::LeaseLost);
-    assert_eq!(queue::discard(&worker, stale).await.unwrap(), Fenced::LeaseLost);
+    assert_eq!(
+        queue::complete(&worker, stale, sub, "t", "f", &analysis)
+            .await
+            .unwrap(),
+        Fenced::LeaseLost
+    );
+    assert_eq!(
+        queue::retry(
+            &worker,
+            stale,
+            sub,
+            Phase::Vision,
+            "m",
+            Duration::from_secs(1),
+            None
+        )
+        .await
+        .unwrap(),
+        Fenced::LeaseLost
+    );
+    assert_eq!(
+        queue::fail(&worker, stale, sub, ErrorCode::VisionFailed, "m")
+            .await
+            .unwrap(),
+        Fenced::LeaseLost
+    );
+    assert_eq!(
+        queue::discard(&worker, stale).await.unwrap(),
+        Fenced::LeaseLost
+    );
     assert_eq!(queue::release(&worker, &[stale]).await.unwrap(), 0);
 
     let j = fixtures::job(&db.admin, job_id).await.unwrap();
-    assert_eq!((j.status.as_str(), j.retry_count), ("leased", 0), "the new holder's job is untouched");
+    assert_eq!(
+        (j.status.as_str(), j.retry_count),
+        ("leased", 0),
+        "the new holder's job is untouched"
+    );
     let s = fixtures::submission(&db.admin, sub).await;
-    assert_eq!((s.status.as_str(), s.error_code, s.vision_attempts), ("pending", None, 0));
+    assert_eq!(
+        (s.status.as_str(), s.error_code, s.vision_attempts),
+        ("pending", None, 0)
+    );
 }
 
 #[tokio::test]
@@ -214,9 +353,22 @@ async fn release_and_discard() {
     let by_id = |id| jobs.iter().find(|j| j.id == id).unwrap().lease_ref();
     assert_eq!(queue::release(&worker, &[by_id(a)]).await.unwrap(), 1);
     let released = fixtures::job(&db.admin, a).await.unwrap();
-    assert_eq!((released.status.as_str(), released.leased, released.retry_count), ("queued", false, 0));
-    assert!(released.visible_in_seconds <= 0.0, "released jobs are visible at once");
-    assert_eq!(queue::discard(&worker, by_id(b)).await.unwrap(), Fenced::Applied);
+    assert_eq!(
+        (
+            released.status.as_str(),
+            released.leased,
+            released.retry_count
+        ),
+        ("queued", false, 0)
+    );
+    assert!(
+        released.visible_in_seconds <= 0.0,
+        "released jobs are visible at once"
+    );
+    assert_eq!(
+        queue::discard(&worker, by_id(b)).await.unwrap(),
+        Fenced::Applied
+    );
     assert!(fixtures::job(&db.admin, b).await.is_none());
 }
 
@@ -228,14 +380,19 @@ async fn queue_depth_counts_by_state() {
         fixtures::enqueue(&db.admin, &NewSubmission::text(&format!("s{i}"), "x")).await;
     }
     let (_, delayed) = fixtures::enqueue(&db.admin, &NewSubmission::text("d", "x")).await;
-    sqlx::query("update learning_submission_jobs set visible_at = now() + interval '1 hour' where id = $1")
-        .bind(delayed)
-        .execute(&db.admin)
-        .await
-        .unwrap();
+    sqlx::query(
+        "update learning_submission_jobs set visible_at = now() + interval '1 hour' where id = $1",
+    )
+    .bind(delayed)
+    .execute(&db.admin)
+    .await
+    .unwrap();
     queue::lease_jobs(&worker, 1, LEASE).await.unwrap();
     let depth = queue::queue_depth(&worker).await.unwrap();
-    assert_eq!((depth.visible, depth.delayed, depth.leased, depth.failed), (2, 1, 1, 0));
+    assert_eq!(
+        (depth.visible, depth.delayed, depth.leased, depth.failed),
+        (2, 1, 1, 0)
+    );
     assert!(depth.oldest_visible_age_seconds >= 0.0);
     assert_eq!(queue::unfinished_jobs(&worker).await.unwrap(), 4);
 }
@@ -246,7 +403,10 @@ async fn health_probe_schema_check_and_role_check() {
     let worker = db.worker_pool(2).await;
     let (role, checks) = queue::health_probe(&worker).await.unwrap();
     assert_eq!(role, "gustav_worker");
-    let names: Vec<_> = checks.iter().map(|c| (c.check.as_str(), c.status.as_str())).collect();
+    let names: Vec<_> = checks
+        .iter()
+        .map(|c| (c.check.as_str(), c.status.as_str()))
+        .collect();
     assert_eq!(names, vec![("db_role", "ok"), ("queue_visibility", "ok")]);
     assert!(queue::schema_present(&worker).await.unwrap());
     assert!(!queue::role_bypasses_rls(&worker).await.unwrap());

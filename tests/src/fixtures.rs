@@ -68,7 +68,12 @@ pub async fn enqueue(pool: &PgPool, s: &NewSubmission) -> (Uuid, Uuid) {
 }
 
 /// Like [`enqueue`] with an explicit (possibly malformed) payload.
-pub async fn enqueue_with_payload(pool: &PgPool, s: &NewSubmission, submission_id: Uuid, payload: Value) -> (Uuid, Uuid) {
+pub async fn enqueue_with_payload(
+    pool: &PgPool,
+    s: &NewSubmission,
+    submission_id: Uuid,
+    payload: Value,
+) -> (Uuid, Uuid) {
     let mut tx = pool.begin().await.expect("begin");
     let (size, sha) = if s.storage_key.is_some() {
         (Some(1234), Some("a".repeat(64)))

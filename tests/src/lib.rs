@@ -47,7 +47,11 @@ fn start_cluster() -> Cluster {
         }
     }
     let script = workspace_root().join("scripts/throwaway-pg.sh");
-    let dir = std::env::temp_dir().join(format!("learning-pg-{}-{}", std::process::id(), Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "learning-pg-{}-{}",
+        std::process::id(),
+        Uuid::new_v4().simple()
+    ));
     let out = Command::new("bash")
         .arg(&script)
         .arg("start")
@@ -94,14 +98,18 @@ pub struct TestDb {
 impl TestDb {
     /// Creates a fresh database, applies the migrations, and makes `gustav_worker` a login role.
     pub async fn new() -> TestDb {
-        let base = PgConnectOptions::from_str(&cluster().admin_url).expect("DATABASE_URL is not a postgres URL");
+        let base = PgConnectOptions::from_str(&cluster().admin_url)
+            .expect("DATABASE_URL is not a postgres URL");
         let server = PgPoolOptions::new()
             .max_connections(1)
             .connect_with(base.clone())
             .await
             .expect("cannot connect to the test cluster");
         let name = format!("lrt_{}", Uuid::new_v4().simple());
-        sqlx::query(&format!("create database {name}")).execute(&server).await.expect("create database");
+        sqlx::query(&format!("create database {name}"))
+            .execute(&server)
+            .await
+            .expect("create database");
         server.close().await;
 
         let admin_options = base.database(&name).disable_statement_logging();
@@ -110,12 +118,18 @@ impl TestDb {
             .connect_with(admin_options.clone())
             .await
             .expect("connect to the test database");
-        MIGRATOR.run(&admin).await.expect("migrations apply to an empty database");
+        MIGRATOR
+            .run(&admin)
+            .await
+            .expect("migrations apply to an empty database");
         // Production gives the role LOGIN and a password out of band; the tests do the same.
         // Roles are cluster-wide, and concurrent ALTER ROLE can collide: retry once.
         let grant = format!("alter role gustav_worker login password '{WORKER_PASSWORD}'");
         if sqlx::query(&grant).execute(&admin).await.is_err() {
-            sqlx::query(&grant).execute(&admin).await.expect("alter role gustav_worker");
+            sqlx::query(&grant)
+                .execute(&admin)
+                .await
+                .expect("alter role gustav_worker");
         }
         TestDb {
             name,
@@ -126,7 +140,10 @@ impl TestDb {
 
     /// Connection options for this database as `gustav_worker`.
     pub fn worker_options(&self) -> PgConnectOptions {
-        self.admin_options.clone().username("gustav_worker").password(WORKER_PASSWORD)
+        self.admin_options
+            .clone()
+            .username("gustav_worker")
+            .password(WORKER_PASSWORD)
     }
 
     /// A URL for this database as `gustav_worker`, for runner processes.

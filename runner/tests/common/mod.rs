@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use learning_runner::adapters::stub::StubBackend;
 use learning_runner::adapters::{
-    AdapterError, Adapters, FeedbackAdapter, FeedbackOutput, FeedbackRequest, VisionAdapter, VisionOutput, VisionRequest,
+    AdapterError, Adapters, FeedbackAdapter, FeedbackOutput, FeedbackRequest, VisionAdapter,
+    VisionOutput, VisionRequest,
 };
 use learning_runner::backoff::BackoffPolicy;
 use learning_runner::metrics::Metrics;
@@ -38,6 +39,9 @@ pub struct Scripted {
     pub feedback_calls: AtomicUsize,
     /// Texts the feedback adapter saw (to check what reached the model).
     pub feedback_texts: Mutex<Vec<String>>,
+    /// Calls running right now, and the most ever seen at once.
+    pub active: AtomicUsize,
+    pub max_active: AtomicUsize,
 }
 
 impl Scripted {
@@ -55,6 +59,8 @@ impl Scripted {
             vision_calls: AtomicUsize::new(0),
             feedback_calls: AtomicUsize::new(0),
             feedback_texts: Mutex::new(Vec::new()),
+            active: AtomicUsize::new(0),
+            max_active: AtomicUsize::new(0),
         })
     }
 
@@ -92,7 +98,10 @@ impl VisionAdapter for Scripted {
             Script::Stub => self.stub.extract(request).await,
             Script::Fail(e) => Err(e),
             Script::Sleep(d) => {
+                let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_active.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(d).await;
+                self.active.fetch_sub(1, Ordering::SeqCst);
                 self.stub.extract(request).await
             }
             Script::Panic => panic!("scripted vision panic"),
@@ -104,7 +113,10 @@ impl VisionAdapter for Scripted {
 impl FeedbackAdapter for Scripted {
     async fn feedback(&self, request: &FeedbackRequest) -> Result<FeedbackOutput, AdapterError> {
         self.feedback_calls.fetch_add(1, Ordering::SeqCst);
-        self.feedback_texts.lock().unwrap().push(request.text_md.clone());
+        self.feedback_texts
+            .lock()
+            .unwrap()
+            .push(request.text_md.clone());
         match Self::next(&self.feedback_script) {
             Script::Stub => self.stub.feedback(request).await,
             Script::Fail(e) => Err(e),
@@ -141,3 +153,45 @@ pub fn context(pool: &PgPool, adapters: Adapters) -> JobContext {
 
 /// The lease length tests use.
 pub const LEASE: Duration = Duration::from_secs(30);
+
+/// Runs a whole worker loop in-process until no queued or leased job is left.
+pub async fn run_until_drained(
+    pool: &PgPool,
+    ctx: JobContext,
+    concurrency: usize,
+) -> learning_runner::worker::RunSummary {
+    use learning_runner::config::WorkerConfig;
+    use learning_runner::worker::{RunnerState, Worker};
+    let _ = pool;
+    let worker = Worker {
+        ctx,
+        config: WorkerConfig {
+            concurrency,
+            max_retries: 3,
+            backoff: backoff(),
+            lease_duration: LEASE,
+            heartbeat_interval: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(50),
+            drain_grace: Duration::from_secs(5),
+            exit_when_drained: true,
+            listen_notify: false,
+        },
+        state: Arc::new(RunnerState::default()),
+        wake: Arc::new(tokio::sync::Notify::new()),
+    };
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        worker.run(tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("the worker drains the queue within a minute")
+}
+
+/// Leases the one queued job and processes it.
+pub async fn process_next(ctx: &JobContext) -> learning_runner::process::JobOutcome {
+    let mut jobs = learning_runner::queue::lease_jobs(&ctx.pool, 1, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "exactly one job is leasable");
+    learning_runner::process::process_job(ctx, jobs.remove(0)).await
+}
