@@ -221,3 +221,26 @@ pub async fn make_all_visible(pool: &PgPool) {
         .await
         .expect("make visible");
 }
+
+/// Inserts `n` text submissions with their jobs in one statement (for load tests and
+/// benchmarks); returns nothing, the caller counts by status.
+pub async fn enqueue_bulk_text(pool: &PgPool, n: i64) {
+    sqlx::query(
+        r#"
+        with s as (
+            insert into learning_submissions (course_id, task_id, student_sub, kind, text_body, attempt_nr)
+            select gen_random_uuid(), gen_random_uuid(), 'bulk-student-' || g, 'text', 'Aufsatz Nummer ' || g, 1
+              from generate_series(1, $1) as g
+            returning id, student_sub
+        )
+        insert into learning_submission_jobs (submission_id, payload)
+        select id, jsonb_build_object('submission_id', id, 'student_sub', student_sub, 'kind', 'text',
+                                      'attempt_nr', 1, 'criteria', jsonb_build_array('Inhalt', 'Sprache'))
+          from s
+        "#,
+    )
+    .bind(n)
+    .execute(pool)
+    .await
+    .expect("bulk enqueue");
+}

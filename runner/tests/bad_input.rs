@@ -1,0 +1,286 @@
+//! Bad input gets a defined, visible outcome and the runner keeps going: malformed payloads,
+//! missing fields, unknown kinds, missing or invisible submission rows, a dead database.
+
+mod common;
+
+use std::time::Duration;
+
+use learning_runner::process::JobOutcome;
+use learning_tests::fixtures::{self, NewSubmission};
+use learning_tests::TestDb;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use common::{context, process_next, run_until_drained, Scripted};
+
+async fn enqueue_raw(
+    db: &TestDb,
+    submission: &NewSubmission,
+    payload: impl FnOnce(Uuid) -> Value,
+) -> (Uuid, Uuid) {
+    let id = Uuid::new_v4();
+    fixtures::enqueue_with_payload(&db.admin, submission, id, payload(id)).await
+}
+
+async fn assert_failed(db: &TestDb, sub: Uuid, job: Uuid, code: &str) {
+    let j = fixtures::job(&db.admin, job)
+        .await
+        .expect("the failed job stays visible");
+    assert_eq!(
+        (j.status.as_str(), j.error_code.as_deref(), j.leased),
+        ("failed", Some(code), false)
+    );
+    let s = fixtures::submission(&db.admin, sub).await;
+    assert_eq!(
+        (s.status.as_str(), s.error_code.as_deref()),
+        ("failed", Some(code))
+    );
+    assert!(
+        s.vision_last_error.is_some(),
+        "the reason is recorded for the teacher"
+    );
+}
+
+#[tokio::test]
+async fn a_payload_that_is_not_an_object_fails_as_input_corrupt() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let ctx = context(&pool, Scripted::stub().adapters());
+    let (sub, job) = enqueue_raw(&db, &NewSubmission::text("s1", "x"), |_| {
+        json!(["not", "an", "object"])
+    })
+    .await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
+    assert_failed(&db, sub, job, "input_corrupt").await;
+    let s = fixtures::submission(&db.admin, sub).await;
+    assert!(s.vision_last_error.unwrap().contains("not a JSON object"));
+}
+
+#[tokio::test]
+async fn a_payload_without_student_sub_fails_visibly_instead_of_staying_pending() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let ctx = context(&pool, Scripted::stub().adapters());
+    let (sub, job) = enqueue_raw(
+        &db,
+        &NewSubmission::text("s1", "x"),
+        |id| json!({"submission_id": id, "criteria": ["A"]}),
+    )
+    .await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
+    assert_failed(&db, sub, job, "input_corrupt").await;
+}
+
+#[tokio::test]
+async fn missing_optional_fields_take_their_defaults() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let ctx = context(&pool, Scripted::stub().adapters());
+    let (sub, _) = enqueue_raw(
+        &db,
+        &NewSubmission::text("s1", "x"),
+        |_| json!({"student_sub": "s1"}),
+    )
+    .await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Completed);
+    let s = fixtures::submission(&db.admin, sub).await;
+    assert_eq!(
+        s.analysis_json,
+        Some(json!({})),
+        "no criteria: feedback only, analysis {{}}"
+    );
+    assert!(s.feedback_md.is_some());
+}
+
+#[tokio::test]
+async fn wrongly_typed_fields_fail_as_input_corrupt() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let ctx = context(&pool, Scripted::stub().adapters());
+    let (sub, job) = enqueue_raw(
+        &db,
+        &NewSubmission::text("s1", "x"),
+        |_| json!({"student_sub": "s1", "criteria": "A, B"}),
+    )
+    .await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
+    assert_failed(&db, sub, job, "input_corrupt").await;
+    let (sub, job) = enqueue_raw(
+        &db,
+        &NewSubmission::text("s2", "x"),
+        |_| json!({"student_sub": "s2", "submission_id": Uuid::new_v4()}),
+    )
+    .await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
+    assert_failed(&db, sub, job, "input_corrupt").await;
+}
+
+#[tokio::test]
+async fn an_unknown_kind_fails_as_input_unsupported() {
+    let db = TestDb::new().await;
+    // GUSTAV may one day add a kind this runner does not know; simulate it.
+    let constraint: String = sqlx::query_scalar(
+        "select conname::text from pg_constraint where conrelid = 'learning_submissions'::regclass and pg_get_constraintdef(oid) like '%kind%'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "alter table learning_submissions drop constraint {constraint}"
+    ))
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    let pool = db.worker_pool(4).await;
+    let ctx = context(&pool, Scripted::stub().adapters());
+    let mut audio = NewSubmission::text("s1", "x");
+    audio.kind = "audio";
+    let (sub, job) = fixtures::enqueue(&db.admin, &audio).await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
+    assert_failed(&db, sub, job, "input_unsupported").await;
+}
+
+#[tokio::test]
+async fn a_submission_invisible_under_rls_fails_as_input_corrupt() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let ctx = context(&pool, Scripted::stub().adapters());
+    let (sub, job) = enqueue_raw(
+        &db,
+        &NewSubmission::text("the-real-student", "x"),
+        |id| json!({"submission_id": id, "student_sub": "someone-else"}),
+    )
+    .await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
+    assert_failed(&db, sub, job, "input_corrupt").await;
+}
+
+#[tokio::test]
+async fn a_missing_submission_row_fails_the_job_without_touching_anything_else() {
+    let db = TestDb::new().await;
+    // Our schema cascades deletes; a GUSTAV copy without the foreign key can hold orphans.
+    sqlx::query(
+        "alter table learning_submission_jobs drop constraint if exists learning_submission_jobs_submission_id_fkey",
+    )
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    let fk_left: i64 = sqlx::query_scalar("select count(*) from pg_constraint where conrelid = 'learning_submission_jobs'::regclass and contype = 'f'")
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(fk_left, 0, "the foreign key was dropped");
+    let pool = db.worker_pool(4).await;
+    let ctx = context(&pool, Scripted::stub().adapters());
+    let (sub, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "x")).await;
+    sqlx::query("delete from learning_submissions where id = $1")
+        .bind(sub)
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
+    let j = fixtures::job(&db.admin, job).await.unwrap();
+    assert_eq!(
+        (j.status.as_str(), j.error_code.as_deref()),
+        ("failed", Some("input_corrupt"))
+    );
+}
+
+#[tokio::test]
+async fn finished_submissions_are_skipped_and_their_jobs_removed() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let adapters = Scripted::stub();
+    let ctx = context(&pool, adapters.adapters());
+    let mut done = NewSubmission::text("s1", "x");
+    done.analysis_status = "completed";
+    let (_, job) = fixtures::enqueue(&db.admin, &done).await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Skipped);
+    assert!(fixtures::job(&db.admin, job).await.is_none());
+    assert_eq!(adapters.feedback_count(), 0);
+}
+
+#[tokio::test]
+async fn a_text_submission_without_text_fails_as_input_corrupt() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let ctx = context(&pool, Scripted::stub().adapters());
+    let mut empty = NewSubmission::text("s1", "x");
+    empty.text_body = None;
+    let (sub, job) = fixtures::enqueue(&db.admin, &empty).await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
+    assert_failed(&db, sub, job, "input_corrupt").await;
+}
+
+#[tokio::test]
+async fn the_loop_keeps_going_past_every_kind_of_bad_job() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(8).await;
+    let ctx = context(&pool, Scripted::stub().adapters());
+    enqueue_raw(&db, &NewSubmission::text("a", "x"), |_| json!(42)).await;
+    enqueue_raw(&db, &NewSubmission::text("b", "x"), |_| json!({})).await;
+    enqueue_raw(
+        &db,
+        &NewSubmission::text("c", "x"),
+        |id| json!({"submission_id": id, "student_sub": "wrong"}),
+    )
+    .await;
+    let mut good = Vec::new();
+    for i in 0..5 {
+        good.push(
+            fixtures::enqueue(&db.admin, &NewSubmission::text(&format!("g{i}"), "gut"))
+                .await
+                .0,
+        );
+    }
+    let summary = run_until_drained(&pool, ctx, 2).await;
+    assert_eq!((summary.completed, summary.failed), (5, 3));
+    for sub in good {
+        assert_eq!(
+            fixtures::submission(&db.admin, sub).await.status,
+            "completed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_dead_database_is_survived_and_work_resumes() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let ctx = context(&pool, Scripted::stub().adapters());
+    // Block the worker role from connecting, and kill its sessions: the database is "gone".
+    sqlx::query(&format!(
+        "revoke connect on database {} from public",
+        db.name
+    ))
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where usename = 'gustav_worker' and datname = current_database()")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let worker_ctx = ctx.clone();
+    let worker_pool = pool.clone();
+    let handle = tokio::spawn(async move { run_until_drained(&worker_pool, worker_ctx, 2).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !handle.is_finished(),
+        "the loop waits for the database instead of exiting"
+    );
+    assert!(
+        ctx.metrics.db_errors.with_label_values(&["lease"]).get() >= 1,
+        "lease errors are counted"
+    );
+    let (sub, _) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "x")).await;
+    sqlx::query(&format!("grant connect on database {} to public", db.name))
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let summary = handle.await.unwrap();
+    assert_eq!(summary.completed, 1);
+    assert_eq!(
+        fixtures::submission(&db.admin, sub).await.status,
+        "completed"
+    );
+}
