@@ -62,6 +62,7 @@ lint: ## Clippy with warnings as errors, and bash -n / shellcheck on the scripts
 clean: ## Remove build output (target/) and the demo's logs
 	$(require_cargo)
 	$(CARGO) clean
+	rm -rf target/demo
 
 deps: ## Install missing Debian packages (postgresql, prometheus, shellcheck, curl, jq) when root
 	@bash scripts/deps.sh
