@@ -4,6 +4,7 @@
 //! Errors say whether a retry can help ([`AdapterError::Transient`]) or not
 //! ([`AdapterError::Permanent`]), with a short, bounded reason for logs and metrics.
 
+pub mod normalize;
 pub mod stub;
 
 use async_trait::async_trait;
