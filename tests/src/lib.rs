@@ -65,6 +65,8 @@ fn start_cluster() -> Cluster {
          install the `postgresql` package or set DATABASE_URL to a superuser URL"
     );
     let admin_url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    // Never waited for on purpose: the reaper must outlive this process to stop the cluster.
+    #[allow(clippy::zombie_processes)]
     let mut reaper = Command::new("bash")
         .arg("-c")
         .arg(r#"cat >/dev/null; exec bash "$0" stop "$1" >/dev/null 2>&1"#)
