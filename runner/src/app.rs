@@ -8,11 +8,16 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::adapters::ollama_feedback::OllamaFeedback;
+use crate::adapters::ollama_vision::OllamaVision;
+use crate::adapters::storage::{RemoteStorage, SubmissionStorage};
 use crate::adapters::stub::StubBackend;
 use crate::adapters::Adapters;
 use crate::config::{Backend, RunnerConfig};
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
+use crate::ollama::monitor::OllamaMonitor;
+use crate::ollama::OllamaClient;
 use crate::process::JobContext;
 use crate::worker::{RunSummary, RunnerState, Worker};
 use crate::{queue, wakeup};
@@ -22,15 +27,20 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// How often the queue depth gauges are refreshed.
 const QUEUE_REFRESH: Duration = Duration::from_secs(10);
+/// How often Ollama is checked.
+const OLLAMA_REFRESH: Duration = Duration::from_secs(30);
+/// The longest a model pull at start may take.
+const PULL_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A start-up failure of the job loop.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The chosen backend cannot run in this build.
-    #[error(
-        "AI_BACKEND=local: the Ollama backend is not part of this build yet; use AI_BACKEND=stub"
-    )]
-    BackendUnavailable,
+    /// The Ollama client could not be set up.
+    #[error("Ollama client: {0}")]
+    Ollama(#[from] crate::ollama::OllamaError),
+    /// The Supabase storage settings are unusable.
+    #[error(transparent)]
+    Storage(#[from] crate::adapters::storage::RemoteConfigError),
     /// The login role is a superuser or bypasses RLS.
     #[error("the database role bypasses row-level security (superuser or BYPASSRLS); use the gustav_worker login role")]
     PrivilegedRole,
@@ -47,19 +57,115 @@ pub enum StartError {
     },
 }
 
-/// Builds the adapters for the configured backend.
-pub fn select_adapters(config: &RunnerConfig) -> Result<Adapters, StartError> {
+/// The submission storage of the configuration.
+pub fn submission_storage(config: &RunnerConfig) -> Result<SubmissionStorage, StartError> {
+    let remote = match &config.storage.supabase_url {
+        Some(url) => Some(RemoteStorage::new(
+            url,
+            &config.storage.bucket,
+            config.storage.service_role_key.clone(),
+        )?),
+        None => None,
+    };
+    Ok(SubmissionStorage {
+        root: config.storage.verify_root.clone(),
+        remote,
+    })
+}
+
+/// Builds the adapters for the configured backend (and, for `local`, the Ollama monitor).
+pub fn select_adapters(
+    config: &RunnerConfig,
+    metrics: &Metrics,
+) -> Result<(Adapters, Option<OllamaMonitor>), StartError> {
     match config.ai.backend {
         Backend::Stub => {
             let stub = Arc::new(StubBackend::new(config.ai.stub_delay));
-            Ok(Adapters {
+            let adapters = Adapters {
                 backend: "stub",
                 vision: stub.clone(),
                 feedback: stub,
-            })
+            };
+            Ok((adapters, None))
         }
-        Backend::Local => Err(StartError::BackendUnavailable),
+        Backend::Local => {
+            let ai = &config.ai;
+            let client = OllamaClient::new(&ai.ollama_base_url)?;
+            let vision = OllamaVision::new(
+                client.clone(),
+                submission_storage(config)?,
+                ai.vision_model.clone(),
+                ai.timeout_vision,
+                ai.keep_alive.clone(),
+            );
+            let feedback = OllamaFeedback::new(
+                client.clone(),
+                ai.feedback_model.clone(),
+                ai.timeout_feedback,
+                ai.structured_output,
+                ai.think_level,
+                ai.keep_alive.clone(),
+                metrics.clone(),
+            );
+            let monitor = OllamaMonitor::new(
+                client,
+                vec![ai.vision_model.clone(), ai.feedback_model.clone()],
+                metrics.clone(),
+            );
+            let adapters = Adapters {
+                backend: "local",
+                vision: Arc::new(vision),
+                feedback: Arc::new(feedback),
+            };
+            Ok((adapters, Some(monitor)))
+        }
     }
+}
+
+/// Checks Ollama once at start, pulls missing models when configured, and logs the outcome.
+async fn prepare_ollama(monitor: &OllamaMonitor, pull_missing: bool) {
+    let snapshot = monitor.refresh().await;
+    if !snapshot.reachable {
+        tracing::warn!(
+            event = "learning.ollama.unreachable",
+            base_url = monitor.client().base_url(),
+            error = snapshot.error.as_deref().unwrap_or(""),
+            "Ollama is not reachable; jobs will retry"
+        );
+        return;
+    }
+    if snapshot.missing.is_empty() {
+        tracing::info!(event = "learning.ollama.models_present", models = ?monitor.models());
+        return;
+    }
+    if !pull_missing {
+        tracing::warn!(event = "learning.ollama.models_missing", missing = ?snapshot.missing,
+            "configured models are not installed; pull them or set OLLAMA_PULL_MISSING=true");
+        return;
+    }
+    for model in &snapshot.missing {
+        tracing::info!(event = "learning.ollama.pull_started", model = %model);
+        let mut last_decile = None;
+        let result = monitor
+            .client()
+            .pull(model, PULL_TIMEOUT, |p| {
+                if let (Some(total), Some(done)) = (p.total, p.completed) {
+                    let decile = (done * 10).checked_div(total).unwrap_or(0);
+                    if last_decile != Some(decile) {
+                        last_decile = Some(decile);
+                        tracing::info!(event = "learning.ollama.pull_progress", model = %model, percent = decile * 10, status = %p.status);
+                    }
+                }
+            })
+            .await;
+        match result {
+            Ok(()) => tracing::info!(event = "learning.ollama.pull_done", model = %model),
+            Err(e) => {
+                tracing::error!(event = "learning.ollama.pull_failed", model = %model, error = %e)
+            }
+        }
+    }
+    monitor.refresh().await;
 }
 
 /// Refuses a role that bypasses RLS unless allowed; an unreachable database is not an error
@@ -98,10 +204,10 @@ async fn refresh_queue_metrics(pool: PgPool, metrics: Metrics, stop: Cancellatio
 
 /// Runs the job loop until a signal (or, with `exit_when_drained`, an empty queue).
 pub async fn run(config: RunnerConfig, allow_privileged: bool) -> anyhow::Result<RunSummary> {
-    let adapters = select_adapters(&config)?;
+    let metrics = Metrics::new()?;
+    let (adapters, ollama) = select_adapters(&config, &metrics)?;
     let pool = crate::db::lazy_pool(&config.database);
     check_role(&pool, allow_privileged).await?;
-    let metrics = Metrics::new()?;
     let state = Arc::new(RunnerState::default());
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::shutdown::cancel_on_signal(shutdown.clone()));
@@ -124,6 +230,7 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> anyhow::Result
         metrics: metrics.clone(),
         runner: state.clone(),
         health_token: config.http.health_token.clone(),
+        ollama: ollama.clone(),
     });
     let http_stop_signal = http_stop.clone();
     let server = tokio::spawn(async move {
@@ -148,6 +255,10 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> anyhow::Result
         metrics.clone(),
         background_stop.clone(),
     ));
+    if let Some(monitor) = ollama {
+        prepare_ollama(&monitor, config.ai.pull_missing).await;
+        tokio::spawn(monitor.run(OLLAMA_REFRESH, background_stop.clone()));
+    }
 
     let worker = Worker {
         ctx: JobContext {

@@ -91,6 +91,12 @@ pub struct Settings {
     /// Reasoning effort for gpt-oss models: low, medium or high.
     #[arg(long, env = "AI_THINK_LEVEL")]
     pub ai_think_level: Option<String>,
+    /// How long Ollama keeps a model loaded after a call (e.g. `30m`); Ollama's default when unset.
+    #[arg(long, env = "OLLAMA_KEEP_ALIVE", allow_hyphen_values = true)]
+    pub ollama_keep_alive: Option<String>,
+    /// Pull configured models that are missing in Ollama at start.
+    #[arg(long, env = "OLLAMA_PULL_MISSING", value_parser = BoolishValueParser::new(), action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub ollama_pull_missing: bool,
     /// Simulated latency of every stub call, in milliseconds (demos, benchmarks, tests).
     #[arg(long, env = "AI_STUB_DELAY_MS", default_value_t = 0)]
     pub ai_stub_delay_ms: u64,

@@ -115,6 +115,10 @@ pub struct AiConfig {
     pub think_level: Option<ThinkLevel>,
     /// Stub latency per call.
     pub stub_delay: Duration,
+    /// `keep_alive` sent with every model call.
+    pub keep_alive: Option<String>,
+    /// Pull missing models at start.
+    pub pull_missing: bool,
 }
 
 /// Loop settings.
@@ -276,6 +280,29 @@ fn think_level(settings: &Settings) -> Result<Option<ThinkLevel>, ConfigError> {
         .then_some(level))
 }
 
+fn keep_alive(settings: &Settings) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = settings
+        .ollama_keep_alive
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(None);
+    };
+    let digits = raw.trim_end_matches(['s', 'm', 'h']);
+    let valid = raw == "-1"
+        || (!digits.is_empty()
+            && digits.len() + 1 >= raw.len()
+            && digits.chars().all(|c| c.is_ascii_digit()));
+    if !valid {
+        return Err(invalid(
+            "OLLAMA_KEEP_ALIVE",
+            format!("'{raw}' is not a duration like 30s, 10m, 1h, 0 or -1"),
+        ));
+    }
+    Ok(Some(raw.to_owned()))
+}
+
 fn non_empty(name: &'static str, value: &str) -> Result<String, ConfigError> {
     let v = value.trim();
     if v.is_empty() {
@@ -305,6 +332,8 @@ pub fn runner_config(settings: &Settings) -> Result<RunnerConfig, ConfigError> {
         structured_output: settings.learning_dspy_json_adapter,
         think_level: think_level(settings)?,
         stub_delay: Duration::from_millis(settings.ai_stub_delay_ms),
+        keep_alive: keep_alive(settings)?,
+        pull_missing: settings.ollama_pull_missing,
     };
 
     let heartbeat_interval = seconds(
@@ -534,6 +563,21 @@ mod tests {
         .unwrap();
         assert_eq!(other.ai.think_level, None);
         assert!(problem(&["--ai-think-level", "max"]).starts_with("AI_THINK_LEVEL"));
+    }
+
+    #[test]
+    fn keep_alive_takes_ollama_durations() {
+        assert_eq!(
+            runner_config(&settings(&["--ollama-keep-alive", "30m"]))
+                .unwrap()
+                .ai
+                .keep_alive
+                .as_deref(),
+            Some("30m")
+        );
+        assert!(runner_config(&settings(&["--ollama-keep-alive", "-1"])).is_ok());
+        assert!(problem(&["--ollama-keep-alive", "soon"]).starts_with("OLLAMA_KEEP_ALIVE"));
+        assert!(problem(&["--ollama-keep-alive", "5mh"]).starts_with("OLLAMA_KEEP_ALIVE"));
     }
 
     #[test]

@@ -60,6 +60,14 @@ impl HealthReport {
         }
     }
 
+    /// Adds checks (e.g. Ollama's) and recomputes the overall status.
+    pub fn with_checks(mut self, extra: Vec<HealthCheck>) -> Self {
+        self.checks.extend(extra);
+        let healthy = !self.checks.is_empty() && self.checks.iter().all(|c| c.status == "ok");
+        self.status = if healthy { "healthy" } else { "degraded" };
+        self
+    }
+
     /// Whether every check passed.
     pub fn is_healthy(&self) -> bool {
         self.status == "healthy"

@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use crate::dsn::Secret;
 use crate::health::HealthReport;
 use crate::metrics::Metrics;
+use crate::ollama::monitor::OllamaMonitor;
 use crate::queue;
 use crate::worker::RunnerState;
 
@@ -33,6 +34,8 @@ pub struct HttpState {
     pub runner: Arc<RunnerState>,
     /// Bearer token required for the health report, when set.
     pub health_token: Option<Secret>,
+    /// The local Ollama, when `AI_BACKEND=local`.
+    pub ollama: Option<OllamaMonitor>,
 }
 
 /// The router with every endpoint.
@@ -52,6 +55,14 @@ async fn livez() -> &'static str {
 async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
     if state.runner.draining.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+    }
+    if let Some(ollama) = &state.ollama {
+        if !ollama.ready() {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ollama unreachable or models missing\n",
+            );
+        }
     }
     match tokio::time::timeout(PROBE_TIMEOUT, queue::schema_present(&state.pool)).await {
         Ok(Ok(true)) => (StatusCode::OK, "ready\n"),
@@ -97,7 +108,10 @@ async fn health(State(state): State<HttpState>, headers: HeaderMap) -> Response 
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return with_health_headers(r);
     }
-    let report = probe_report(&state.pool).await;
+    let mut report = probe_report(&state.pool).await;
+    if let Some(ollama) = &state.ollama {
+        report = report.with_checks(ollama.health_checks());
+    }
     let code = if report.is_healthy() {
         StatusCode::OK
     } else {

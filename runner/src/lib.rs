@@ -22,6 +22,7 @@ pub mod http;
 pub mod lease_registry;
 pub mod message;
 pub mod metrics;
+pub mod ollama;
 pub mod ollama_url;
 pub mod outcome;
 pub mod payload;

@@ -3,7 +3,7 @@
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::error_code::{ErrorCode, Phase};
@@ -51,6 +51,14 @@ pub struct Metrics {
     pub queue_depth: GaugeVec,
     /// Age of the oldest visible job.
     pub oldest_job_age: Gauge,
+    /// How feedback analyses were obtained (`parsed_structured`, `parsed`, `fallback`, `no_criteria`).
+    pub feedback_parse: IntCounterVec,
+    /// 1 when the last Ollama check succeeded.
+    pub ollama_up: IntGauge,
+    /// 1 when a configured model is installed in Ollama.
+    pub ollama_model_present: IntGaugeVec,
+    /// Share of a loaded model in GPU memory (`size_vram / size` from `/api/ps`).
+    pub ollama_gpu_offload: GaugeVec,
 }
 
 impl Metrics {
@@ -133,6 +141,35 @@ impl Metrics {
             "Age of the oldest job that is visible and waiting.",
         )?;
 
+        let feedback_parse = IntCounterVec::new(
+            Opts::new(
+                "learning_runner_feedback_parse_total",
+                "Feedback analyses by how they were obtained.",
+            ),
+            &["parse_status"],
+        )?;
+        let ollama_up = IntGauge::new(
+            "learning_runner_ollama_up",
+            "1 when the last Ollama check succeeded, else 0.",
+        )?;
+        let ollama_model_present = IntGaugeVec::new(
+            Opts::new(
+                "learning_runner_ollama_model_present",
+                "1 when a configured model is installed in Ollama.",
+            ),
+            &["model"],
+        )?;
+        let ollama_gpu_offload = GaugeVec::new(
+            Opts::new(
+                "learning_runner_ollama_gpu_offload_ratio",
+                "Share of a loaded model in GPU memory (size_vram / size); below 1 means a partial or full CPU fallback.",
+            ),
+            &["model"],
+        )?;
+        registry.register(Box::new(feedback_parse.clone()))?;
+        registry.register(Box::new(ollama_up.clone()))?;
+        registry.register(Box::new(ollama_model_present.clone()))?;
+        registry.register(Box::new(ollama_gpu_offload.clone()))?;
         registry.register(Box::new(inflight.clone()))?;
         registry.register(Box::new(processed.clone()))?;
         registry.register(Box::new(retries.clone()))?;
@@ -158,6 +195,9 @@ impl Metrics {
         for result in ["extended", "lost", "error"] {
             heartbeats.with_label_values(&[result]);
         }
+        for status in ["parsed_structured", "parsed", "fallback", "no_criteria"] {
+            feedback_parse.with_label_values(&[status]);
+        }
         for state in ["visible", "delayed", "leased", "failed"] {
             queue_depth.with_label_values(&[state]);
         }
@@ -176,6 +216,10 @@ impl Metrics {
             db_errors,
             queue_depth,
             oldest_job_age,
+            feedback_parse,
+            ollama_up,
+            ollama_model_present,
+            ollama_gpu_offload,
         })
     }
 

@@ -5,6 +5,11 @@
 //! ([`AdapterError::Permanent`]), with a short, bounded reason for logs and metrics.
 
 pub mod normalize;
+pub mod ollama_feedback;
+pub mod ollama_vision;
+pub mod pages;
+pub mod prompts;
+pub mod storage;
 pub mod stub;
 
 use async_trait::async_trait;

@@ -1,0 +1,164 @@
+//! The local feedback adapter, two steps through Ollama's chat API:
+//! 1. *analysis* — the criteria JSON, schema-constrained when structured output is on, parsed
+//!    tolerantly otherwise, always normalised (contract §5); asked twice at most, then the
+//!    deterministic fallback;
+//! 2. *synthesis* — short formative feedback in German prose from the analysis and the
+//!    teacher's context; a deterministic text when the model gives nothing usable.
+//!
+//! Timeouts, connection errors and 5xx are transient errors of the feedback phase; a model
+//! that answers with garbage is not (its answer is replaced by the fallback).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use super::normalize::{analysis_from_answer, fallback_analysis, strip_code_fence, ParseStatus};
+use super::prompts::{analysis_prompt, analysis_schema, fallback_feedback, synthesis_prompt};
+use super::{AdapterError, FeedbackAdapter, FeedbackOutput, FeedbackRequest};
+use crate::analysis::AnalysisV2;
+use crate::config::ThinkLevel;
+use crate::metrics::Metrics;
+use crate::ollama::{ChatMessage, ChatRequest, OllamaClient, Options};
+
+/// Model calls for the analysis before the fallback is used.
+pub const ANALYSIS_ATTEMPTS: usize = 2;
+
+/// Feedback through a local Ollama.
+pub struct OllamaFeedback {
+    client: OllamaClient,
+    model: String,
+    timeout: Duration,
+    structured: bool,
+    think: Option<ThinkLevel>,
+    keep_alive: Option<String>,
+    metrics: Metrics,
+}
+
+impl OllamaFeedback {
+    /// A feedback adapter for `model`.
+    pub fn new(
+        client: OllamaClient,
+        model: String,
+        timeout: Duration,
+        structured: bool,
+        think: Option<ThinkLevel>,
+        keep_alive: Option<String>,
+        metrics: Metrics,
+    ) -> Self {
+        OllamaFeedback {
+            client,
+            model,
+            timeout,
+            structured,
+            think,
+            keep_alive,
+            metrics,
+        }
+    }
+
+    fn request(&self, system: String, user: String, format: Option<Value>) -> ChatRequest {
+        ChatRequest {
+            model: self.model.clone(),
+            messages: vec![ChatMessage::system(system), ChatMessage::user(user)],
+            format,
+            options: Options {
+                temperature: Some(0.0),
+                ..Options::default()
+            },
+            think: self.think.map(|t| {
+                json!(match t {
+                    ThinkLevel::Low => "low",
+                    ThinkLevel::Medium => "medium",
+                    ThinkLevel::High => "high",
+                })
+            }),
+            keep_alive: self.keep_alive.clone(),
+            ..ChatRequest::default()
+        }
+    }
+
+    async fn analyse(
+        &self,
+        request: &FeedbackRequest,
+    ) -> Result<(AnalysisV2, ParseStatus), AdapterError> {
+        let (system, user) = analysis_prompt(
+            &request.criteria,
+            &request.text_md,
+            request.instruction_md.as_deref(),
+            request.hints_md.as_deref(),
+            self.structured,
+        );
+        let format = self.structured.then(|| analysis_schema(&request.criteria));
+        let chat = self.request(system, user, format);
+        for attempt in 1..=ANALYSIS_ATTEMPTS {
+            let answer = self
+                .client
+                .chat(&chat, self.timeout)
+                .await
+                .map_err(|e| e.into_adapter_error())?;
+            if let Some(parsed) = analysis_from_answer(&answer, &request.criteria, self.structured)
+            {
+                return Ok(parsed);
+            }
+            tracing::warn!(
+                event = "learning.feedback.unusable_analysis",
+                attempt,
+                chars = answer.chars().count(),
+                "the model's analysis was not usable JSON"
+            );
+        }
+        Ok((fallback_analysis(&request.criteria), ParseStatus::Fallback))
+    }
+
+    async fn synthesise(
+        &self,
+        request: &FeedbackRequest,
+        analysis: Option<&AnalysisV2>,
+    ) -> Result<(String, bool), AdapterError> {
+        let (system, user) = synthesis_prompt(
+            analysis,
+            &request.text_md,
+            request.instruction_md.as_deref(),
+            request.hints_md.as_deref(),
+        );
+        let answer = self
+            .client
+            .chat(&self.request(system, user, None), self.timeout)
+            .await
+            .map_err(|e| e.into_adapter_error())?;
+        let text = strip_code_fence(&answer).trim().to_owned();
+        if text.is_empty() || text.starts_with('{') {
+            return Ok((fallback_feedback(analysis), true));
+        }
+        Ok((text, false))
+    }
+}
+
+#[async_trait]
+impl FeedbackAdapter for OllamaFeedback {
+    async fn feedback(&self, request: &FeedbackRequest) -> Result<FeedbackOutput, AdapterError> {
+        let (analysis, status) = if request.criteria.is_empty() {
+            (None, "no_criteria")
+        } else {
+            let (a, s) = self.analyse(request).await?;
+            (Some(a), s.as_str())
+        };
+        let (feedback_md, synthesis_fallback) = self.synthesise(request, analysis.as_ref()).await?;
+        self.metrics
+            .feedback_parse
+            .with_label_values(&[status])
+            .inc();
+        tracing::info!(event = "learning.feedback.completed", submission_id = %request.submission_id, parse_status = status,
+            synthesis_fallback, "learning.feedback.completed submission_id={} parse_status={status}", request.submission_id);
+        let analysis_json = match analysis {
+            Some(a) => serde_json::to_value(a)
+                .map_err(|e| AdapterError::permanent("serialize", e.to_string()))?,
+            None => json!({}),
+        };
+        Ok(FeedbackOutput {
+            feedback_md,
+            analysis_json,
+        })
+    }
+}

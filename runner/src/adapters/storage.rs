@@ -1,0 +1,405 @@
+//! Submission bytes: from the local submissions volume (`STORAGE_VERIFY_ROOT`) with path,
+//! size and SHA-256 checks, else from Supabase Storage over HTTP (one pinned host:port, no
+//! redirects, a 10 MiB cap, the service key as `apikey` and bearer token).
+//!
+//! Outcomes follow contract §7: a path escape, a size or hash mismatch are permanent
+//! (`input_corrupt`), an oversized file is `input_too_large`, a file that cannot be fetched
+//! is transient. Messages never contain storage keys, bucket names or the key.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::AdapterError;
+use crate::dsn::Secret;
+use crate::error_code::ErrorCode;
+
+/// The largest submission file, in bytes (contract §1).
+pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the database says the file must be.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// `size_bytes`.
+    pub size: Option<i32>,
+    /// `sha256`, lower-case hex.
+    pub sha256: Option<String>,
+}
+
+/// Why a storage key cannot be used as a path below the root.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Empty, absolute, `..`, or NUL.
+    #[error("storage key is not a relative path below the storage root")]
+    Escapes,
+}
+
+/// Joins `key` to `root`, refusing anything that could leave the root lexically
+/// (absolute paths, `..`, NUL). Symlinks are checked after resolution by the caller.
+pub fn join_under_root(root: &Path, key: &str) -> Result<PathBuf, PathError> {
+    if key.is_empty() || key.contains('\0') {
+        return Err(PathError::Escapes);
+    }
+    let relative = Path::new(key);
+    if !relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(PathError::Escapes);
+    }
+    Ok(root.join(relative))
+}
+
+/// Percent-encodes each `/`-separated segment of an object key.
+pub fn encode_object_key(key: &str) -> String {
+    key.split('/')
+        .map(|segment| {
+            segment
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn corrupt(reason: &'static str, message: &str) -> AdapterError {
+    AdapterError::permanent_with_code(ErrorCode::InputCorrupt, reason, message)
+}
+
+fn too_large(size: u64) -> AdapterError {
+    AdapterError::permanent_with_code(
+        ErrorCode::InputTooLarge,
+        "file_too_large",
+        format!("submission file has {size} bytes; the limit is {MAX_FILE_BYTES}"),
+    )
+}
+
+/// Checks size and hash against what the database recorded.
+pub fn verify(bytes: &[u8], expected: &Expected) -> Result<(), AdapterError> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    if let Some(size) = expected.size {
+        if i64::from(size) != bytes.len() as i64 {
+            return Err(corrupt(
+                "size_mismatch",
+                &format!(
+                    "submission file has {} bytes, the record says {size}",
+                    bytes.len()
+                ),
+            ));
+        }
+    }
+    if let Some(sha) = expected.sha256.as_deref() {
+        if !sha.eq_ignore_ascii_case(&sha256_hex(bytes)) {
+            return Err(corrupt(
+                "hash_mismatch",
+                "submission file does not match its recorded SHA-256",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Supabase Storage as the fallback source.
+#[derive(Debug, Clone)]
+pub struct RemoteStorage {
+    http: reqwest::Client,
+    base: String,
+    bucket: String,
+    service_key: Secret,
+}
+
+/// Why the Supabase settings are unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteConfigError {
+    /// Not `http(s)://host[:port]` without credentials.
+    #[error("SUPABASE_URL must be http(s)://host[:port] without credentials or query")]
+    Url,
+    /// URL without key.
+    #[error("SUPABASE_SERVICE_ROLE_KEY is required when SUPABASE_URL is set")]
+    MissingKey,
+    /// The HTTP client could not be built.
+    #[error("HTTP client setup failed: {0}")]
+    Client(String),
+}
+
+impl RemoteStorage {
+    /// Storage at `url` (scheme, host and port only), `bucket`, authenticated with `service_key`.
+    pub fn new(
+        url: &str,
+        bucket: &str,
+        service_key: Option<Secret>,
+    ) -> Result<Self, RemoteConfigError> {
+        let url = url.trim().trim_end_matches('/');
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or(RemoteConfigError::Url)?;
+        if rest.is_empty() || rest.contains(['@', '?', '#', ' ']) {
+            return Err(RemoteConfigError::Url);
+        }
+        let service_key = service_key
+            .filter(|k| !k.expose().is_empty())
+            .ok_or(RemoteConfigError::MissingKey)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(REMOTE_TIMEOUT)
+            .build()
+            .map_err(|e| RemoteConfigError::Client(e.to_string()))?;
+        Ok(RemoteStorage {
+            http,
+            base: url.to_owned(),
+            bucket: bucket.to_owned(),
+            service_key,
+        })
+    }
+
+    async fn fetch(&self, key: &str) -> Result<Vec<u8>, AdapterError> {
+        let url = format!(
+            "{}/storage/v1/object/{}/{}",
+            self.base,
+            encode_object_key(&self.bucket),
+            encode_object_key(key)
+        );
+        let unavailable = |what: String| {
+            AdapterError::transient("storage_unavailable", format!("remote storage: {what}"))
+        };
+        let mut response = self
+            .http
+            .get(url)
+            .header("apikey", self.service_key.expose())
+            .bearer_auth(self.service_key.expose())
+            .send()
+            .await
+            .map_err(|e| {
+                unavailable(if e.is_timeout() {
+                    "timeout".into()
+                } else {
+                    "connection failed".into()
+                })
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(unavailable(format!("HTTP {}", status.as_u16())));
+        }
+        if let Some(len) = response.content_length() {
+            if len > MAX_FILE_BYTES {
+                return Err(too_large(len));
+            }
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|_| unavailable("download interrupted".into()))?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > MAX_FILE_BYTES {
+                return Err(too_large(bytes.len() as u64));
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+/// Where submission files come from.
+#[derive(Debug, Clone, Default)]
+pub struct SubmissionStorage {
+    /// The shared submissions volume.
+    pub root: Option<PathBuf>,
+    /// Supabase Storage.
+    pub remote: Option<RemoteStorage>,
+}
+
+impl SubmissionStorage {
+    /// Reads the file at `key`, local first, then remote, and verifies it against `expected`.
+    pub async fn read(&self, key: &str, expected: &Expected) -> Result<Vec<u8>, AdapterError> {
+        if let Some(root) = &self.root {
+            if let Some(bytes) = read_local(root, key).await? {
+                verify(&bytes, expected)?;
+                return Ok(bytes);
+            }
+        }
+        match &self.remote {
+            Some(remote) => {
+                let bytes = remote.fetch(key).await?;
+                verify(&bytes, expected)?;
+                Ok(bytes)
+            }
+            None => Err(AdapterError::transient(
+                "file_not_found",
+                "submission file not found in the local storage root and no remote storage is configured",
+            )),
+        }
+    }
+}
+
+/// The file below `root`, `None` when it does not exist there.
+async fn read_local(root: &Path, key: &str) -> Result<Option<Vec<u8>>, AdapterError> {
+    let escape = || corrupt("path_escape", "storage key points outside the storage root");
+    let path = join_under_root(root, key).map_err(|_| escape())?;
+    let resolved = match tokio::fs::canonicalize(&path).await {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(_) => {
+            return Err(AdapterError::transient(
+                "storage_unavailable",
+                "local storage: cannot resolve the file",
+            ))
+        }
+    };
+    let canonical_root = tokio::fs::canonicalize(root).await.map_err(|_| {
+        AdapterError::transient(
+            "storage_unavailable",
+            "local storage root is not accessible",
+        )
+    })?;
+    if !resolved.starts_with(&canonical_root) {
+        return Err(escape());
+    }
+    let meta = tokio::fs::metadata(&resolved).await.map_err(|_| {
+        AdapterError::transient("storage_unavailable", "local storage: cannot stat the file")
+    })?;
+    if !meta.is_file() {
+        return Err(corrupt(
+            "not_a_file",
+            "storage key does not name a regular file",
+        ));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    tokio::fs::read(&resolved).await.map(Some).map_err(|_| {
+        AdapterError::transient("storage_unavailable", "local storage: cannot read the file")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_must_stay_below_the_root() {
+        let root = Path::new("/srv/submissions");
+        assert_eq!(
+            join_under_root(root, "c/t/a.png").unwrap(),
+            root.join("c/t/a.png")
+        );
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a\0b"] {
+            assert_eq!(
+                join_under_root(root, bad),
+                Err(PathError::Escapes),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn object_keys_are_encoded_per_segment() {
+        assert_eq!(encode_object_key("course 1/ä.png"), "course%201/%C3%A4.png");
+        assert_eq!(encode_object_key("a/b?c#d"), "a/b%3Fc%23d");
+    }
+
+    #[test]
+    fn verify_checks_size_then_hash() {
+        let bytes = b"hello";
+        let good = Expected {
+            size: Some(5),
+            sha256: Some(sha256_hex(bytes)),
+        };
+        assert!(verify(bytes, &good).is_ok());
+        let wrong_size = Expected {
+            size: Some(6),
+            ..good.clone()
+        };
+        assert!(matches!(
+            verify(bytes, &wrong_size),
+            Err(AdapterError::Permanent {
+                reason: "size_mismatch",
+                ..
+            })
+        ));
+        let wrong_hash = Expected {
+            sha256: Some("0".repeat(64)),
+            ..good
+        };
+        assert!(matches!(
+            verify(bytes, &wrong_hash),
+            Err(AdapterError::Permanent {
+                reason: "hash_mismatch",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn remote_settings_are_validated() {
+        assert_eq!(
+            RemoteStorage::new("ftp://x", "b", Some(Secret::new("k"))).unwrap_err(),
+            RemoteConfigError::Url
+        );
+        assert_eq!(
+            RemoteStorage::new("http://u:p@x", "b", Some(Secret::new("k"))).unwrap_err(),
+            RemoteConfigError::Url
+        );
+        assert_eq!(
+            RemoteStorage::new("http://kong:8000", "b", None).unwrap_err(),
+            RemoteConfigError::MissingKey
+        );
+        assert!(RemoteStorage::new("http://kong:8000/", "b", Some(Secret::new("k"))).is_ok());
+    }
+
+    #[tokio::test]
+    async fn local_reads_refuse_symlinks_out_of_the_root() {
+        let base =
+            std::env::temp_dir().join(format!("lr-storage-{}", uuid::Uuid::new_v4().simple()));
+        let root = base.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(base.join("outside.png"), b"secret").unwrap();
+        std::os::unix::fs::symlink(base.join("outside.png"), root.join("link.png")).unwrap();
+        std::fs::write(root.join("ok.png"), b"fine").unwrap();
+        let storage = SubmissionStorage {
+            root: Some(root.clone()),
+            remote: None,
+        };
+        let escaped = storage.read("link.png", &Expected::default()).await;
+        assert!(matches!(
+            escaped,
+            Err(AdapterError::Permanent {
+                reason: "path_escape",
+                ..
+            })
+        ));
+        assert_eq!(
+            storage.read("ok.png", &Expected::default()).await.unwrap(),
+            b"fine"
+        );
+        let missing = storage.read("nope.png", &Expected::default()).await;
+        assert!(matches!(
+            missing,
+            Err(AdapterError::Transient {
+                reason: "file_not_found",
+                ..
+            })
+        ));
+        std::fs::remove_dir_all(base).unwrap();
+    }
+}

@@ -1,0 +1,452 @@
+//! A small Ollama client: one shared `reqwest` client with connect and request timeouts,
+//! `/api/generate` and `/api/chat` (whole answers or NDJSON streams), `/api/tags`, `/api/ps`,
+//! `/api/pull` with progress, `/api/version`. Every failure is classified ([`OllamaError`])
+//! so callers can tell a retry-worthy problem from a permanent one.
+//!
+//! Response bodies are never logged: a model may echo student text.
+
+pub mod monitor;
+pub mod types;
+
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::adapters::AdapterError;
+pub use types::*;
+
+/// How long establishing a TCP connection may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Limit of metadata calls (`tags`, `ps`, `version`).
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest error text taken from an Ollama error body.
+const MAX_ERROR_CHARS: usize = 200;
+
+/// A failed Ollama call, by cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OllamaError {
+    /// Nothing listens, or DNS fails.
+    #[error("cannot connect to Ollama: {0}")]
+    Connect(String),
+    /// No (complete) answer in time.
+    #[error("Ollama did not answer within {}s", .0.as_secs_f64())]
+    Timeout(Duration),
+    /// The model is not installed (HTTP 404).
+    #[error("model '{0}' is not installed in Ollama (pull it first)")]
+    ModelNotFound(String),
+    /// HTTP 5xx.
+    #[error("Ollama failed with HTTP {status}: {message}")]
+    Server {
+        /// Status code.
+        status: u16,
+        /// Ollama's error text, shortened.
+        message: String,
+    },
+    /// Another HTTP 4xx: the request itself is unacceptable.
+    #[error("Ollama rejected the request with HTTP {status}: {message}")]
+    Rejected {
+        /// Status code.
+        status: u16,
+        /// Ollama's error text, shortened.
+        message: String,
+    },
+    /// 200, but the body is not what the API promises.
+    #[error("Ollama sent a malformed answer: {0}")]
+    Malformed(String),
+    /// The connection broke mid-answer.
+    #[error("the connection to Ollama broke: {0}")]
+    Broken(String),
+}
+
+impl OllamaError {
+    /// A bounded reason code for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OllamaError::Connect(_) => "connection_refused",
+            OllamaError::Timeout(_) => "timeout",
+            OllamaError::ModelNotFound(_) => "model_not_found",
+            OllamaError::Server { .. } => "server_error",
+            OllamaError::Rejected { .. } => "rejected",
+            OllamaError::Malformed(_) => "malformed_response",
+            OllamaError::Broken(_) => "connection_reset",
+        }
+    }
+
+    /// Whether a later retry may succeed.
+    ///
+    /// A missing model counts as transient: the submission is not at fault, and the health
+    /// report and `/readyz` already show the missing model so an operator can pull it before
+    /// the retries run out. Only a rejected request (another 4xx) is permanent.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, OllamaError::Rejected { .. })
+    }
+
+    /// As an adapter error of the matching kind.
+    pub fn into_adapter_error(self) -> AdapterError {
+        let reason = self.reason();
+        if self.is_transient() {
+            AdapterError::transient(reason, self.to_string())
+        } else {
+            AdapterError::permanent(reason, self.to_string())
+        }
+    }
+}
+
+fn shorten(text: &str) -> String {
+    let t = text.trim();
+    if t.chars().count() <= MAX_ERROR_CHARS {
+        t.to_owned()
+    } else {
+        format!("{}...", t.chars().take(MAX_ERROR_CHARS).collect::<String>())
+    }
+}
+
+fn classify_transport(e: &reqwest::Error, limit: Duration) -> OllamaError {
+    if e.is_timeout() {
+        OllamaError::Timeout(limit)
+    } else if e.is_connect() {
+        OllamaError::Connect(e.to_string())
+    } else {
+        OllamaError::Broken(e.to_string())
+    }
+}
+
+/// A client for one Ollama server.
+#[derive(Debug, Clone)]
+pub struct OllamaClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl OllamaClient {
+    /// A client for `base_url` (already validated: local or in-cluster).
+    pub fn new(base_url: &str) -> Result<Self, OllamaError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(|e| OllamaError::Connect(format!("HTTP client setup failed: {e}")))?;
+        Ok(OllamaClient {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send_json<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+        limit: Duration,
+        model: &str,
+    ) -> Result<Response, OllamaError> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .timeout(limit)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| classify_transport(&e, limit))?;
+        check_status(response, model).await
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, OllamaError> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .timeout(METADATA_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| classify_transport(&e, METADATA_TIMEOUT))?;
+        let response = check_status(response, "").await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| classify_transport(&e, METADATA_TIMEOUT))?;
+        serde_json::from_slice(&bytes).map_err(|e| OllamaError::Malformed(format!("{path}: {e}")))
+    }
+
+    /// `/api/generate` without streaming; returns the whole answer.
+    pub async fn generate(
+        &self,
+        request: &GenerateRequest,
+        limit: Duration,
+    ) -> Result<String, OllamaError> {
+        let mut request = request.clone();
+        request.stream = false;
+        let response = self
+            .send_json("/api/generate", &request, limit, &request.model)
+            .await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| classify_transport(&e, limit))?;
+        let chunk: GenerateChunk = serde_json::from_slice(&bytes)
+            .map_err(|e| OllamaError::Malformed(format!("/api/generate: {e}")))?;
+        if let Some(err) = chunk.error {
+            return Err(OllamaError::Server {
+                status: 200,
+                message: shorten(&err),
+            });
+        }
+        Ok(chunk.response)
+    }
+
+    /// `/api/generate` streaming NDJSON; `on_chunk` sees each piece; returns the whole answer.
+    pub async fn generate_stream(
+        &self,
+        request: &GenerateRequest,
+        limit: Duration,
+        mut on_chunk: impl FnMut(&str),
+    ) -> Result<String, OllamaError> {
+        let mut request = request.clone();
+        request.stream = true;
+        let work = async {
+            let response = self
+                .send_json("/api/generate", &request, limit, &request.model)
+                .await?;
+            let mut text = String::new();
+            read_ndjson::<GenerateChunk>(response, limit, |c| {
+                if let Some(err) = &c.error {
+                    return Err(OllamaError::Server {
+                        status: 200,
+                        message: shorten(err),
+                    });
+                }
+                on_chunk(&c.response);
+                text.push_str(&c.response);
+                Ok(c.done)
+            })
+            .await?;
+            Ok(text)
+        };
+        tokio::time::timeout(limit, work)
+            .await
+            .map_err(|_| OllamaError::Timeout(limit))?
+    }
+
+    /// `/api/chat` without streaming; returns the assistant's content.
+    pub async fn chat(
+        &self,
+        request: &ChatRequest,
+        limit: Duration,
+    ) -> Result<String, OllamaError> {
+        let mut request = request.clone();
+        request.stream = false;
+        let response = self
+            .send_json("/api/chat", &request, limit, &request.model)
+            .await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| classify_transport(&e, limit))?;
+        let chunk: ChatChunk = serde_json::from_slice(&bytes)
+            .map_err(|e| OllamaError::Malformed(format!("/api/chat: {e}")))?;
+        if let Some(err) = chunk.error {
+            return Err(OllamaError::Server {
+                status: 200,
+                message: shorten(&err),
+            });
+        }
+        Ok(chunk.message.map(|m| m.content).unwrap_or_default())
+    }
+
+    /// `/api/chat` streaming NDJSON; returns the whole assistant content.
+    pub async fn chat_stream(
+        &self,
+        request: &ChatRequest,
+        limit: Duration,
+        mut on_chunk: impl FnMut(&str),
+    ) -> Result<String, OllamaError> {
+        let mut request = request.clone();
+        request.stream = true;
+        let work = async {
+            let response = self
+                .send_json("/api/chat", &request, limit, &request.model)
+                .await?;
+            let mut text = String::new();
+            read_ndjson::<ChatChunk>(response, limit, |c| {
+                if let Some(err) = &c.error {
+                    return Err(OllamaError::Server {
+                        status: 200,
+                        message: shorten(err),
+                    });
+                }
+                if let Some(m) = &c.message {
+                    on_chunk(&m.content);
+                    text.push_str(&m.content);
+                }
+                Ok(c.done)
+            })
+            .await?;
+            Ok(text)
+        };
+        tokio::time::timeout(limit, work)
+            .await
+            .map_err(|_| OllamaError::Timeout(limit))?
+    }
+
+    /// Installed models.
+    pub async fn tags(&self) -> Result<Vec<LocalModel>, OllamaError> {
+        Ok(self.get_json::<TagsResponse>("/api/tags").await?.models)
+    }
+
+    /// Loaded models with their GPU share.
+    pub async fn ps(&self) -> Result<Vec<RunningModel>, OllamaError> {
+        Ok(self.get_json::<PsResponse>("/api/ps").await?.models)
+    }
+
+    /// The server version.
+    pub async fn version(&self) -> Result<String, OllamaError> {
+        Ok(self
+            .get_json::<VersionResponse>("/api/version")
+            .await?
+            .version)
+    }
+
+    /// Pulls `model`, reporting progress; fails on an error line or a missing `success`.
+    pub async fn pull(
+        &self,
+        model: &str,
+        limit: Duration,
+        mut on_progress: impl FnMut(&PullProgress),
+    ) -> Result<(), OllamaError> {
+        let body = serde_json::json!({"model": model, "stream": true});
+        let work = async {
+            let response = self.send_json("/api/pull", &body, limit, model).await?;
+            let mut succeeded = false;
+            read_ndjson::<PullProgress>(response, limit, |p| {
+                if let Some(err) = &p.error {
+                    return Err(OllamaError::Server {
+                        status: 200,
+                        message: shorten(err),
+                    });
+                }
+                on_progress(p);
+                succeeded |= p.status == "success";
+                Ok(succeeded)
+            })
+            .await?;
+            if succeeded {
+                Ok(())
+            } else {
+                Err(OllamaError::Malformed("pull ended without success".into()))
+            }
+        };
+        tokio::time::timeout(limit, work)
+            .await
+            .map_err(|_| OllamaError::Timeout(limit))?
+    }
+}
+
+async fn check_status(response: Response, model: &str) -> Result<Response, OllamaError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(shorten))
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    Err(match status {
+        StatusCode::NOT_FOUND if message.contains("not found") && !model.is_empty() => {
+            OllamaError::ModelNotFound(model.to_owned())
+        }
+        s if s.is_server_error() => OllamaError::Server {
+            status: s.as_u16(),
+            message,
+        },
+        s => OllamaError::Rejected {
+            status: s.as_u16(),
+            message,
+        },
+    })
+}
+
+/// Feeds each NDJSON line to `on_line` until it returns `Ok(true)` (done) or the body ends.
+async fn read_ndjson<T: DeserializeOwned>(
+    mut response: Response,
+    limit: Duration,
+    mut on_line: impl FnMut(&T) -> Result<bool, OllamaError>,
+) -> Result<(), OllamaError> {
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let chunk = response
+            .chunk()
+            .await
+            .map_err(|e| classify_transport(&e, limit))?;
+        let ended = chunk.is_none();
+        if let Some(bytes) = chunk {
+            pending.extend_from_slice(&bytes);
+        } else if !pending.is_empty() {
+            pending.push(b'\n');
+        }
+        while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=nl).collect();
+            let line = &line[..line.len() - 1];
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let parsed: T = serde_json::from_slice(line)
+                .map_err(|e| OllamaError::Malformed(format!("stream line: {e}")))?;
+            if on_line(&parsed)? {
+                return Ok(());
+            }
+        }
+        if ended {
+            return Err(OllamaError::Broken(
+                "stream ended before the final message".into(),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rejected_requests_are_permanent() {
+        assert!(OllamaError::Timeout(Duration::from_secs(1)).is_transient());
+        assert!(OllamaError::ModelNotFound("m".into()).is_transient());
+        assert!(OllamaError::Server {
+            status: 500,
+            message: "x".into()
+        }
+        .is_transient());
+        assert!(!OllamaError::Rejected {
+            status: 400,
+            message: "x".into()
+        }
+        .is_transient());
+        let e = OllamaError::Rejected {
+            status: 400,
+            message: "bad".into(),
+        }
+        .into_adapter_error();
+        assert!(matches!(
+            e,
+            AdapterError::Permanent {
+                reason: "rejected",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn error_text_is_shortened() {
+        assert_eq!(
+            shorten(&"x".repeat(500)).chars().count(),
+            MAX_ERROR_CHARS + 3
+        );
+    }
+}
