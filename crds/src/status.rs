@@ -1,0 +1,150 @@
+//! `status`: what the operator observed — conditions, runner and Ollama replica counts, model
+//! and pull state, queue depth and the last health report. Written only by the operator.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a LearningWorker.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LearningWorkerStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Standard conditions: Ready, RunnersAvailable, RunnersHealthy, QueueReachable,
+    /// OllamaReady, ModelsReady, GPUAccelerated, Progressing, Degraded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Ready and desired runner pods as `ready/desired` (the `Runners` column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runners_ready: Option<String>,
+    /// Runner pod counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runners: Option<ReplicaCounts>,
+    /// The model server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ollama: Option<OllamaStatus>,
+    /// The required models and whether they are present and loaded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelStatus>,
+    /// The model-pull Job, when one was needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_pull: Option<ModelPullStatus>,
+    /// Queue depth as the runners last reported it (`learning_runner_queue_jobs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueStatus>,
+    /// The runners' last health report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+}
+
+/// Pod counts of a workload.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaCounts {
+    /// Pods the operator asked for.
+    pub desired: i32,
+    /// Pods passing their readiness probe.
+    pub ready: i32,
+    /// Pods available (ready for at least `minReadySeconds`).
+    pub available: i32,
+    /// Pods running the current template.
+    pub updated: i32,
+}
+
+/// State of the model server.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OllamaStatus {
+    /// `Ready`, `NotReady`, `External` or `NotRequired` (the `Ollama` column).
+    pub phase: String,
+    /// The URL the runners use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Ollama pod counts (managed mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicaCounts>,
+    /// Ollama's version (`/api/version`), when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One required model.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStatus {
+    /// Model name as in the spec.
+    pub name: String,
+    /// Present on the model volume (`/api/tags`).
+    pub present: bool,
+    /// Loaded right now (`/api/ps`).
+    #[serde(default)]
+    pub loaded: bool,
+    /// Share of the loaded model in GPU memory, in percent (`size_vram / size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_percent: Option<i32>,
+}
+
+/// The model-pull Job.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelPullStatus {
+    /// Name of the Job.
+    pub job: String,
+    /// `Running`, `Succeeded` or `Failed`.
+    pub phase: String,
+    /// The models the Job pulls (those that were missing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Present / required models, e.g. `1/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// What went wrong, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Queue depth by state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStatus {
+    /// Jobs waiting and visible (the `Backlog` column).
+    pub visible: i64,
+    /// Jobs waiting for their retry time.
+    pub delayed: i64,
+    /// Jobs leased by a runner.
+    pub leased: i64,
+    /// Jobs that failed for good.
+    pub failed: i64,
+    /// Age of the oldest visible job in seconds.
+    pub oldest_job_age_seconds: i64,
+}
+
+/// The runners' health report (contract §9).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthStatus {
+    /// `healthy` or `degraded`.
+    pub status: String,
+    /// The database role the runner is connected as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_role: Option<String>,
+    /// The individual checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<HealthCheck>,
+}
+
+/// One check of the health report.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// Check name (`db_role`, `queue_visibility`).
+    pub check: String,
+    /// `ok` or `failed`.
+    pub status: String,
+    /// Detail text.
+    #[serde(default)]
+    pub detail: String,
+}

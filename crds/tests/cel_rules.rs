@@ -1,0 +1,203 @@
+//! The cross-field rules: each invalid spec is refused by the CRD's CEL rules (kube-cel's
+//! evaluator; the API server runs the same rules at admission) with the expected message, and by
+//! the Rust mirror in `learning_crds::validate`. Also: no rule trips kube-cel's static analysis
+//! (scope, cost budget).
+
+mod common;
+
+use kube::core::cel::{analyze_rule, compile_schema, ScopeContext, Validator, WarningKind};
+use learning_crds::LearningWorker;
+use serde_json::{json, Value};
+
+fn base() -> Value {
+    common::load_yaml(&common::crate_dir().join("examples/amd-gpu.yaml"))
+}
+
+/// A named change that makes the spec invalid, and the CEL message fragment expected.
+type Case = (&'static str, Box<dyn Fn(&mut Value)>, &'static str);
+
+fn invalid_cases() -> Vec<Case> {
+    vec![
+        (
+            "external without url",
+            Box::new(|v: &mut Value| {
+                v["spec"]["ollama"] = json!({"mode": "external"});
+            }),
+            "url is required when mode is external",
+        ),
+        (
+            "managed with url",
+            Box::new(|v: &mut Value| {
+                v["spec"]["ollama"]["url"] = json!("http://ollama:11434");
+            }),
+            "url is only allowed when mode is external",
+        ),
+        (
+            "min above max",
+            Box::new(|v: &mut Value| {
+                v["spec"]["runner"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("replicas");
+                v["spec"]["runner"]["autoscaling"] = json!({"minReplicas": 5, "maxReplicas": 2});
+            }),
+            "minReplicas must not exceed maxReplicas",
+        ),
+        (
+            "replicas and autoscaling",
+            Box::new(|v: &mut Value| {
+                v["spec"]["runner"]["autoscaling"] = json!({"minReplicas": 1, "maxReplicas": 2});
+            }),
+            "set either replicas or autoscaling",
+        ),
+        (
+            "backoff above cap",
+            Box::new(|v: &mut Value| {
+                v["spec"]["runner"]["backoffSeconds"] = json!(900);
+                v["spec"]["runner"]["backoffMaxSeconds"] = json!(60);
+            }),
+            "backoffSeconds must not exceed backoffMaxSeconds",
+        ),
+        (
+            "plain DSN in env",
+            Box::new(|v: &mut Value| {
+                v["spec"]["runner"]["env"] =
+                    json!([{"name": "LEARNING_DATABASE_URL", "value": "postgres://u:p@db/x"}]);
+            }),
+            "env must not set variables the operator manages",
+        ),
+        (
+            "think level for another model",
+            Box::new(|v: &mut Value| {
+                v["spec"]["ai"]["feedbackModel"] = json!("qwen2.5:7b");
+            }),
+            "thinkLevel applies only to gpt-oss",
+        ),
+        (
+            "stub in production",
+            Box::new(|v: &mut Value| {
+                v["spec"]["ai"]["backend"] = json!("stub");
+                v["spec"]["environment"] = json!("Production");
+            }),
+            "stub AI backend is refused",
+        ),
+        (
+            "gfx override on nvidia",
+            Box::new(|v: &mut Value| {
+                v["spec"]["ollama"]["gpu"]["vendor"] = json!("nvidia");
+            }),
+            "apply to AMD GPUs only",
+        ),
+        (
+            "resource name without a GPU",
+            Box::new(|v: &mut Value| {
+                v["spec"]["ollama"]["gpu"] =
+                    json!({"vendor": "none", "resourceName": "amd.com/gpu"});
+            }),
+            "resourceName needs a GPU vendor",
+        ),
+        (
+            "empty storage",
+            Box::new(|v: &mut Value| {
+                v["spec"]["storage"] = json!({});
+            }),
+            "set submissionsVolume, supabase, or both",
+        ),
+        (
+            "name too long",
+            Box::new(|v: &mut Value| {
+                v["metadata"]["name"] = json!("a-very-long-learning-worker-name-for-a-school");
+            }),
+            "metadata.name must be a DNS label",
+        ),
+        (
+            "name with a dot",
+            Box::new(|v: &mut Value| {
+                v["metadata"]["name"] = json!("school.a");
+            }),
+            "metadata.name must be a DNS label",
+        ),
+    ]
+}
+
+#[test]
+fn each_invalid_spec_is_refused_by_cel_and_by_the_rust_rules() {
+    let schema = common::open_api_schema();
+    for (case, mutate, message) in invalid_cases() {
+        let mut value = base();
+        mutate(&mut value);
+        let errors = Validator::new()
+            .validate(&schema, &value, None)
+            .expect_err(case);
+        assert!(
+            errors.iter().any(|e| e.message.contains(message)),
+            "{case}: expected {message:?}, got {errors:?}"
+        );
+        let lw: LearningWorker = serde_json::from_value(value).unwrap();
+        let rust =
+            learning_crds::validate::validate(lw.metadata.name.as_deref().unwrap(), &lw.spec);
+        assert!(!rust.is_empty(), "{case}: the Rust rules accepted it");
+    }
+}
+
+#[test]
+fn cel_defaults_make_a_minimal_spec_valid() {
+    let schema = common::open_api_schema();
+    let minimal = json!({
+        "apiVersion": "learning.gustav.dev/v1alpha1", "kind": "LearningWorker",
+        "metadata": {"name": "tiny"},
+        "spec": {"database": {"secretRef": {"name": "db", "key": "dsn"}}, "runner": {"image": "r:1"}}
+    });
+    Validator::new().validate(&schema, &minimal, None).unwrap();
+    assert!(common::check(&schema["properties"]["spec"], &minimal["spec"], "spec").is_empty());
+}
+
+fn rules(schema: &Value, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(list) = map
+                .get("x-kubernetes-validations")
+                .and_then(Value::as_array)
+            {
+                out.extend(list.iter().map(|r| r["rule"].as_str().unwrap().to_owned()));
+            }
+            map.values().for_each(|v| rules(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| rules(v, out)),
+        _ => {}
+    }
+}
+
+/// Whether the variable a scope warning names is bound by a CEL macro in `rule`.
+fn bound_by_macro(rule: &str, message: &str) -> bool {
+    let Some(var) = message.split('\'').nth(1) else {
+        return false;
+    };
+    ["all", "exists", "exists_one", "map", "filter"]
+        .iter()
+        .any(|m| rule.contains(&format!(".{m}({var},")))
+}
+
+#[test]
+fn rules_stay_in_scope_and_within_the_cost_budget() {
+    let schema = common::open_api_schema();
+    let mut all = Vec::new();
+    rules(&schema, &mut all);
+    assert!(
+        all.len() >= 10,
+        "expected every cross-field rule, found {all:?}"
+    );
+    let compiled = compile_schema(&schema);
+    for rule in &all {
+        let bad: Vec<_> = analyze_rule(rule, &compiled, ScopeContext::CrdValidation)
+            .into_iter()
+            .filter(|w| match w.kind {
+                WarningKind::CostExceeded => true,
+                // The analyser does not know comprehension variables (`all(e, ...)`).
+                WarningKind::WrongScope => !bound_by_macro(rule, &w.message),
+                _ => false,
+            })
+            .collect();
+        assert!(bad.is_empty(), "{rule}: {bad:?}");
+    }
+}
