@@ -21,7 +21,7 @@ pub struct Cli {
 }
 
 /// Subcommands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Run the job loop with its HTTP endpoints (the default).
     Run,
@@ -29,6 +29,12 @@ pub enum Command {
     Migrate,
     /// Run the database health probe once; exit 0 when every check is ok, 1 otherwise.
     Healthcheck,
+    /// Check configuration, database, schema, Ollama and models; ✔/✘ per check with the fix.
+    Preflight {
+        /// Also process one synthetic submission end to end (database writes rolled back).
+        #[arg(long)]
+        with_test_submission: bool,
+    },
 }
 
 /// Every setting, with its environment variable.

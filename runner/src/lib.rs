@@ -26,6 +26,7 @@ pub mod ollama;
 pub mod ollama_url;
 pub mod outcome;
 pub mod payload;
+pub mod preflight;
 pub mod process;
 pub mod queue;
 pub mod shutdown;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use learning_runner::cli::{Cli, Command};
-use learning_runner::{app, config, db, http, telemetry};
+use learning_runner::{app, config, db, http, preflight, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -64,6 +64,17 @@ async fn dispatch(cli: Cli) -> ExitCode {
                     eprintln!("learning-runner: migration failed: {e}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Preflight {
+            with_test_submission,
+        } => {
+            let lines = preflight::run(&settings, with_test_submission).await;
+            print!("{}", preflight::render(&lines));
+            if preflight::all_passed(&lines) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
         Command::Healthcheck => {
