@@ -7,6 +7,7 @@
 //! stops that cluster when the test process exits, however it exits. There is no silent skip:
 //! when PostgreSQL cannot be started, the test fails with the script's message.
 
+pub mod fake_ollama;
 pub mod fixtures;
 
 use std::path::PathBuf;
