@@ -10,7 +10,7 @@ use crate::dsn::Secret;
 
 /// GUSTAV learning-worker job runner.
 #[derive(Debug, Parser)]
-#[command(name = "learning-runner", version, about, long_about = None)]
+#[command(name = "learning-runner", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     /// What to do; the job loop when omitted.
     #[command(subcommand)]

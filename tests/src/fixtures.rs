@@ -18,6 +18,10 @@ pub struct NewSubmission {
     pub storage_key: Option<String>,
     /// MIME type for files.
     pub mime_type: Option<&'static str>,
+    /// Recorded size of the file.
+    pub size_bytes: Option<i32>,
+    /// Recorded SHA-256 of the file.
+    pub sha256: Option<String>,
     /// Status to start in.
     pub analysis_status: &'static str,
     /// `internal_metadata`.
@@ -35,6 +39,8 @@ impl NewSubmission {
             text_body: Some(text.to_owned()),
             storage_key: None,
             mime_type: None,
+            size_bytes: None,
+            sha256: None,
             analysis_status: "pending",
             internal_metadata: json!({}),
             criteria: vec!["Inhalt".into(), "Struktur".into()],
@@ -49,6 +55,8 @@ impl NewSubmission {
             text_body: None,
             storage_key: Some(format!("course/task/{student_sub}/{}.png", Uuid::new_v4())),
             mime_type: Some("image/png"),
+            size_bytes: Some(1234),
+            sha256: Some("a".repeat(64)),
             analysis_status: "pending",
             internal_metadata: json!({}),
             criteria: vec!["Rechenweg".into()],
@@ -75,11 +83,7 @@ pub async fn enqueue_with_payload(
     payload: Value,
 ) -> (Uuid, Uuid) {
     let mut tx = pool.begin().await.expect("begin");
-    let (size, sha) = if s.storage_key.is_some() {
-        (Some(1234), Some("a".repeat(64)))
-    } else {
-        (None, None)
-    };
+    let (size, sha) = (s.size_bytes, s.sha256.clone());
     sqlx::query(
         "insert into learning_submissions (id, course_id, task_id, student_sub, kind, text_body, storage_key, mime_type, \
          size_bytes, sha256, attempt_nr, analysis_status, internal_metadata) \
@@ -108,6 +112,36 @@ pub async fn enqueue_with_payload(
         .expect("insert job");
     tx.commit().await.expect("commit");
     (submission_id, job_id)
+}
+
+impl NewSubmission {
+    /// A file submission whose bytes are `bytes`, stored at `storage_key` (size and hash
+    /// recorded as the web app does).
+    pub fn stored_file(
+        student_sub: &str,
+        kind: &'static str,
+        mime: &'static str,
+        storage_key: &str,
+        bytes: &[u8],
+    ) -> Self {
+        use sha2::{Digest, Sha256};
+        let sha: String = Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        NewSubmission {
+            kind,
+            student_sub: student_sub.to_owned(),
+            text_body: None,
+            storage_key: Some(storage_key.to_owned()),
+            mime_type: Some(mime),
+            size_bytes: Some(bytes.len() as i32),
+            sha256: Some(sha),
+            analysis_status: "pending",
+            internal_metadata: json!({}),
+            criteria: vec!["Rechenweg".into(), "Ergebnis".into()],
+        }
+    }
 }
 
 /// A submission row as the assertions need it.

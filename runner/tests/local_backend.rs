@@ -1,0 +1,467 @@
+//! The local backend end to end: real PostgreSQL, a FAKE Ollama (no real one can be installed
+//! here), a temporary submissions volume. Checks outcomes in the database and the exact request
+//! bodies sent to Ollama.
+
+mod common;
+
+use base64::Engine;
+use learning_runner::adapters::normalize::FALLBACK_EXPLANATION;
+use learning_runner::adapters::prompts::VISION_PROMPT;
+use learning_runner::analysis::AnalysisV2;
+use learning_runner::process::JobOutcome;
+use learning_tests::fake_ollama::{Endpoint, FakeAnswer};
+use learning_tests::fixtures::{self, NewSubmission};
+use learning_tests::TestDb;
+use serde_json::{json, Value};
+
+use common::local::{
+    analysis_answer, fake_with_models, jpeg, local_config, local_context, png, StorageRoot,
+    FEEDBACK_MODEL, VISION_MODEL,
+};
+use common::process_next;
+
+fn text(s: &str) -> FakeAnswer {
+    FakeAnswer::Text(s.to_owned())
+}
+
+fn analysis_of(db_json: Option<Value>) -> AnalysisV2 {
+    serde_json::from_value(db_json.expect("analysis_json set")).expect("criteria.v2 shape")
+}
+
+#[tokio::test]
+async fn a_text_submission_gets_analysis_and_synthesis_with_the_expected_requests() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let fake = fake_with_models().await;
+    let root = StorageRoot::new();
+    let config = local_config(&db, &fake, &root, &["--ai-think-level", "low"]);
+    let (ctx, _) = local_context(&pool, &config);
+    fake.script(
+        Endpoint::Chat,
+        FEEDBACK_MODEL,
+        vec![
+            text(&analysis_answer(&["Inhalt", "Struktur"], 7)),
+            text("**Stärken**\n- klar\n\n**Nächste Schritte**\n- mehr Belege"),
+        ],
+    );
+    let student_text = "Die Zelle ist die kleinste Einheit des Lebens. SCHUELERTEXT-77";
+    let (sub, _) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", student_text)).await;
+
+    assert_eq!(process_next(&ctx).await, JobOutcome::Completed);
+
+    let s = fixtures::submission(&db.admin, sub).await;
+    let analysis = analysis_of(s.analysis_json);
+    analysis
+        .validate(&["Inhalt".into(), "Struktur".into()])
+        .unwrap();
+    assert!(analysis.criteria_results.iter().all(|r| r.score == 7));
+    assert!(s.feedback_md.unwrap().starts_with("**Stärken**"));
+    assert_eq!(s.text_body.as_deref(), Some(student_text));
+    assert!(
+        fake.requests_to("/api/generate").is_empty(),
+        "no vision call for text"
+    );
+
+    let chats = fake.requests_to("/api/chat");
+    assert_eq!(chats.len(), 2);
+    let (analysis_req, synthesis_req) = (&chats[0], &chats[1]);
+    assert_eq!(analysis_req["model"], FEEDBACK_MODEL);
+    assert_eq!(analysis_req["stream"], false);
+    assert_eq!(analysis_req["options"]["temperature"], 0.0);
+    assert_eq!(analysis_req["think"], "low");
+    assert_eq!(
+        analysis_req["format"]["properties"]["criteria_results"]["items"]["properties"]
+            ["criterion"]["enum"],
+        json!(["Inhalt", "Struktur"])
+    );
+    assert_eq!(analysis_req["messages"][0]["role"], "system");
+    assert!(analysis_req["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .contains("SCHUELERTEXT-77"));
+    assert!(synthesis_req.get("format").is_none(), "synthesis is prose");
+    let synthesis_user = synthesis_req["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        !synthesis_user.contains("SCHUELERTEXT-77"),
+        "synthesis works from the analysis, not the text"
+    );
+    assert!(synthesis_user.contains("Inhalt (7/10)"));
+    assert_eq!(
+        ctx.metrics
+            .feedback_parse
+            .with_label_values(&["parsed_structured"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn png_and_jpeg_submissions_send_the_file_as_one_base64_image() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let fake = fake_with_models().await;
+    let root = StorageRoot::new();
+    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    fake.default_answer(
+        Endpoint::Generate,
+        VISION_MODEL,
+        text("```markdown\n# Aufgabe 1\nx = 2\n```"),
+    );
+    fake.default_answer(Endpoint::Chat, FEEDBACK_MODEL, text("Gut gemacht."));
+    fake.script(
+        Endpoint::Chat,
+        FEEDBACK_MODEL,
+        vec![text(&analysis_answer(&["Rechenweg", "Ergebnis"], 9))],
+    );
+
+    for (mime, bytes, key) in [
+        ("image/png", png(40, 30, [10, 20, 30]), "c/t/photo.png"),
+        ("image/jpeg", jpeg(40, 30, [200, 10, 10]), "c/t/photo.jpg"),
+    ] {
+        root.put(key, &bytes);
+        let (sub, _) = fixtures::enqueue(
+            &db.admin,
+            &NewSubmission::stored_file("s1", "image", mime, key, &bytes),
+        )
+        .await;
+        if mime == "image/jpeg" {
+            fake.script(
+                Endpoint::Chat,
+                FEEDBACK_MODEL,
+                vec![text(&analysis_answer(&["Rechenweg", "Ergebnis"], 9))],
+            );
+        }
+        assert_eq!(process_next(&ctx).await, JobOutcome::Completed, "{mime}");
+        let s = fixtures::submission(&db.admin, sub).await;
+        assert_eq!(
+            s.text_body.as_deref(),
+            Some("# Aufgabe 1\nx = 2"),
+            "fence stripped ({mime})"
+        );
+        analysis_of(s.analysis_json)
+            .validate(&["Rechenweg".into(), "Ergebnis".into()])
+            .unwrap();
+        let vision = fake.requests_to("/api/generate").pop().unwrap();
+        assert_eq!(vision["model"], VISION_MODEL);
+        assert_eq!(vision["stream"], false);
+        assert_eq!(vision["options"]["temperature"], 0.0);
+        assert_eq!(vision["prompt"], VISION_PROMPT);
+        let images = vision["images"].as_array().unwrap();
+        assert_eq!(images.len(), 1);
+        let sent = base64::engine::general_purpose::STANDARD
+            .decode(images[0].as_str().unwrap())
+            .unwrap();
+        assert_eq!(sent, bytes, "the stored file is sent unchanged ({mime})");
+    }
+}
+
+#[tokio::test]
+async fn a_pdf_is_transcribed_from_its_pre_rendered_pages_stitched_into_one_image() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let fake = fake_with_models().await;
+    let root = StorageRoot::new();
+    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    fake.default_answer(
+        Endpoint::Generate,
+        VISION_MODEL,
+        text("Seite 1 und Seite 2"),
+    );
+    fake.script(
+        Endpoint::Chat,
+        FEEDBACK_MODEL,
+        vec![
+            text(&analysis_answer(&["Rechenweg", "Ergebnis"], 5)),
+            text("Weiter so."),
+        ],
+    );
+    root.put("c/t/p1.png", &png(100, 60, [0, 0, 0]));
+    root.put("c/t/p2.png", &png(80, 40, [0, 0, 0]));
+    let pdf = b"%PDF-1.7 fake".to_vec();
+    root.put("c/t/doc.pdf", &pdf);
+    let mut s = NewSubmission::stored_file("s1", "file", "application/pdf", "c/t/doc.pdf", &pdf);
+    s.internal_metadata = json!({"page_keys": ["c/t/p1.png", "c/t/p2.png"]});
+    let (sub, _) = fixtures::enqueue(&db.admin, &s).await;
+
+    assert_eq!(process_next(&ctx).await, JobOutcome::Completed);
+    assert_eq!(
+        fixtures::submission(&db.admin, sub)
+            .await
+            .text_body
+            .as_deref(),
+        Some("Seite 1 und Seite 2")
+    );
+    let vision = fake.requests_to("/api/generate").pop().unwrap();
+    let sent = base64::engine::general_purpose::STANDARD
+        .decode(vision["images"][0].as_str().unwrap())
+        .unwrap();
+    let stitched = image::load_from_memory(&sent).unwrap();
+    assert_eq!(
+        (stitched.width(), stitched.height()),
+        (100, 60 + learning_runner::adapters::pages::PAGE_GAP + 40)
+    );
+    assert_eq!(stitched.color(), image::ColorType::L8, "greyscale");
+}
+
+#[tokio::test]
+async fn a_vision_timeout_is_vision_retrying_and_a_feedback_timeout_is_feedback_retrying() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let fake = fake_with_models().await;
+    let root = StorageRoot::new();
+    let (ctx, _) = local_context(
+        &pool,
+        &local_config(
+            &db,
+            &fake,
+            &root,
+            &["--ai-timeout-vision", "1", "--ai-timeout-feedback", "1"],
+        ),
+    );
+    let bytes = png(10, 10, [0, 0, 0]);
+    root.put("k/a.png", &bytes);
+    fake.script(Endpoint::Generate, VISION_MODEL, vec![FakeAnswer::Hang]);
+    let (img, _) = fixtures::enqueue(
+        &db.admin,
+        &NewSubmission::stored_file("s1", "image", "image/png", "k/a.png", &bytes),
+    )
+    .await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Retried);
+    let s = fixtures::submission(&db.admin, img).await;
+    assert_eq!(s.error_code.as_deref(), Some("vision_retrying"));
+    assert!(s
+        .vision_last_error
+        .unwrap()
+        .contains("did not answer within"));
+
+    fake.script(Endpoint::Chat, FEEDBACK_MODEL, vec![FakeAnswer::Hang]);
+    let (txt, _) = fixtures::enqueue(&db.admin, &NewSubmission::text("s2", "Text")).await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Retried);
+    let s = fixtures::submission(&db.admin, txt).await;
+    assert_eq!(s.error_code.as_deref(), Some("feedback_retrying"));
+    assert_eq!(s.vision_attempts, 0);
+}
+
+#[tokio::test]
+async fn repeated_garbage_from_the_model_gives_the_deterministic_fallback() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let fake = fake_with_models().await;
+    let root = StorageRoot::new();
+    let (ctx, _) = local_context(
+        &pool,
+        &local_config(
+            &db,
+            &fake,
+            &root,
+            &["--learning-dspy-json-adapter", "false"],
+        ),
+    );
+    fake.script(
+        Endpoint::Chat,
+        FEEDBACK_MODEL,
+        vec![
+            text("Ich bewerte das gern! Insgesamt gut."),
+            text("{\"kaputt\": "),
+            text(""),
+        ],
+    );
+    let (sub, _) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "Text")).await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Completed);
+    let s = fixtures::submission(&db.admin, sub).await;
+    let analysis = analysis_of(s.analysis_json);
+    analysis
+        .validate(&["Inhalt".into(), "Struktur".into()])
+        .unwrap();
+    assert!(analysis
+        .criteria_results
+        .iter()
+        .all(|r| r.score == 0 && r.explanation_md == FALLBACK_EXPLANATION));
+    assert!(
+        s.feedback_md.unwrap().contains("Nächste Schritte"),
+        "fallback feedback from the analysis"
+    );
+    assert_eq!(
+        ctx.metrics
+            .feedback_parse
+            .with_label_values(&["fallback"])
+            .get(),
+        1
+    );
+    let chats = fake.requests_to("/api/chat");
+    assert_eq!(chats.len(), 3, "two analysis attempts, then synthesis");
+    assert!(
+        chats[0].get("format").is_none(),
+        "structured output off: no schema"
+    );
+    assert!(
+        chats[0]["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("criteria_results"),
+        "JSON asked for in the prompt"
+    );
+}
+
+#[tokio::test]
+async fn a_tolerant_parse_accepts_fenced_variant_json() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let fake = fake_with_models().await;
+    let root = StorageRoot::new();
+    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    let variant = "```json\n{\"criteria\": [{\"name\": \"Inhalt\", \"max\": 5, \"score\": \"4.6\", \"explanation\": \"ok\"}]}\n```";
+    fake.script(
+        Endpoint::Chat,
+        FEEDBACK_MODEL,
+        vec![text(variant), text("Prima.")],
+    );
+    let (sub, _) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "Text")).await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Completed);
+    let a = analysis_of(fixtures::submission(&db.admin, sub).await.analysis_json);
+    assert_eq!(
+        (a.criteria_results[0].score, a.criteria_results[0].max_score),
+        (4, 5)
+    );
+    assert_eq!(a.criteria_results[1].score, 0, "missing criterion filled");
+    assert_eq!(
+        ctx.metrics
+            .feedback_parse
+            .with_label_values(&["parsed"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_missing_model_is_transient_so_an_operator_can_pull_it() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let fake = learning_tests::fake_ollama::FakeOllama::start().await; // no models installed
+    let root = StorageRoot::new();
+    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    let (sub, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "Text")).await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Retried);
+    let s = fixtures::submission(&db.admin, sub).await;
+    assert_eq!(s.error_code.as_deref(), Some("feedback_retrying"));
+    assert!(s.feedback_last_error.unwrap().contains("not installed"));
+    assert_eq!(fixtures::job(&db.admin, job).await.unwrap().retry_count, 1);
+}
+
+#[tokio::test]
+async fn path_escape_size_mismatch_hash_mismatch_and_oversize_are_permanent() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let fake = fake_with_models().await;
+    let root = StorageRoot::new();
+    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    let bytes = png(10, 10, [1, 2, 3]);
+    root.put("ok/a.png", &bytes);
+    std::fs::write(
+        root.0.parent().unwrap().join(format!(
+            "{}-outside.png",
+            root.0.file_name().unwrap().to_string_lossy()
+        )),
+        &bytes,
+    )
+    .unwrap();
+
+    let escape_key = format!(
+        "../{}-outside.png",
+        root.0.file_name().unwrap().to_string_lossy()
+    );
+    let escape = NewSubmission::stored_file("s1", "image", "image/png", &escape_key, &bytes);
+    let mut wrong_size = NewSubmission::stored_file("s2", "image", "image/png", "ok/a.png", &bytes);
+    wrong_size.size_bytes = Some(bytes.len() as i32 + 1);
+    let mut wrong_hash = NewSubmission::stored_file("s3", "image", "image/png", "ok/a.png", &bytes);
+    wrong_hash.sha256 = Some("0".repeat(64));
+    let big = vec![0u8; 10 * 1024 * 1024 + 1];
+    root.put("ok/big.png", &big);
+    let mut oversize =
+        NewSubmission::stored_file("s4", "image", "image/png", "ok/big.png", &big[..10]);
+    oversize.size_bytes = Some(10 * 1024 * 1024);
+
+    for (submission, code, reason) in [
+        (escape, "input_corrupt", "outside the storage root"),
+        (wrong_size, "input_corrupt", "bytes, the record says"),
+        (wrong_hash, "input_corrupt", "SHA-256"),
+        (oversize, "input_too_large", "limit"),
+    ] {
+        let (sub, job) = fixtures::enqueue(&db.admin, &submission).await;
+        assert_eq!(process_next(&ctx).await, JobOutcome::Failed, "{code}");
+        let s = fixtures::submission(&db.admin, sub).await;
+        assert_eq!(
+            (s.status.as_str(), s.error_code.as_deref()),
+            ("failed", Some(code))
+        );
+        assert!(
+            s.vision_last_error.as_deref().unwrap().contains(reason),
+            "{:?}",
+            s.vision_last_error
+        );
+        assert!(
+            !s.vision_last_error.unwrap().contains("ok/"),
+            "no storage key in the message"
+        );
+        assert_eq!(fixtures::job(&db.admin, job).await.unwrap().retry_count, 0);
+    }
+    assert!(
+        fake.requests_to("/api/generate").is_empty(),
+        "no model call for bad input"
+    );
+}
+
+#[tokio::test]
+async fn an_unsupported_mime_type_is_input_unsupported() {
+    let db = TestDb::new().await;
+    let constraint: String = sqlx::query_scalar(
+        "select conname::text from pg_constraint where conrelid = 'learning_submissions'::regclass and pg_get_constraintdef(oid) like '%mime_type%'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "alter table learning_submissions drop constraint {constraint}"
+    ))
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    let pool = db.worker_pool(4).await;
+    let fake = fake_with_models().await;
+    let root = StorageRoot::new();
+    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    root.put("a.gif", b"GIF89a");
+    let (sub, _) = fixtures::enqueue(
+        &db.admin,
+        &NewSubmission::stored_file("s1", "image", "image/gif", "a.gif", b"GIF89a"),
+    )
+    .await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
+    assert_eq!(
+        fixtures::submission(&db.admin, sub)
+            .await
+            .error_code
+            .as_deref(),
+        Some("input_unsupported")
+    );
+}
+
+#[tokio::test]
+async fn a_pdf_without_pages_fails_transiently_with_a_clear_reason() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let fake = fake_with_models().await;
+    let root = StorageRoot::new();
+    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    let pdf = b"%PDF-1.7".to_vec();
+    root.put("d.pdf", &pdf);
+    let (sub, _) = fixtures::enqueue(
+        &db.admin,
+        &NewSubmission::stored_file("s1", "file", "application/pdf", "d.pdf", &pdf),
+    )
+    .await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Retried);
+    let s = fixtures::submission(&db.admin, sub).await;
+    assert_eq!(s.error_code.as_deref(), Some("vision_retrying"));
+    assert!(s.vision_last_error.unwrap().contains("page_keys"));
+}
