@@ -1,0 +1,176 @@
+//! No log line at any level contains the student's text, a storage key, the bucket or the
+//! Supabase service key, in a full run of the local backend (FAKE Ollama, a FAKE Supabase
+//! Storage on loopback, real PostgreSQL). Alone in its binary so the capturing subscriber sees
+//! every event.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use learning_tests::fake_ollama::{Endpoint, FakeAnswer};
+use learning_tests::fixtures::{self, NewSubmission};
+use learning_tests::TestDb;
+
+use common::local::{
+    analysis_answer, fake_with_models, local_config, local_context, png, StorageRoot,
+    FEEDBACK_MODEL, VISION_MODEL,
+};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const SERVICE_KEY: &str = "service-role-key-SECRET-31337";
+const BUCKET: &str = "bucket-name-PRIVATE";
+
+#[test]
+fn a_full_local_run_logs_no_student_text_keys_or_secrets() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let secret_text = "VERTRAULICH-SCHUELER-4242";
+    let student = "student-sub-PII-9090";
+    let remote_key = "course-x/task-y/remote-only-KEY.png";
+    let local_key = "course-x/task-y/local-KEY.png";
+    let image = png(12, 12, [9, 9, 9]);
+    let seen_auth = Arc::new(Mutex::new(Vec::<String>::new()));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // A fake Supabase Storage that serves one object and records the credentials it got.
+        let served = image.clone();
+        let auth = seen_auth.clone();
+        let app = axum::Router::new().route(
+            "/storage/v1/object/{bucket}/{*key}",
+            get(
+                move |Path((bucket, key)): Path<(String, String)>, headers: HeaderMap| {
+                    let served = served.clone();
+                    let auth = auth.clone();
+                    async move {
+                        let apikey = headers
+                            .get("apikey")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        let bearer = headers
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        auth.lock().unwrap().push(format!("{apikey}|{bearer}"));
+                        if bucket == BUCKET && key.ends_with("remote-only-KEY.png") {
+                            (StatusCode::OK, served)
+                        } else {
+                            (StatusCode::NOT_FOUND, Vec::new())
+                        }
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let storage_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let db = TestDb::new().await;
+        let pool = sqlx::PgPool::connect(&db.worker_url()).await.unwrap();
+        let fake = fake_with_models().await;
+        fake.default_answer(
+            Endpoint::Generate,
+            VISION_MODEL,
+            FakeAnswer::Text(format!("Transkript {secret_text}")),
+        );
+        fake.default_answer(
+            Endpoint::Chat,
+            FEEDBACK_MODEL,
+            FakeAnswer::Text(format!("Rückmeldung zu {secret_text}")),
+        );
+        let root = StorageRoot::new();
+        root.put(local_key, &image);
+        let config = local_config(
+            &db,
+            &fake,
+            &root,
+            &[
+                "--supabase-url",
+                &storage_url,
+                "--supabase-service-role-key",
+                SERVICE_KEY,
+                "--learning-storage-bucket",
+                BUCKET,
+            ],
+        );
+        let (ctx, _) = local_context(&pool, &config);
+        for key in [local_key, remote_key] {
+            fake.script(
+                Endpoint::Chat,
+                FEEDBACK_MODEL,
+                vec![FakeAnswer::Text(analysis_answer(
+                    &["Rechenweg", "Ergebnis"],
+                    8,
+                ))],
+            );
+            fixtures::enqueue(
+                &db.admin,
+                &NewSubmission::stored_file(student, "image", "image/png", key, &image),
+            )
+            .await;
+        }
+        fake.script(
+            Endpoint::Chat,
+            FEEDBACK_MODEL,
+            vec![
+                FakeAnswer::Text("kaputt".into()),
+                FakeAnswer::Text("auch kaputt".into()),
+            ],
+        );
+        fixtures::enqueue(&db.admin, &NewSubmission::text(student, secret_text)).await;
+        let summary = common::run_until_drained(&pool, ctx, 2).await;
+        assert_eq!(summary.completed, 3, "{summary:?}");
+    });
+
+    let auth = seen_auth.lock().unwrap().clone();
+    assert!(
+        auth.contains(&format!("{SERVICE_KEY}|Bearer {SERVICE_KEY}")),
+        "the key went as apikey and bearer: {auth:?}"
+    );
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("learning.feedback.completed") && logs.contains("parse_status=fallback"),
+        "{logs}"
+    );
+    for forbidden in [
+        secret_text,
+        student,
+        remote_key,
+        local_key,
+        "remote-only-KEY",
+        SERVICE_KEY,
+        BUCKET,
+    ] {
+        assert!(
+            !logs.contains(forbidden),
+            "a log line contains {forbidden:?}"
+        );
+    }
+}
