@@ -54,8 +54,6 @@ pub mod reasons {
     pub const MINIMUM_REPLICAS_AVAILABLE: &str = "MinimumReplicasAvailable";
     /// Fewer runner pods are available than desired (no pod-level cause found).
     pub const MINIMUM_REPLICAS_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
-    /// Autoscaling chose zero runners (empty queue).
-    pub const SCALED_TO_ZERO: &str = "ScaledToZero";
     /// A pod cannot be scheduled (e.g. no free `amd.com/gpu`).
     pub const UNSCHEDULABLE: &str = "Unschedulable";
     /// An image cannot be pulled.

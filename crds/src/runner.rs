@@ -137,9 +137,9 @@ pub struct RunnerSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
 pub struct AutoscalingSpec {
-    /// Fewest runner pods (0 lets the worker scale to zero when the queue is empty).
+    /// Fewest runner pods. At least one runs: the operator learns the backlog from the runners.
     #[serde(default = "default_min_replicas")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = 1, max = 100))]
     pub min_replicas: i32,
     /// Most runner pods.
     #[schemars(range(min = 1, max = 100))]

@@ -1,7 +1,43 @@
-//! `learning-operator`: placeholder binary. The controller that reconciles `LearningWorker`
-//! resources is tracked in its own issue; until then this binary only says so.
+//! `learning-operator`: reconciles `LearningWorker` resources (`run`), prints the CRD (`crd`),
+//! and renders the children of a resource offline (`render -f cr.yaml`). Thin: parse, dispatch.
 
-fn main() {
-    eprintln!("learning-operator: the controller is not built yet (see the operator issue); nothing to run");
-    std::process::exit(2);
+use std::io::Read;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use learning_operator::cli::{Cli, Command};
+use learning_operator::desired::RenderContext;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!(
+                "{}",
+                learning_crds::crd_yaml().context("rendering the CRD")?
+            );
+            Ok(())
+        }
+        Command::Render(args) => {
+            let input = if args.file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("reading standard input")?;
+                s
+            } else {
+                std::fs::read_to_string(&args.file)
+                    .with_context(|| format!("reading {}", args.file.display()))?
+            };
+            let ctx = RenderContext {
+                operator_namespace: args.operator_namespace,
+                models_to_pull: (!args.pull.is_empty()).then_some(args.pull),
+                queue_visible: None,
+            };
+            print!("{}", learning_operator::render::render_yaml(&input, &ctx)?);
+            Ok(())
+        }
+        Command::Run(args) => learning_operator::run::run(args),
+    }
 }

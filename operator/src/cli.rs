@@ -1,0 +1,71 @@
+//! The command line: `crd`, `render -f FILE`, `run`, with every setting also readable from the
+//! environment. Parsed once in `main`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Kubernetes operator for GUSTAV's learning worker.
+#[derive(Debug, Parser)]
+#[command(name = "learning-operator", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the LearningWorker CustomResourceDefinition as YAML.
+    Crd,
+    /// Print every child object the operator would apply for a LearningWorker, as YAML.
+    Render(RenderArgs),
+    /// Run the controller.
+    Run(RunArgs),
+}
+
+/// Arguments of `render`.
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The LearningWorker YAML file (`-` for standard input).
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Namespace the operator runs in (NetworkPolicies admit it).
+    #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "learning-system")]
+    pub operator_namespace: String,
+    /// Render the model-pull Job for these models (as if they were missing).
+    #[arg(long = "pull", value_delimiter = ',')]
+    pub pull: Vec<String>,
+}
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Namespace the operator runs in (the leader Lease lives there; NetworkPolicies admit it).
+    #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "learning-system")]
+    pub operator_namespace: String,
+    /// This replica's identity for leader election and Events (the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "learning-operator")]
+    pub pod_name: String,
+    /// Address of `/metrics`, `/livez`, `/readyz`.
+    #[arg(long, env = "OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8081")]
+    pub http_addr: SocketAddr,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "LEADER_LEASE_NAME",
+        default_value = "learning-operator-leader"
+    )]
+    pub lease_name: String,
+    /// Seconds a leader's Lease is valid without renewal.
+    #[arg(long, env = "LEADER_LEASE_SECONDS", default_value_t = 15)]
+    pub lease_seconds: u32,
+    /// Log level or filter.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}

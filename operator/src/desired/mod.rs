@@ -1,0 +1,234 @@
+//! Pure builders of every child object of a LearningWorker: deterministic names, the
+//! `app.kubernetes.io/*` labels, owner references, and the full set of children the operator
+//! applies. No I/O; the controller and `render` both use these.
+
+pub mod network;
+pub mod ollama;
+pub mod runner;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use learning_crds::LearningWorker;
+
+/// Field manager and `managed-by` label value.
+pub const MANAGER: &str = "learning-operator";
+/// The runner's HTTP port (`LEARNING_HTTP_ADDR`).
+pub const RUNNER_PORT: i32 = 8080;
+/// Ollama's API port.
+pub const OLLAMA_PORT: i32 = 11434;
+/// Label key of the component.
+pub const COMPONENT: &str = "app.kubernetes.io/component";
+/// Label key of the instance (the LearningWorker's name).
+pub const INSTANCE: &str = "app.kubernetes.io/instance";
+
+/// What the builders need besides the resource itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderContext {
+    /// Namespace the operator runs in (NetworkPolicies admit it to health and Ollama APIs).
+    pub operator_namespace: String,
+    /// Models the pull Job should pull; `None`: no Job (nothing missing or not known yet).
+    pub models_to_pull: Option<Vec<String>>,
+    /// Waiting jobs last reported by the runners (drives autoscaling).
+    pub queue_visible: Option<i64>,
+}
+
+/// Deterministic child names.
+pub mod names {
+    /// Runner Deployment, Service, PDB, ServiceAccount and NetworkPolicy.
+    pub fn runner(worker: &str) -> String {
+        format!("{worker}-runner")
+    }
+    /// Ollama Deployment, Service and NetworkPolicy (a dot-less in-cluster host for the runner).
+    pub fn ollama(worker: &str) -> String {
+        format!("{worker}-ollama")
+    }
+    /// The model volume claim.
+    pub fn models_pvc(worker: &str) -> String {
+        format!("{worker}-ollama-models")
+    }
+    /// The model-pull Job and its NetworkPolicy prefix; `hash` identifies the model list.
+    pub fn model_pull(worker: &str, hash: &str) -> String {
+        format!("{worker}-model-pull-{hash}")
+    }
+    /// NetworkPolicy of the model-pull pods.
+    pub fn model_pull_policy(worker: &str) -> String {
+        format!("{worker}-model-pull")
+    }
+}
+
+/// Selector labels of a component of `worker`.
+pub fn selector_labels(worker: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_owned(),
+            "learning-worker".to_owned(),
+        ),
+        (INSTANCE.to_owned(), worker.to_owned()),
+        (COMPONENT.to_owned(), component.to_owned()),
+    ])
+}
+
+/// All labels of a child object of `worker`.
+pub fn labels(worker: &str, component: &str) -> BTreeMap<String, String> {
+    let mut l = selector_labels(worker, component);
+    l.insert("app.kubernetes.io/managed-by".into(), MANAGER.into());
+    l.insert("app.kubernetes.io/part-of".into(), "gustav".into());
+    l
+}
+
+/// Metadata of a child: name, namespace, labels, owner reference (absent offline).
+pub fn child_meta(lw: &LearningWorker, name: String, component: &str) -> ObjectMeta {
+    let worker = lw.metadata.name.clone().unwrap_or_default();
+    ObjectMeta {
+        name: Some(name),
+        namespace: lw.metadata.namespace.clone(),
+        labels: Some(labels(&worker, component)),
+        owner_references: owner_reference(lw).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The controller owner reference, when the resource has a uid (it has none offline).
+pub fn owner_reference(lw: &LearningWorker) -> Option<OwnerReference> {
+    use kube::Resource;
+    lw.metadata.uid.as_ref()?;
+    lw.controller_owner_ref(&())
+}
+
+/// Every child the operator applies for one LearningWorker.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Children {
+    /// Runner ServiceAccount (no token mounted).
+    pub runner_service_account: Option<ServiceAccount>,
+    /// Runner Deployment.
+    pub runner_deployment: Option<Deployment>,
+    /// Runner Service (health and metrics).
+    pub runner_service: Option<Service>,
+    /// Runner PodDisruptionBudget.
+    pub runner_pdb: Option<PodDisruptionBudget>,
+    /// Ollama model volume.
+    pub ollama_pvc: Option<PersistentVolumeClaim>,
+    /// Ollama Deployment.
+    pub ollama_deployment: Option<Deployment>,
+    /// Ollama Service.
+    pub ollama_service: Option<Service>,
+    /// Model-pull Job.
+    pub model_pull_job: Option<Job>,
+    /// NetworkPolicies.
+    pub network_policies: Vec<NetworkPolicy>,
+}
+
+/// Builds every child. The spec must have passed `learning_crds::validate::validate`.
+pub fn children(lw: &LearningWorker, ctx: &RenderContext) -> Children {
+    let spec = &lw.spec;
+    let managed = spec.manages_ollama();
+    Children {
+        runner_service_account: Some(runner::service_account(lw)),
+        runner_deployment: Some(runner::deployment(lw, ctx.queue_visible)),
+        runner_service: Some(runner::service(lw)),
+        runner_pdb: Some(runner::pdb(lw)),
+        ollama_pvc: managed.then(|| ollama::pvc(lw)),
+        ollama_deployment: managed.then(|| ollama::deployment(lw)),
+        ollama_service: managed.then(|| ollama::service(lw)),
+        model_pull_job: match (&ctx.models_to_pull, managed && spec.ollama.pull_models) {
+            (Some(models), true) if !models.is_empty() => Some(ollama::model_pull_job(lw, models)),
+            _ => None,
+        },
+        network_policies: if spec.network.policies {
+            network::policies(lw, &ctx.operator_namespace)
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Example resources for the builder tests.
+    use learning_crds::LearningWorker;
+
+    /// An example CR from `crds/examples/`, with a uid as the API server would set.
+    pub fn example(file: &str) -> LearningWorker {
+        let path = format!("{}/../crds/examples/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lw: LearningWorker = serde_yaml_ng::from_str(&text).unwrap();
+        lw.metadata.uid = Some("8f0c1a4e-0000-4000-8000-000000000001".into());
+        lw.metadata.generation = Some(3);
+        lw
+    }
+
+    /// The render context of the tests.
+    pub fn ctx() -> super::RenderContext {
+        super::RenderContext {
+            operator_namespace: "learning-system".into(),
+            models_to_pull: None,
+            queue_visible: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{ctx, example};
+    use super::*;
+
+    #[test]
+    fn names_fit_dns_labels_for_the_longest_allowed_worker_name() {
+        let worker = "a".repeat(learning_crds::learning_worker::MAX_NAME_LEN);
+        for n in [
+            names::runner(&worker),
+            names::ollama(&worker),
+            names::models_pvc(&worker),
+            names::model_pull(&worker, "0123456789"),
+        ] {
+            assert!(n.len() <= 63, "{n} is {} long", n.len());
+        }
+    }
+
+    #[test]
+    fn managed_ollama_gets_its_objects_and_external_gets_none() {
+        let managed = children(&example("amd-gpu.yaml"), &ctx());
+        assert!(
+            managed.ollama_deployment.is_some()
+                && managed.ollama_service.is_some()
+                && managed.ollama_pvc.is_some()
+        );
+        assert!(
+            managed.model_pull_job.is_none(),
+            "no Job until missing models are known"
+        );
+        let external = children(&example("external-ollama.yaml"), &ctx());
+        assert!(
+            external.ollama_deployment.is_none()
+                && external.ollama_service.is_none()
+                && external.ollama_pvc.is_none()
+        );
+        assert!(external.runner_deployment.is_some());
+    }
+
+    #[test]
+    fn every_child_is_owned_by_the_worker() {
+        let lw = example("amd-gpu.yaml");
+        let mut c = ctx();
+        c.models_to_pull = Some(vec!["gpt-oss:20b".into()]);
+        let rendered = crate::render::objects(&children(&lw, &c)).unwrap();
+        assert_eq!(rendered.len(), 11);
+        for obj in rendered {
+            let owners = &obj["metadata"]["ownerReferences"];
+            assert_eq!(owners[0]["kind"], "LearningWorker", "{obj}");
+            assert_eq!(owners[0]["controller"], true);
+            assert_eq!(owners[0]["uid"], "8f0c1a4e-0000-4000-8000-000000000001");
+            assert_eq!(
+                obj["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+                MANAGER
+            );
+            assert_eq!(obj["metadata"]["namespace"], "gustav");
+        }
+    }
+}

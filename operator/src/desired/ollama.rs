@@ -1,0 +1,522 @@
+//! The managed Ollama's children: the model PersistentVolumeClaim, the Deployment (pinned image,
+//! GPU resource and tolerations, ROCm variables, render/video supplemental groups, non-root with
+//! HOME and models on the volume, probes on the API), the Service, and the model-pull Job that
+//! pulls only the models that are missing. Pure.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Service, ServicePort,
+    ServiceSpec, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use learning_crds::LearningWorker;
+use sha2::{Digest, Sha256};
+
+use super::runner::restricted_container_security;
+use super::{child_meta, labels, names, selector_labels, OLLAMA_PORT};
+
+/// Component label of Ollama.
+pub const COMPONENT: &str = "ollama";
+/// Component label of the model-pull Job.
+pub const PULL_COMPONENT: &str = "model-pull";
+/// Where the model volume is mounted; Ollama's HOME (keys) and models live under it.
+pub const DATA_DIR: &str = "/data";
+/// Seconds a finished pull Job is kept (a failed pull is retried after it is gone).
+pub const PULL_JOB_TTL_SECONDS: i32 = 3600;
+
+/// The shell loop of the pull Job: models come as arguments (never interpolated into the
+/// script); `ollama show` skips those already present.
+pub const PULL_SCRIPT: &str = r#"set -eu
+for m in "$@"; do
+  if ollama show "$m" >/dev/null 2>&1; then
+    echo "present: $m"
+  else
+    echo "pulling: $m"
+    ollama pull "$m"
+  fi
+done"#;
+
+fn worker(lw: &LearningWorker) -> String {
+    lw.metadata.name.clone().unwrap_or_default()
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+/// Every model Ollama must have: the AI spec's, then the extra ones, without duplicates.
+pub fn required_models(lw: &LearningWorker) -> Vec<String> {
+    let mut models = lw.spec.ai.models();
+    for m in &lw.spec.ollama.extra_models {
+        if !models.contains(m) {
+            models.push(m.clone());
+        }
+    }
+    models
+}
+
+/// The model volume claim.
+pub fn pvc(lw: &LearningWorker) -> PersistentVolumeClaim {
+    let storage = &lw.spec.ollama.storage;
+    PersistentVolumeClaim {
+        metadata: child_meta(lw, names::models_pvc(&worker(lw)), COMPONENT),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    storage.size.clone(),
+                )])),
+                limits: None,
+            }),
+            storage_class_name: storage.storage_class_name.clone(),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The GPU's extended resource added to the user's resources.
+pub fn resources(lw: &LearningWorker) -> ResourceRequirements {
+    let o = &lw.spec.ollama;
+    let mut r = o.resources.clone().unwrap_or_default();
+    if let Some(resource) = o.gpu.resource() {
+        r.limits
+            .get_or_insert_with(BTreeMap::new)
+            .insert(resource.to_owned(), Quantity(o.gpu.count.to_string()));
+    }
+    r
+}
+
+/// The vendor's taint toleration (GPU nodes are usually tainted with the resource name) plus
+/// the user's tolerations.
+pub fn tolerations(lw: &LearningWorker) -> Vec<Toleration> {
+    let o = &lw.spec.ollama;
+    let mut t: Vec<Toleration> = o
+        .gpu
+        .resource()
+        .map(|resource| Toleration {
+            key: Some(resource.to_owned()),
+            operator: Some("Exists".into()),
+            effect: Some("NoSchedule".into()),
+            ..Toleration::default()
+        })
+        .into_iter()
+        .collect();
+    t.extend(o.tolerations.iter().flatten().cloned());
+    t
+}
+
+fn ollama_env(lw: &LearningWorker) -> Vec<EnvVar> {
+    let o = &lw.spec.ollama;
+    let mut e = vec![
+        env("OLLAMA_HOST", format!("0.0.0.0:{OLLAMA_PORT}")),
+        env("HOME", DATA_DIR),
+        env("OLLAMA_MODELS", format!("{DATA_DIR}/models")),
+        env("OLLAMA_KEEP_ALIVE", &o.keep_alive),
+    ];
+    if let Some(n) = o.num_parallel {
+        e.push(env("OLLAMA_NUM_PARALLEL", n.to_string()));
+    }
+    if let Some(devices) = &o.gpu.hip_visible_devices {
+        e.push(env("HIP_VISIBLE_DEVICES", devices));
+    }
+    if let Some(gfx) = &o.gpu.hsa_override_gfx_version {
+        e.push(env("HSA_OVERRIDE_GFX_VERSION", gfx));
+    }
+    e
+}
+
+fn api_probe(path: &str, period: i32, failure_threshold: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("api".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failure_threshold),
+        ..Probe::default()
+    }
+}
+
+/// Non-root pod security: the configured uid, the volume group-owned by it, the GPU device
+/// groups as supplemental groups.
+fn pod_security(lw: &LearningWorker) -> PodSecurityContext {
+    let o = &lw.spec.ollama;
+    let groups: Vec<i64> = [o.gpu.render_group_id, o.gpu.video_group_id]
+        .into_iter()
+        .flatten()
+        .collect();
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(o.run_as_user),
+        run_as_group: Some(o.run_as_user),
+        fs_group: Some(o.run_as_user),
+        fs_group_change_policy: Some("OnRootMismatch".into()),
+        supplemental_groups: (!groups.is_empty()).then_some(groups),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+fn tmp_volume() -> (Volume, VolumeMount) {
+    (
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..VolumeMount::default()
+        },
+    )
+}
+
+/// The Ollama Deployment: one pod, `Recreate` (the volume is ReadWriteOnce and the GPU single).
+pub fn deployment(lw: &LearningWorker) -> Deployment {
+    let name = worker(lw);
+    let o = &lw.spec.ollama;
+    let (tmp, tmp_mount) = tmp_volume();
+    let container = Container {
+        name: "ollama".into(),
+        image: Some(o.effective_image().to_owned()),
+        image_pull_policy: o.image_pull_policy.map(|p| p.as_str().to_owned()),
+        args: Some(vec!["serve".into()]),
+        env: Some(ollama_env(lw)),
+        ports: Some(vec![ContainerPort {
+            name: Some("api".into()),
+            container_port: OLLAMA_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        startup_probe: Some(api_probe("/", 5, 60)),
+        readiness_probe: Some(api_probe("/api/version", 10, 3)),
+        liveness_probe: Some(api_probe("/", 20, 3)),
+        resources: Some(resources(lw)),
+        security_context: Some(restricted_container_security()),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "models".into(),
+                mount_path: DATA_DIR.into(),
+                ..VolumeMount::default()
+            },
+            tmp_mount,
+        ]),
+        ..Container::default()
+    };
+    let tolerations = tolerations(lw);
+    Deployment {
+        metadata: child_meta(lw, names::ollama(&name), COMPONENT),
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&name, COMPONENT)),
+                match_expressions: None,
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                rolling_update: None,
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&name, COMPONENT)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(pod_security(lw)),
+                    containers: vec![container],
+                    volumes: Some(vec![
+                        Volume {
+                            name: "models".into(),
+                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                claim_name: names::models_pvc(&name),
+                                read_only: None,
+                            }),
+                            ..Volume::default()
+                        },
+                        tmp,
+                    ]),
+                    node_selector: o.node_selector.clone(),
+                    tolerations: (!tolerations.is_empty()).then_some(tolerations),
+                    affinity: o.affinity.clone(),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The Ollama Service (a dot-less in-cluster name, as the runner requires).
+pub fn service(lw: &LearningWorker) -> Service {
+    let name = worker(lw);
+    Service {
+        metadata: child_meta(lw, names::ollama(&name), COMPONENT),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(&name, COMPONENT)),
+            ports: Some(vec![ServicePort {
+                name: Some("api".into()),
+                port: OLLAMA_PORT,
+                target_port: Some(IntOrString::String("api".into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            type_: Some("ClusterIP".into()),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// A short, stable hash of the models to pull and the image (the Job's name suffix: a new
+/// list gives a new Job, since Jobs cannot be changed).
+pub fn pull_hash(models: &[String], image: &str) -> String {
+    let mut h = Sha256::new();
+    for m in models {
+        h.update(m.as_bytes());
+        h.update(b"\n");
+    }
+    h.update(image.as_bytes());
+    h.finalize()
+        .iter()
+        .take(5)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The model-pull Job for `models` (the missing ones): the Ollama CLI against the managed
+/// Service; no GPU, no token, restricted, on the Ollama nodes (the image is cached there).
+pub fn model_pull_job(lw: &LearningWorker, models: &[String]) -> Job {
+    let name = worker(lw);
+    let o = &lw.spec.ollama;
+    let image = o.effective_image();
+    let (tmp, tmp_mount) = tmp_volume();
+    let mut args = vec!["model-pull".to_owned()];
+    args.extend(models.iter().cloned());
+    let tolerations = tolerations(lw);
+    let container = Container {
+        name: "pull".into(),
+        image: Some(image.to_owned()),
+        image_pull_policy: o.image_pull_policy.map(|p| p.as_str().to_owned()),
+        command: Some(vec!["/bin/sh".into(), "-c".into(), PULL_SCRIPT.into()]),
+        args: Some(args),
+        env: Some(vec![
+            env(
+                "OLLAMA_HOST",
+                format!("http://{}:{OLLAMA_PORT}", names::ollama(&name)),
+            ),
+            env("HOME", "/tmp"),
+        ]),
+        security_context: Some(restricted_container_security()),
+        volume_mounts: Some(vec![tmp_mount]),
+        ..Container::default()
+    };
+    Job {
+        metadata: child_meta(
+            lw,
+            names::model_pull(&name, &pull_hash(models, image)),
+            PULL_COMPONENT,
+        ),
+        spec: Some(JobSpec {
+            backoff_limit: Some(3),
+            active_deadline_seconds: Some(6 * 3600),
+            ttl_seconds_after_finished: Some(PULL_JOB_TTL_SECONDS),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&name, PULL_COMPONENT)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        supplemental_groups: None,
+                        fs_group: None,
+                        fs_group_change_policy: None,
+                        ..pod_security(lw)
+                    }),
+                    containers: vec![container],
+                    volumes: Some(vec![tmp]),
+                    node_selector: o.node_selector.clone(),
+                    tolerations: (!tolerations.is_empty()).then_some(tolerations),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::example;
+    use super::*;
+
+    fn pod(d: &Deployment) -> &PodSpec {
+        d.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    fn env_of(c: &Container) -> BTreeMap<String, String> {
+        c.env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn amd_pod_gets_rocm_image_gpu_toleration_groups_and_variables() {
+        let d = deployment(&example("amd-gpu.yaml"));
+        let p = pod(&d);
+        let c = &p.containers[0];
+        assert_eq!(
+            c.image.as_deref(),
+            Some("docker.io/ollama/ollama:0.12.3-rocm")
+        );
+        assert_eq!(
+            c.resources.as_ref().unwrap().limits.as_ref().unwrap()["amd.com/gpu"],
+            Quantity("1".into())
+        );
+        assert_eq!(
+            p.tolerations.as_ref().unwrap()[0].key.as_deref(),
+            Some("amd.com/gpu")
+        );
+        let sc = p.security_context.as_ref().unwrap();
+        assert_eq!(sc.supplemental_groups, Some(vec![109, 44]));
+        assert_eq!(
+            (sc.run_as_user, sc.run_as_non_root, sc.fs_group),
+            (Some(1000), Some(true), Some(1000))
+        );
+        let env = env_of(c);
+        assert_eq!(env["HSA_OVERRIDE_GFX_VERSION"], "11.0.0");
+        assert_eq!(env["HIP_VISIBLE_DEVICES"], "0");
+        assert_eq!(env["OLLAMA_KEEP_ALIVE"], "24h");
+        assert_eq!(env["OLLAMA_NUM_PARALLEL"], "2");
+        assert_eq!(env["OLLAMA_MODELS"], "/data/models");
+        assert_eq!(env["HOME"], "/data");
+        assert_eq!(p.node_selector.as_ref().unwrap()["gustav.dev/gpu"], "amd");
+        assert_eq!(
+            d.spec
+                .as_ref()
+                .unwrap()
+                .strategy
+                .as_ref()
+                .unwrap()
+                .type_
+                .as_deref(),
+            Some("Recreate")
+        );
+        let startup = c.startup_probe.as_ref().unwrap();
+        assert_eq!(startup.failure_threshold, Some(60));
+        assert_eq!(
+            c.readiness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref(),
+            Some("/api/version")
+        );
+    }
+
+    #[test]
+    fn nvidia_and_cpu_pods_differ_only_where_they_should() {
+        let nv = deployment(&example("nvidia-gpu.yaml"));
+        let c = &pod(&nv).containers[0];
+        assert_eq!(c.image.as_deref(), Some("docker.io/ollama/ollama:0.12.3"));
+        assert!(c
+            .resources
+            .as_ref()
+            .unwrap()
+            .limits
+            .as_ref()
+            .unwrap()
+            .contains_key("nvidia.com/gpu"));
+        let keys: Vec<_> = pod(&nv)
+            .tolerations
+            .iter()
+            .flatten()
+            .filter_map(|t| t.key.clone())
+            .collect();
+        assert_eq!(keys, ["nvidia.com/gpu", "gpu-node"]);
+        assert!(!env_of(c).contains_key("HSA_OVERRIDE_GFX_VERSION"));
+
+        let cpu = deployment(&example("cpu-only.yaml"));
+        let c = &pod(&cpu).containers[0];
+        let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+        assert!(!limits.keys().any(|k| k.contains("gpu")), "{limits:?}");
+        assert!(pod(&cpu).tolerations.is_none());
+    }
+
+    #[test]
+    fn pvc_holds_the_models() {
+        let p = pvc(&example("nvidia-gpu.yaml")).spec.unwrap();
+        assert_eq!(
+            p.resources.unwrap().requests.unwrap()["storage"],
+            Quantity("40Gi".into())
+        );
+        assert_eq!(p.storage_class_name.as_deref(), Some("local-path"));
+        assert_eq!(p.access_modes.unwrap(), ["ReadWriteOnce"]);
+    }
+
+    #[test]
+    fn pull_job_pulls_only_the_given_models_as_arguments() {
+        let lw = example("autoscaling.yaml");
+        assert_eq!(
+            required_models(&lw),
+            ["qwen2.5vl:3b", "gpt-oss:latest", "llama3.2:3b"]
+        );
+        let missing = vec!["llama3.2:3b".to_owned()];
+        let job = model_pull_job(&lw, &missing);
+        let name = job.metadata.name.clone().unwrap();
+        assert!(
+            name.starts_with("school-e-model-pull-")
+                && name.len() == "school-e-model-pull-".len() + 10,
+            "{name}"
+        );
+        let c = &job
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        assert_eq!(c.args.as_ref().unwrap(), &["model-pull", "llama3.2:3b"]);
+        assert!(
+            !c.command.as_ref().unwrap()[2].contains("llama3.2"),
+            "models are never part of the script"
+        );
+        assert_eq!(env_of(c)["OLLAMA_HOST"], "http://school-e-ollama:11434");
+        assert!(c.resources.is_none(), "the pull needs no GPU");
+        // Another list, another Job; the same list, the same Job.
+        assert_ne!(pull_hash(&missing, "i"), pull_hash(&["x".into()], "i"));
+        assert_eq!(pull_hash(&missing, "i"), pull_hash(&missing, "i"));
+    }
+}

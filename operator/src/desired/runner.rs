@@ -1,0 +1,518 @@
+//! The runner's children: ServiceAccount (no token), Deployment (the contract's env, DSN from a
+//! Secret, probes on the runner's endpoints, drain-aware termination grace, restricted security
+//! context), Service (health and metrics) and PodDisruptionBudget. Pure.
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServiceAccount,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use learning_crds::schema::SecretKeyRef;
+use learning_crds::LearningWorker;
+
+use super::{child_meta, names, selector_labels, OLLAMA_PORT, RUNNER_PORT};
+
+/// Component label of the runners.
+pub const COMPONENT: &str = "runner";
+/// Numeric uid/gid the runner runs as.
+pub const RUNNER_UID: i64 = 65532;
+/// Seconds added to the drain grace for `terminationGracePeriodSeconds`.
+pub const TERMINATION_MARGIN_SECONDS: i64 = 15;
+
+fn worker(lw: &LearningWorker) -> String {
+    lw.metadata.name.clone().unwrap_or_default()
+}
+
+/// The runner ServiceAccount: the runner talks to no Kubernetes API, so no token is mounted.
+pub fn service_account(lw: &LearningWorker) -> ServiceAccount {
+    ServiceAccount {
+        metadata: child_meta(lw, names::runner(&worker(lw)), COMPONENT),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    }
+}
+
+/// How many runner pods to ask for: 0 when suspended, the fixed count, or the backlog divided
+/// by `jobsPerReplica` within the autoscaling bounds (the minimum while the backlog is unknown).
+pub fn desired_replicas(lw: &LearningWorker, queue_visible: Option<i64>) -> i32 {
+    let r = &lw.spec.runner;
+    if lw.spec.suspend {
+        return 0;
+    }
+    match &r.autoscaling {
+        None => r.replicas.unwrap_or(1),
+        Some(a) => {
+            let per = i64::from(a.jobs_per_replica.max(1));
+            let wanted =
+                queue_visible.map_or(i64::from(a.min_replicas), |v| (v.max(0) + per - 1) / per);
+            wanted.clamp(i64::from(a.min_replicas), i64::from(a.max_replicas)) as i32
+        }
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn secret_env(name: &str, secret: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+/// Seconds from milliseconds, as the runner parses them (`0.5`, `2`).
+fn seconds_from_millis(ms: i32) -> String {
+    if ms % 1000 == 0 {
+        (ms / 1000).to_string()
+    } else {
+        format!("{}", f64::from(ms) / 1000.0)
+    }
+}
+
+/// The runner container's environment, in the contract's names (§8).
+pub fn runner_env(lw: &LearningWorker) -> Vec<EnvVar> {
+    let spec = &lw.spec;
+    let r = &spec.runner;
+    let ai = &spec.ai;
+    let mut e = vec![secret_env(
+        "LEARNING_DATABASE_URL",
+        &spec.database.secret_ref,
+    )];
+    if let Some(environment) = &spec.environment {
+        e.push(env("GUSTAV_ENV", environment));
+    }
+    e.push(env("AI_BACKEND", ai.backend.as_str()));
+    if let Some(url) = ollama_url(lw) {
+        e.push(env("OLLAMA_BASE_URL", url));
+    }
+    e.extend([
+        env("AI_VISION_MODEL", &ai.vision_model),
+        env("AI_FEEDBACK_MODEL", &ai.feedback_model),
+        env("AI_TIMEOUT_VISION", ai.vision_timeout_seconds.to_string()),
+        env(
+            "AI_TIMEOUT_FEEDBACK",
+            ai.feedback_timeout_seconds.to_string(),
+        ),
+        env(
+            "LEARNING_DSPY_JSON_ADAPTER",
+            ai.structured_output.to_string(),
+        ),
+    ]);
+    if let Some(level) = ai.think_level {
+        e.push(env("AI_THINK_LEVEL", level.as_str()));
+    }
+    e.extend([
+        env("WORKER_CONCURRENCY", r.concurrency.to_string()),
+        env("WORKER_MAX_RETRIES", r.max_retries.to_string()),
+        env("WORKER_BACKOFF_SECONDS", r.backoff_seconds.to_string()),
+        env(
+            "WORKER_BACKOFF_MAX_SECONDS",
+            r.backoff_max_seconds.to_string(),
+        ),
+        env("WORKER_LEASE_SECONDS", r.lease_seconds.to_string()),
+        env("WORKER_LEASE_MULTIPLIER", r.lease_multiplier.to_string()),
+        env(
+            "WORKER_POLL_INTERVAL",
+            seconds_from_millis(r.poll_interval_milliseconds),
+        ),
+        env("WORKER_LISTEN_NOTIFY", r.listen_notify.to_string()),
+        env(
+            "WORKER_DRAIN_GRACE_SECONDS",
+            r.drain_grace_seconds.to_string(),
+        ),
+    ]);
+    if let Some(storage) = &spec.storage {
+        if let Some(volume) = &storage.submissions_volume {
+            e.push(env("STORAGE_VERIFY_ROOT", &volume.mount_path));
+        }
+        if let Some(supabase) = &storage.supabase {
+            e.push(env("SUPABASE_URL", &supabase.url));
+            e.push(secret_env(
+                "SUPABASE_SERVICE_ROLE_KEY",
+                &supabase.service_role_key_secret_ref,
+            ));
+            e.push(env("LEARNING_STORAGE_BUCKET", &supabase.bucket));
+        }
+    }
+    e.extend([
+        env("LEARNING_HTTP_ADDR", format!("0.0.0.0:{RUNNER_PORT}")),
+        env("LOG_LEVEL", &r.log_level),
+        env("LOG_FORMAT", "json"),
+    ]);
+    e.extend(r.env.iter().flatten().cloned());
+    e
+}
+
+/// The Ollama URL the runners get: the managed Service (a dot-less name in the same
+/// namespace, as the runner requires) or the external URL; none for the stub backend.
+pub fn ollama_url(lw: &LearningWorker) -> Option<String> {
+    let spec = &lw.spec;
+    if spec.ai.backend == learning_crds::ai::Backend::Stub {
+        return None;
+    }
+    match &spec.ollama.url {
+        Some(url) if spec.ollama.mode == learning_crds::ollama::OllamaMode::External => {
+            Some(url.clone())
+        }
+        _ => Some(format!(
+            "http://{}:{OLLAMA_PORT}",
+            names::ollama(&worker(lw))
+        )),
+    }
+}
+
+fn http_probe(path: &str, period: i32, failure_threshold: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failure_threshold),
+        ..Probe::default()
+    }
+}
+
+/// The restricted container security context (non-root, no privilege escalation, no
+/// capabilities, read-only root filesystem, RuntimeDefault seccomp).
+pub fn restricted_container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The runner Deployment.
+pub fn deployment(lw: &LearningWorker, queue_visible: Option<i64>) -> Deployment {
+    let name = worker(lw);
+    let r = &lw.spec.runner;
+    let selector = selector_labels(&name, COMPONENT);
+    let mut volumes = vec![Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                "64Mi".into(),
+            )),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "tmp".into(),
+        mount_path: "/tmp".into(),
+        ..VolumeMount::default()
+    }];
+    if let Some(volume) = lw
+        .spec
+        .storage
+        .as_ref()
+        .and_then(|s| s.submissions_volume.as_ref())
+    {
+        volumes.push(Volume {
+            name: "submissions".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: volume.claim_name.clone(),
+                read_only: Some(true),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "submissions".into(),
+            mount_path: volume.mount_path.clone(),
+            sub_path: volume.sub_path.clone(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    let container = Container {
+        name: "runner".into(),
+        image: Some(r.image.clone()),
+        image_pull_policy: r.image_pull_policy.map(|p| p.as_str().to_owned()),
+        args: Some(vec!["run".into()]),
+        env: Some(runner_env(lw)),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: RUNNER_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(http_probe("/livez", 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        resources: r.resources.clone(),
+        security_context: Some(restricted_container_security()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    Deployment {
+        metadata: child_meta(lw, names::runner(&name), COMPONENT),
+        spec: Some(DeploymentSpec {
+            replicas: Some(desired_replicas(lw, queue_visible)),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                match_expressions: None,
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(super::labels(&name, COMPONENT)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(names::runner(&name)),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(
+                        i64::from(r.drain_grace_seconds) + TERMINATION_MARGIN_SECONDS,
+                    ),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUNNER_UID),
+                        run_as_group: Some(RUNNER_UID),
+                        fs_group: Some(RUNNER_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    node_selector: r.node_selector.clone(),
+                    tolerations: r.tolerations.clone(),
+                    affinity: r.affinity.clone(),
+                    image_pull_secrets: r.image_pull_secrets.clone(),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The runner Service: port `http` (health report and `/metrics`).
+pub fn service(lw: &LearningWorker) -> Service {
+    let name = worker(lw);
+    Service {
+        metadata: child_meta(lw, names::runner(&name), COMPONENT),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(&name, COMPONENT)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: RUNNER_PORT,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            type_: Some("ClusterIP".into()),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The runner PodDisruptionBudget: at most one runner evicted at a time (it drains first).
+pub fn pdb(lw: &LearningWorker) -> PodDisruptionBudget {
+    let name = worker(lw);
+    PodDisruptionBudget {
+        metadata: child_meta(lw, names::runner(&name), COMPONENT),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&name, COMPONENT)),
+                match_expressions: None,
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::example;
+    use super::*;
+
+    fn env_map(lw: &LearningWorker) -> std::collections::BTreeMap<String, EnvVar> {
+        runner_env(lw)
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect()
+    }
+
+    #[test]
+    fn env_uses_the_contract_names_and_the_dsn_only_from_the_secret() {
+        let lw = example("amd-gpu.yaml");
+        let env = env_map(&lw);
+        let dsn = &env["LEARNING_DATABASE_URL"];
+        assert_eq!(dsn.value, None);
+        let sel = dsn
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (sel.name.as_str(), sel.key.as_str()),
+            ("learning-db", "dsn")
+        );
+        let key = env["SUPABASE_SERVICE_ROLE_KEY"]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(key.name, "supabase-service-role");
+        let value = |k: &str| env[k].value.clone().unwrap();
+        assert_eq!(value("OLLAMA_BASE_URL"), "http://school-a-ollama:11434");
+        assert_eq!(value("AI_BACKEND"), "local");
+        assert_eq!(value("AI_FEEDBACK_MODEL"), "gpt-oss:20b");
+        assert_eq!(value("AI_THINK_LEVEL"), "low");
+        assert_eq!(value("GUSTAV_ENV"), "production");
+        assert_eq!(value("WORKER_CONCURRENCY"), "2");
+        assert_eq!(value("WORKER_POLL_INTERVAL"), "0.5");
+        assert_eq!(value("WORKER_DRAIN_GRACE_SECONDS"), "25");
+        assert_eq!(value("STORAGE_VERIFY_ROOT"), "/var/lib/gustav/submissions");
+        assert_eq!(value("LEARNING_HTTP_ADDR"), "0.0.0.0:8080");
+        assert!(!env.contains_key("DATABASE_URL"));
+    }
+
+    #[test]
+    fn external_mode_passes_the_url_and_stub_gets_none() {
+        let lw = example("external-ollama.yaml");
+        assert_eq!(ollama_url(&lw).as_deref(), Some("http://ollama:11434"));
+        let mut stub = example("cpu-only.yaml");
+        stub.spec.ai.backend = learning_crds::ai::Backend::Stub;
+        assert!(!env_map(&stub).contains_key("OLLAMA_BASE_URL"));
+    }
+
+    #[test]
+    fn pod_is_restricted_tokenless_and_drains_within_its_grace() {
+        let d = deployment(&example("amd-gpu.yaml"), None);
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.termination_grace_period_seconds, Some(40));
+        assert_eq!(
+            pod.security_context.as_ref().unwrap().run_as_non_root,
+            Some(true)
+        );
+        let c = &pod.containers[0];
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..])
+        );
+        let live = c
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        let ready = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (live.path.as_deref(), ready.path.as_deref()),
+            (Some("/livez"), Some("/readyz"))
+        );
+        let submissions = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "submissions")
+            .unwrap();
+        assert_eq!(submissions.read_only, Some(true));
+        assert_eq!(d.spec.as_ref().unwrap().replicas, Some(2));
+    }
+
+    #[test]
+    fn replicas_follow_suspend_fixed_count_and_backlog_within_bounds() {
+        let mut lw = example("autoscaling.yaml"); // 1..6, 20 jobs per replica
+        for (visible, want) in [
+            (None, 1),
+            (Some(0), 1),
+            (Some(20), 1),
+            (Some(21), 2),
+            (Some(119), 6),
+            (Some(10_000), 6),
+        ] {
+            assert_eq!(desired_replicas(&lw, visible), want, "{visible:?}");
+        }
+        lw.spec.suspend = true;
+        assert_eq!(desired_replicas(&lw, Some(500)), 0);
+        let fixed = example("nvidia-gpu.yaml");
+        assert_eq!(desired_replicas(&fixed, Some(500)), 1);
+    }
+
+    #[test]
+    fn service_and_pdb_select_the_runner_pods() {
+        let lw = example("amd-gpu.yaml");
+        let pod_labels = deployment(&lw, None)
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .labels
+            .unwrap();
+        let svc = service(&lw).spec.unwrap();
+        for (k, v) in svc.selector.unwrap() {
+            assert_eq!(pod_labels.get(&k), Some(&v));
+        }
+        assert_eq!(svc.ports.unwrap()[0].port, 8080);
+        let pdb = pdb(&lw).spec.unwrap();
+        assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(
+            service_account(&lw).automount_service_account_token,
+            Some(false)
+        );
+    }
+}

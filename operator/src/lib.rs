@@ -1,0 +1,9 @@
+//! The LearningWorker operator as a library: pure builders (`desired`), pure status
+//! computation (`status`), the I/O layers (`observe`, `apply`), the controller, leader election
+//! and the operator's own HTTP endpoints. The binary (`main.rs`) only parses and dispatches.
+
+pub mod cli;
+pub mod desired;
+pub mod error;
+pub mod render;
+pub mod run;
