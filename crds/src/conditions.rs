@@ -110,10 +110,42 @@ pub mod reasons {
     pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
 }
 
+/// The status of a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// `True`.
+    True,
+    /// `False`.
+    False,
+    /// `Unknown`: the operator could not find out.
+    Unknown,
+}
+
+impl Status {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::True => "True",
+            Status::False => "False",
+            Status::Unknown => "Unknown",
+        }
+    }
+}
+
+impl From<bool> for Status {
+    fn from(b: bool) -> Self {
+        if b {
+            Status::True
+        } else {
+            Status::False
+        }
+    }
+}
+
 /// A condition of the given type for `generation`, with `now` as its transition time.
 pub fn new_condition(
     type_: &str,
-    status: bool,
+    status: impl Into<Status>,
     reason: &str,
     message: impl Into<String>,
     generation: Option<i64>,
@@ -121,7 +153,7 @@ pub fn new_condition(
 ) -> Condition {
     Condition {
         type_: type_.to_owned(),
-        status: if status { "True" } else { "False" }.to_owned(),
+        status: status.into().as_str().to_owned(),
         reason: reason.to_owned(),
         message: message.into(),
         observed_generation: generation,

@@ -5,5 +5,8 @@
 pub mod cli;
 pub mod desired;
 pub mod error;
+pub mod pod_issues;
+pub mod probes;
 pub mod render;
 pub mod run;
+pub mod status;
