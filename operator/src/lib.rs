@@ -2,9 +2,15 @@
 //! computation (`status`), the I/O layers (`observe`, `apply`), the controller, leader election
 //! and the operator's own HTTP endpoints. The binary (`main.rs`) only parses and dispatches.
 
+pub mod apply;
 pub mod cli;
+pub mod controller;
 pub mod desired;
 pub mod error;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod observe;
 pub mod pod_issues;
 pub mod probes;
 pub mod render;

@@ -1,0 +1,236 @@
+//! The controller: shared context, the reconcile pipeline (observe → validate → desire → apply
+//! → report), the error policy (exponential backoff with jitter, short retry on conflicts), and
+//! the watches (`owns()` on every child kind).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client, ResourceExt};
+use learning_crds::LearningWorker;
+
+use crate::desired::{self, RenderContext, MANAGER};
+use crate::error::ReconcileError;
+use crate::metrics::Metrics;
+use crate::observe::{self, Prober};
+use crate::{apply, status};
+
+/// Requeue while something is changing.
+pub const REQUEUE_BUSY: Duration = Duration::from_secs(10);
+/// Requeue when stable (health, queue depth and models are polled, not watched).
+pub const REQUEUE_IDLE: Duration = Duration::from_secs(30);
+
+/// What every reconcile shares.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// HTTP prober for runners and Ollama.
+    pub prober: Arc<dyn Prober>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The operator's namespace.
+    pub operator_namespace: String,
+    /// Consecutive failures per object (for the backoff).
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context for `client`.
+    pub fn new(
+        client: Client,
+        prober: Arc<dyn Prober>,
+        metrics: Metrics,
+        operator_namespace: String,
+        instance: String,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: Some(instance),
+            },
+        );
+        Context {
+            client,
+            prober,
+            recorder,
+            metrics,
+            operator_namespace,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn key(lw: &LearningWorker) -> String {
+    format!("{}/{}", lw.namespace().unwrap_or_default(), lw.name_any())
+}
+
+/// One reconcile of one LearningWorker.
+pub async fn reconcile(
+    lw: Arc<LearningWorker>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let result = reconcile_inner(&lw, &ctx).await;
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.failures.lock().map(|mut f| f.remove(&key(&lw))).ok();
+    }
+    result
+}
+
+async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, ReconcileError> {
+    let ns = lw.namespace().ok_or(ReconcileError::MissingMetadata)?;
+    let name = lw
+        .metadata
+        .name
+        .clone()
+        .ok_or(ReconcileError::MissingMetadata)?;
+    let span = tracing::info_span!("reconcile", namespace = %ns, name = %name, generation = lw.metadata.generation);
+    let _guard = span.enter();
+
+    // Validate: a bad spec is reported once and waits for a change (no hot loop).
+    let errors = learning_crds::validate::validate(&name, &lw.spec);
+    if !errors.is_empty() {
+        ctx.metrics
+            .errors
+            .with_label_values(&["invalid_spec"])
+            .inc();
+        let outcome = status::invalid(lw, &errors, Timestamp::now());
+        apply::patch_status(&ctx.client, lw, &outcome.status).await?;
+        apply::publish_transitions(&ctx.recorder, lw, &outcome.transitions).await;
+        return Ok(Action::await_change());
+    }
+
+    // Observe, desire, apply.
+    let observed = observe::observe(&ctx.client, ctx.prober.as_ref(), lw, &ns).await?;
+    let render = RenderContext {
+        operator_namespace: ctx.operator_namespace.clone(),
+        models_to_pull: observe::missing_models(lw, &observed),
+        queue_visible: observed.queue.ok().map(|q| q.visible).or_else(|| {
+            lw.status
+                .as_ref()
+                .and_then(|s| s.queue.as_ref())
+                .map(|q| q.visible)
+        }),
+    };
+    let children = desired::children(lw, &render);
+    let applied = apply::apply_children(&ctx.client, &ns, &children).await;
+
+    // Report.
+    let apply_error = applied.as_ref().err().map(ToString::to_string);
+    let outcome = status::compute(lw, &observed, apply_error.as_deref(), Timestamp::now());
+    apply::patch_status(&ctx.client, lw, &outcome.status).await?;
+    apply::publish_transitions(&ctx.recorder, lw, &outcome.transitions).await;
+    applied?;
+    let busy =
+        outcome.status.conditions.iter().any(|c| {
+            c.type_ == learning_crds::conditions::types::PROGRESSING && c.status == "True"
+        });
+    Ok(Action::requeue(if busy {
+        REQUEUE_BUSY
+    } else {
+        REQUEUE_IDLE
+    }))
+}
+
+/// Delay before retrying after `failures` consecutive failures: 5 s doubling to 5 min, with
+/// ±50 % jitter; conflicts retry after about a second.
+pub fn backoff(failures: u32, conflict: bool, jitter: f64) -> Duration {
+    let base = if conflict {
+        1.0
+    } else {
+        (5.0 * 2f64.powi(failures.min(6) as i32)).min(300.0)
+    };
+    Duration::from_secs_f64(base * (0.5 + jitter.clamp(0.0, 1.0)))
+}
+
+/// The error policy: count, log, back off with jitter.
+pub fn error_policy(lw: Arc<LearningWorker>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .errors
+        .with_label_values(&[error.category()])
+        .inc();
+    let failures = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(key(&lw)).or_insert(0);
+            *n += 1;
+            *n - 1
+        })
+        .unwrap_or(0);
+    let delay = backoff(failures, error.is_conflict(), fastrand::f64());
+    tracing::warn!(event = "learning.operator.reconcile_failed", object = %key(&lw), category = error.category(), error = %error, retry_in_s = delay.as_secs_f64());
+    Action::requeue(delay)
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until a shutdown signal; `ready` is set after the first reconcile.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>, ready: Arc<AtomicBool>) {
+    let client = ctx.client.clone();
+    let ns = namespace.as_deref();
+    let children =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    Controller::new(
+        api::<LearningWorker>(&client, ns),
+        watcher::Config::default(),
+    )
+    .owns(api::<Deployment>(&client, ns), children.clone())
+    .owns(api::<Service>(&client, ns), children.clone())
+    .owns(api::<ServiceAccount>(&client, ns), children.clone())
+    .owns(api::<PodDisruptionBudget>(&client, ns), children.clone())
+    .owns(api::<PersistentVolumeClaim>(&client, ns), children.clone())
+    .owns(api::<Job>(&client, ns), children.clone())
+    .owns(api::<NetworkPolicy>(&client, ns), children)
+    .shutdown_on_signal()
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| {
+        ready.store(true, Ordering::Relaxed);
+        if let Err(e) = result {
+            tracing::debug!(event = "learning.operator.controller_error", error = %e);
+        }
+        futures::future::ready(())
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        assert_eq!(backoff(0, false, 0.5), Duration::from_secs(5));
+        assert_eq!(backoff(1, false, 0.5), Duration::from_secs(10));
+        assert_eq!(backoff(20, false, 0.5), Duration::from_secs(300));
+        assert_eq!(backoff(20, false, 0.0), Duration::from_secs(150));
+        assert_eq!(backoff(20, false, 1.0), Duration::from_secs(450));
+        assert!(backoff(9, true, 0.5) <= Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,244 @@
+//! Reads what the status needs: the child Deployments and the pull Job, the pods' problems,
+//! and over HTTP the runners' health report and queue metrics (through their Service) and
+//! Ollama's `/api/version`, `/api/tags`, `/api/ps`. Read-only.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, Client};
+use learning_crds::LearningWorker;
+
+use crate::desired::{names, ollama, runner, INSTANCE, OLLAMA_PORT, RUNNER_PORT};
+use crate::error::ReconcileError;
+use crate::pod_issues;
+use crate::probes::{self, Probe};
+use crate::status::{operator_reachable_url, Observed, PullJob, Workload};
+
+/// The runner's health path (contract §9).
+pub const HEALTH_PATH: &str = "/internal/health/learning-worker";
+
+/// HTTP GET for the probes; the real one uses reqwest, tests script the answers.
+#[async_trait::async_trait]
+pub trait Prober: Send + Sync {
+    /// GETs `url`; returns the status code and the body, or why it failed.
+    async fn get(&self, url: &str) -> Result<(u16, String), String>;
+}
+
+/// The real prober: plain HTTP to in-cluster Services, short timeouts, no redirects.
+pub struct HttpProber {
+    client: reqwest::Client,
+}
+
+impl HttpProber {
+    /// A prober with a 5-second timeout.
+    pub fn new() -> Result<Self, reqwest::Error> {
+        Ok(HttpProber {
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Prober for HttpProber {
+    async fn get(&self, url: &str) -> Result<(u16, String), String> {
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {}", e.without_url()))?;
+        let code = resp.status().as_u16();
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| format!("GET {url}: {}", e.without_url()))?;
+        Ok((code, body))
+    }
+}
+
+async fn probe<T>(
+    prober: &dyn Prober,
+    url: &str,
+    ok_codes: &[u16],
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Probe<T> {
+    match prober.get(url).await {
+        Ok((code, body)) if ok_codes.contains(&code) => match parse(&body) {
+            Ok(v) => Probe::Ok(v),
+            Err(e) => Probe::Failed(e),
+        },
+        Ok((code, _)) => Probe::Failed(format!("GET {url} answered {code}")),
+        Err(e) => Probe::Failed(e),
+    }
+}
+
+fn workload(d: &Deployment) -> Workload {
+    let s = d.status.clone().unwrap_or_default();
+    Workload {
+        counts: learning_crds::status::ReplicaCounts {
+            desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+            ready: s.ready_replicas.unwrap_or(0),
+            available: s.available_replicas.unwrap_or(0),
+            updated: s.updated_replicas.unwrap_or(0),
+        },
+        observed_current: s.observed_generation >= d.metadata.generation,
+    }
+}
+
+fn pull_job(job: &Job) -> PullJob {
+    let s = job.status.clone().unwrap_or_default();
+    let failed = s
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Failed" && c.status == "True")
+        .map(|c| {
+            c.message
+                .clone()
+                .or(c.reason.clone())
+                .unwrap_or_else(|| "failed".into())
+        });
+    let models = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.args.clone())
+        .map(|a| a.into_iter().skip(1).collect())
+        .unwrap_or_default();
+    PullJob {
+        name: job.metadata.name.clone().unwrap_or_default(),
+        models,
+        succeeded: s.succeeded.unwrap_or(0) > 0,
+        failed,
+    }
+}
+
+fn selector(worker: &str, component: &str) -> ListParams {
+    ListParams::default().labels(&format!(
+        "{INSTANCE}={worker},{}={component}",
+        crate::desired::COMPONENT
+    ))
+}
+
+fn observe_err(what: &'static str) -> impl Fn(kube::Error) -> ReconcileError {
+    move |source| ReconcileError::Observe { what, source }
+}
+
+/// Observes one LearningWorker.
+pub async fn observe(
+    client: &Client,
+    prober: &dyn Prober,
+    lw: &LearningWorker,
+    ns: &str,
+) -> Result<Observed, ReconcileError> {
+    let worker = lw.metadata.name.clone().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut o = Observed {
+        ollama_url: runner::ollama_url(lw),
+        ..Observed::default()
+    };
+    o.runner = deployments
+        .get_opt(&names::runner(&worker))
+        .await
+        .map_err(observe_err("the runner Deployment"))?
+        .as_ref()
+        .map(workload);
+    let runner_pods = pods
+        .list(&selector(&worker, runner::COMPONENT))
+        .await
+        .map_err(observe_err("runner pods"))?;
+    o.runner_pods = pod_issues::issues(&runner_pods.items);
+    if o.runner.as_ref().is_some_and(|w| w.counts.ready > 0) {
+        let base = format!("http://{}.{ns}.svc:{RUNNER_PORT}", names::runner(&worker));
+        o.health = probe(
+            prober,
+            &format!("{base}{HEALTH_PATH}"),
+            &[200, 503],
+            probes::parse_health,
+        )
+        .await;
+        o.queue = probe(
+            prober,
+            &format!("{base}/metrics"),
+            &[200],
+            probes::parse_queue_metrics,
+        )
+        .await;
+    }
+    let ollama_base = if lw.spec.manages_ollama() {
+        o.ollama = deployments
+            .get_opt(&names::ollama(&worker))
+            .await
+            .map_err(observe_err("the Ollama Deployment"))?
+            .as_ref()
+            .map(workload);
+        let ollama_pods = pods
+            .list(&selector(&worker, ollama::COMPONENT))
+            .await
+            .map_err(observe_err("Ollama pods"))?;
+        o.ollama_pods = pod_issues::issues(&ollama_pods.items);
+        let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+        let mut list = jobs
+            .list(&selector(&worker, ollama::PULL_COMPONENT))
+            .await
+            .map_err(observe_err("model-pull Jobs"))?
+            .items;
+        list.sort_by(|a, b| {
+            a.metadata
+                .creation_timestamp
+                .cmp(&b.metadata.creation_timestamp)
+        });
+        o.pull_job = list.last().map(pull_job);
+        o.ollama
+            .as_ref()
+            .filter(|w| w.counts.ready > 0)
+            .map(|_| format!("http://{}.{ns}.svc:{OLLAMA_PORT}", names::ollama(&worker)))
+    } else if crate::status::is_external(lw) {
+        lw.spec
+            .ollama
+            .url
+            .as_deref()
+            .and_then(|u| operator_reachable_url(u, ns))
+    } else {
+        None
+    };
+    if let Some(base) = ollama_base {
+        o.ollama_version = probe(
+            prober,
+            &format!("{base}/api/version"),
+            &[200],
+            probes::parse_version,
+        )
+        .await;
+        if o.ollama_version.ok().is_some() {
+            o.tags = probe(
+                prober,
+                &format!("{base}/api/tags"),
+                &[200],
+                probes::parse_tags,
+            )
+            .await;
+            o.ps = probe(prober, &format!("{base}/api/ps"), &[200], probes::parse_ps).await;
+        } else if let Probe::Failed(e) = &o.ollama_version {
+            o.tags = Probe::Failed(e.clone());
+            o.ps = Probe::Failed(e.clone());
+        }
+    }
+    Ok(o)
+}
+
+/// The models the pull Job should fetch: the required ones Ollama does not list.
+pub fn missing_models(lw: &LearningWorker, o: &Observed) -> Option<Vec<String>> {
+    let tags = o.tags.ok()?;
+    let missing: Vec<String> = ollama::required_models(lw)
+        .into_iter()
+        .filter(|m| !tags.iter().any(|t| probes::same_model(t, m)))
+        .collect();
+    (!missing.is_empty()).then_some(missing)
+}
