@@ -15,7 +15,7 @@ SHELL_SCRIPTS := $(wildcard scripts/*.sh .ci/run)
 
 # First recipe line of every target that runs cargo.
 require_cargo = @command -v $(CARGO) >/dev/null 2>&1 || { \
-	echo "make: '$(CARGO)' not found: install a Rust toolchain (1.85 or newer, e.g. with rustup) and put cargo on PATH" >&2; \
+	echo "make: '$(CARGO)' not found: install a Rust toolchain (1.89 or newer, e.g. with rustup) and put cargo on PATH" >&2; \
 	exit 1; }
 
 # bash -n on every script; shellcheck too when it is installed.
@@ -23,7 +23,7 @@ shell_lint = for f in $(SHELL_SCRIPTS); do bash -n "$$f"; done; \
 	if command -v shellcheck >/dev/null 2>&1; then shellcheck $(SHELL_SCRIPTS); \
 	else echo "make: shellcheck not installed, only 'bash -n' ran on the scripts (make deps installs it)" >&2; fi
 
-.PHONY: help build test demo bench fmt lint clean deps
+.PHONY: help build test demo bench crds fmt lint clean deps
 
 help: ## List the targets (the default)
 	@echo "usage: make TARGET"
@@ -49,6 +49,10 @@ demo: deps ## Run the runner end to end on sample submissions against a throwawa
 bench: deps ## Run the queue benchmark (cargo bench -p learning-runner --bench queue)
 	$(require_cargo)
 	$(CARGO) bench -p learning-runner --bench queue
+
+crds: ## Regenerate crds/learningworkers.learning.gustav.dev.yaml from the Rust types
+	$(require_cargo)
+	$(CARGO) run -q -p learning-operator -- crd > crds/learningworkers.learning.gustav.dev.yaml
 
 fmt: ## Format all Rust code in place
 	$(require_cargo)
