@@ -5,6 +5,8 @@
 #   prometheus (promtool: the metrics exposition check)
 #   the shellcheck linter for the shell scripts
 #   curl, jq (the demo's HTTP scrapes and JSON output)
+#   python3, only when AI (or AI_BACKEND) is local: `make demo AI=local` draws its sample
+#   images and PDF with it
 #
 # Everything present: one line, nothing else happens (no apt-get update).
 # Something missing and root: installs exactly the missing packages.
@@ -41,9 +43,15 @@ have promtool || missing+=(prometheus)
 have shellcheck || missing+=(shellcheck)
 have curl || missing+=(curl)
 have jq || missing+=(jq)
+checked="postgresql, promtool, shellcheck, curl, jq"
+demo_backend=${AI:-${AI_BACKEND:-stub}}
+if [[ ${demo_backend,,} == local ]]; then
+    have python3 || missing+=(python3)
+    checked+=", python3"
+fi
 
 if ((${#missing[@]} == 0)); then
-    note "all present (postgresql, promtool, shellcheck, curl, jq)"
+    note "all present ($checked)"
     exit 0
 fi
 
@@ -52,7 +60,7 @@ if ((EUID != 0)); then
     note "install them as root: sudo make deps   (or: sudo apt-get install -y --no-install-recommends ${missing[*]})"
     for pkg in "${missing[@]}"; do
         case $pkg in
-        postgresql | curl)
+        postgresql | curl | python3)
             note "cannot continue without '$pkg'"
             exit 1
             ;;
