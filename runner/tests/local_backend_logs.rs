@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::io::Write;
+use common::capture::Capture;
+
 use std::sync::{Arc, Mutex};
 
 use axum::extract::Path;
@@ -20,31 +21,13 @@ use common::local::{
     FEEDBACK_MODEL, VISION_MODEL,
 };
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 const SERVICE_KEY: &str = "service-role-key-SECRET-31337";
 const BUCKET: &str = "bucket-name-PRIVATE";
 
 #[test]
 fn a_full_local_run_logs_no_student_text_keys_or_secrets() {
     let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture.install();
 
     let secret_text = "VERTRAULICH-SCHUELER-4242";
     let student = "student-sub-PII-9090";
@@ -154,7 +137,7 @@ fn a_full_local_run_logs_no_student_text_keys_or_secrets() {
         auth.contains(&format!("{SERVICE_KEY}|Bearer {SERVICE_KEY}")),
         "the key went as apikey and bearer: {auth:?}"
     );
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("learning.feedback.completed") && logs.contains("parse_status=fallback"),
         "{logs}"

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::capture::Capture;
+
 use learning_runner::adapters::AdapterError;
 use learning_runner::queue;
 use learning_tests::fixtures::{self, NewSubmission};
@@ -17,28 +19,8 @@ fn timeout_error() -> AdapterError {
 
 #[test]
 fn case_11_no_log_line_contains_student_text_storage_keys_or_student_ids() {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
     let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture.install();
 
     let secret_text = "GEHEIMER-SCHUELERTEXT-4711";
     let student = "student-sub-PII-0815";
@@ -77,7 +59,7 @@ fn case_11_no_log_line_contains_student_text_storage_keys_or_student_ids() {
         image.storage_key.unwrap()
     });
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.lines().count() > 10, "logging was captured:\n{logs}");
     assert!(logs.contains("learning.job.completed"));
     for forbidden in [secret_text, student, image_key.as_str()] {

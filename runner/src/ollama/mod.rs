@@ -174,56 +174,52 @@ impl OllamaClient {
         serde_json::from_slice(&bytes).map_err(|e| OllamaError::Malformed(format!("{path}: {e}")))
     }
 
-    /// `/api/generate` without streaming; returns the whole answer.
-    pub async fn generate(
+    /// One whole (non-streamed) answer of `T` from `path`.
+    async fn complete<T: Answer, B: Serialize>(
         &self,
-        request: &GenerateRequest,
+        path: &str,
+        body: &B,
+        model: &str,
         limit: Duration,
     ) -> Result<String, OllamaError> {
-        let mut request = request.clone();
-        request.stream = false;
-        let response = self
-            .send_json("/api/generate", &request, limit, &request.model)
-            .await?;
+        let response = self.send_json(path, body, limit, model).await?;
         let bytes = response
             .bytes()
             .await
             .map_err(|e| classify_transport(&e, limit))?;
-        let chunk: GenerateChunk = serde_json::from_slice(&bytes)
-            .map_err(|e| OllamaError::Malformed(format!("/api/generate: {e}")))?;
-        if let Some(err) = chunk.error {
+        let answer: T = serde_json::from_slice(&bytes)
+            .map_err(|e| OllamaError::Malformed(format!("{path}: {e}")))?;
+        if let Some(err) = answer.error() {
             return Err(OllamaError::Server {
                 status: 200,
-                message: shorten(&err),
+                message: shorten(err),
             });
         }
-        Ok(chunk.response)
+        Ok(answer.text().to_owned())
     }
 
-    /// `/api/generate` streaming NDJSON; `on_chunk` sees each piece; returns the whole answer.
-    pub async fn generate_stream(
+    /// A streamed answer of `T` chunks from `path`, reassembled; the whole exchange is bounded by `limit`.
+    async fn stream<T: Answer, B: Serialize>(
         &self,
-        request: &GenerateRequest,
+        path: &str,
+        body: &B,
+        model: &str,
         limit: Duration,
         mut on_chunk: impl FnMut(&str),
     ) -> Result<String, OllamaError> {
-        let mut request = request.clone();
-        request.stream = true;
         let work = async {
-            let response = self
-                .send_json("/api/generate", &request, limit, &request.model)
-                .await?;
+            let response = self.send_json(path, body, limit, model).await?;
             let mut text = String::new();
-            read_ndjson::<GenerateChunk>(response, limit, |c| {
-                if let Some(err) = &c.error {
+            read_ndjson::<T>(response, limit, |chunk| {
+                if let Some(err) = chunk.error() {
                     return Err(OllamaError::Server {
                         status: 200,
                         message: shorten(err),
                     });
                 }
-                on_chunk(&c.response);
-                text.push_str(&c.response);
-                Ok(c.done)
+                on_chunk(chunk.text());
+                text.push_str(chunk.text());
+                Ok(chunk.done())
             })
             .await?;
             Ok(text)
@@ -231,6 +227,35 @@ impl OllamaClient {
         tokio::time::timeout(limit, work)
             .await
             .map_err(|_| OllamaError::Timeout(limit))?
+    }
+
+    /// `/api/generate` without streaming; returns the whole answer.
+    pub async fn generate(
+        &self,
+        request: &GenerateRequest,
+        limit: Duration,
+    ) -> Result<String, OllamaError> {
+        let request = GenerateRequest {
+            stream: false,
+            ..request.clone()
+        };
+        self.complete::<GenerateChunk, _>("/api/generate", &request, &request.model, limit)
+            .await
+    }
+
+    /// `/api/generate` streaming NDJSON; `on_chunk` sees each piece; returns the whole answer.
+    pub async fn generate_stream(
+        &self,
+        request: &GenerateRequest,
+        limit: Duration,
+        on_chunk: impl FnMut(&str),
+    ) -> Result<String, OllamaError> {
+        let request = GenerateRequest {
+            stream: true,
+            ..request.clone()
+        };
+        self.stream::<GenerateChunk, _>("/api/generate", &request, &request.model, limit, on_chunk)
+            .await
     }
 
     /// `/api/chat` without streaming; returns the assistant's content.
@@ -239,24 +264,12 @@ impl OllamaClient {
         request: &ChatRequest,
         limit: Duration,
     ) -> Result<String, OllamaError> {
-        let mut request = request.clone();
-        request.stream = false;
-        let response = self
-            .send_json("/api/chat", &request, limit, &request.model)
-            .await?;
-        let bytes = response
-            .bytes()
+        let request = ChatRequest {
+            stream: false,
+            ..request.clone()
+        };
+        self.complete::<ChatChunk, _>("/api/chat", &request, &request.model, limit)
             .await
-            .map_err(|e| classify_transport(&e, limit))?;
-        let chunk: ChatChunk = serde_json::from_slice(&bytes)
-            .map_err(|e| OllamaError::Malformed(format!("/api/chat: {e}")))?;
-        if let Some(err) = chunk.error {
-            return Err(OllamaError::Server {
-                status: 200,
-                message: shorten(&err),
-            });
-        }
-        Ok(chunk.message.map(|m| m.content).unwrap_or_default())
     }
 
     /// `/api/chat` streaming NDJSON; returns the whole assistant content.
@@ -264,34 +277,14 @@ impl OllamaClient {
         &self,
         request: &ChatRequest,
         limit: Duration,
-        mut on_chunk: impl FnMut(&str),
+        on_chunk: impl FnMut(&str),
     ) -> Result<String, OllamaError> {
-        let mut request = request.clone();
-        request.stream = true;
-        let work = async {
-            let response = self
-                .send_json("/api/chat", &request, limit, &request.model)
-                .await?;
-            let mut text = String::new();
-            read_ndjson::<ChatChunk>(response, limit, |c| {
-                if let Some(err) = &c.error {
-                    return Err(OllamaError::Server {
-                        status: 200,
-                        message: shorten(err),
-                    });
-                }
-                if let Some(m) = &c.message {
-                    on_chunk(&m.content);
-                    text.push_str(&m.content);
-                }
-                Ok(c.done)
-            })
-            .await?;
-            Ok(text)
+        let request = ChatRequest {
+            stream: true,
+            ..request.clone()
         };
-        tokio::time::timeout(limit, work)
+        self.stream::<ChatChunk, _>("/api/chat", &request, &request.model, limit, on_chunk)
             .await
-            .map_err(|_| OllamaError::Timeout(limit))?
     }
 
     /// Installed models.

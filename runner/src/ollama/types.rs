@@ -1,5 +1,6 @@
 //! Request and response bodies of the Ollama REST API, as far as the runner uses them.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -121,6 +122,43 @@ pub struct ChatChunk {
     /// Error reported mid-stream.
     #[serde(default)]
     pub error: Option<String>,
+}
+
+/// What `/api/generate` and `/api/chat` answers have in common.
+pub trait Answer: DeserializeOwned {
+    /// The (partial) generated text.
+    fn text(&self) -> &str;
+    /// Whether this is the last chunk.
+    fn done(&self) -> bool;
+    /// An error reported in the body.
+    fn error(&self) -> Option<&str>;
+}
+
+impl Answer for GenerateChunk {
+    fn text(&self) -> &str {
+        &self.response
+    }
+    fn done(&self) -> bool {
+        self.done
+    }
+    fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+impl Answer for ChatChunk {
+    fn text(&self) -> &str {
+        self.message
+            .as_ref()
+            .map(|m| m.content.as_str())
+            .unwrap_or("")
+    }
+    fn done(&self) -> bool {
+        self.done
+    }
+    fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
 }
 
 /// An installed model (`/api/tags`).

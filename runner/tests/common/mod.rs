@@ -2,6 +2,7 @@
 //! and a job context wired to a real test database.
 #![allow(dead_code)]
 
+pub mod capture;
 pub mod local;
 pub mod process;
 
