@@ -68,5 +68,5 @@ clean: ## Remove build output (target/) and the demo's logs
 	$(CARGO) clean
 	rm -rf target/demo
 
-deps: ## Install missing Debian packages (postgresql, prometheus, shellcheck, curl, jq) when root
+deps: ## Install missing tools (postgresql, prometheus, shellcheck, curl, jq; kubernetes-validate from PyPI) when root
 	@bash scripts/deps.sh

@@ -5,6 +5,7 @@
 #   prometheus (promtool: the metrics exposition check)
 #   the shellcheck linter for the shell scripts
 #   curl, jq (the demo's HTTP scrapes and JSON output)
+# and, from PyPI, kubernetes-validate (checks rendered manifests against the upstream schemas).
 #   python3, only when AI (or AI_BACKEND) is local: `make demo AI=local` draws its sample
 #   images and PDF with it
 #
@@ -37,54 +38,84 @@ have_pg_server() {
     return 1
 }
 
-missing=()
-have_pg_server && have psql || missing+=(postgresql)
-have promtool || missing+=(prometheus)
-have shellcheck || missing+=(shellcheck)
-have curl || missing+=(curl)
-have jq || missing+=(jq)
-checked="postgresql, promtool, shellcheck, curl, jq"
-demo_backend=${AI:-${AI_BACKEND:-stub}}
-if [[ ${demo_backend,,} == local ]]; then
-    have python3 || missing+=(python3)
-    checked+=", python3"
-fi
+KUBERNETES_VALIDATE_VERSION=1.37.0
 
-if ((${#missing[@]} == 0)); then
-    note "all present ($checked)"
-    exit 0
-fi
+# --- Debian packages ---------------------------------------------------------------
+apt_packages() {
+    local missing=()
+    have_pg_server && have psql || missing+=(postgresql)
+    have promtool || missing+=(prometheus)
+    have shellcheck || missing+=(shellcheck)
+    have curl || missing+=(curl)
+    have jq || missing+=(jq)
 
-if ((EUID != 0)); then
-    note "missing: ${missing[*]}"
-    note "install them as root: sudo make deps   (or: sudo apt-get install -y --no-install-recommends ${missing[*]})"
-    for pkg in "${missing[@]}"; do
-        case $pkg in
-        postgresql | curl | python3)
-            note "cannot continue without '$pkg'"
-            exit 1
-            ;;
-        esac
-    done
-    note "continuing without them: the steps that need them are skipped or will say so"
-    exit 0
-fi
+    if ((${#missing[@]} == 0)); then
+        note "all present (postgresql, promtool, shellcheck, curl, jq)"
+        return 0
+    fi
 
-APT_LOG=${TMPDIR:-/tmp}/gustav-deps-apt.log
+    if ((EUID != 0)); then
+        note "missing: ${missing[*]}"
+        note "install them as root: sudo make deps   (or: sudo apt-get install -y --no-install-recommends ${missing[*]})"
+        for pkg in "${missing[@]}"; do
+            case $pkg in
+            postgresql | curl)
+                note "cannot continue without '$pkg'"
+                exit 1
+                ;;
+            esac
+        done
+        note "continuing without them: the steps that need them are skipped or will say so"
+        return 0
+    fi
 
-have apt-get || {
-    note "missing: ${missing[*]}, and there is no apt-get: this helper knows Debian/Ubuntu only"
-    exit 1
+    local apt_log=${TMPDIR:-/tmp}/gustav-deps-apt.log
+    have apt-get || {
+        note "missing: ${missing[*]}, and there is no apt-get: this helper knows Debian/Ubuntu only"
+        exit 1
+    }
+    note "installing: ${missing[*]} (apt output: $apt_log)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >"$apt_log" 2>&1 || {
+        tail -n 30 "$apt_log" >&2 || true
+        note "apt-get update failed (full output: $apt_log)"
+        exit 1
+    }
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$apt_log" 2>&1 || {
+        tail -n 30 "$apt_log" >&2 || true
+        note "apt-get install ${missing[*]} failed (full output: $apt_log)"
+        exit 1
+    }
+    note "installed: ${missing[*]}"
 }
 
-note "installing: ${missing[*]} (apt output: $APT_LOG)"
-export DEBIAN_FRONTEND=noninteractive
-apt_failed() {
-    tail -n 30 "$APT_LOG" >&2 || true
-    note "$1 failed (full output: $APT_LOG)"
-    exit 1
+# --- PyPI: kubernetes-validate ---------------------------------------------------------
+python_tools() {
+    if have kubernetes-validate; then
+        note "kubernetes-validate present ($(kubernetes-validate --version 2>/dev/null || echo '?'))"
+        return 0
+    fi
+    local python
+    python=$(command -v python3 || true)
+    if [[ -z $python ]]; then
+        note "kubernetes-validate missing and no python3: install python3 and pip, then: pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+        exit 1
+    fi
+    note "installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION from PyPI"
+    "$python" -m pip install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2 || {
+        note "pip install kubernetes-validate failed: the manifest tests need it"
+        exit 1
+    }
+    hash -r
+    # pyenv installs console scripts behind shims that need a rehash.
+    if ! have kubernetes-validate && have pyenv; then
+        pyenv rehash
+    fi
+    have kubernetes-validate || {
+        note "kubernetes-validate was installed but is not on PATH ($("$python" -m site --user-base 2>/dev/null)/bin?)"
+        exit 1
+    }
 }
-apt-get update -q >"$APT_LOG" 2>&1 || apt_failed "apt-get update"
-apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$APT_LOG" 2>&1 ||
-    apt_failed "apt-get install ${missing[*]}"
-note "installed: ${missing[*]}"
+
+apt_packages
+python_tools
