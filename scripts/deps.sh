@@ -102,7 +102,7 @@ python_tools() {
         exit 1
     fi
     note "installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION from PyPI"
-    "$python" -m pip install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2 || {
+    "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2 || {
         note "pip install kubernetes-validate failed: the manifest tests need it"
         exit 1
     }
