@@ -5,9 +5,9 @@
 #   prometheus (promtool: the metrics exposition check)
 #   the shellcheck linter for the shell scripts
 #   curl, jq (the demo's HTTP scrapes and JSON output)
+#   python3 (`make demo AI=local` draws its sample images and PDF with it; the PyPI step
+#   below runs on it)
 # and, from PyPI, kubernetes-validate (checks rendered manifests against the upstream schemas).
-#   python3, only when AI (or AI_BACKEND) is local: `make demo AI=local` draws its sample
-#   images and PDF with it
 #
 # Everything present: one line, nothing else happens (no apt-get update).
 # Something missing and root: installs exactly the missing packages.
@@ -48,9 +48,10 @@ apt_packages() {
     have shellcheck || missing+=(shellcheck)
     have curl || missing+=(curl)
     have jq || missing+=(jq)
+    have python3 || missing+=(python3)
 
     if ((${#missing[@]} == 0)); then
-        note "all present (postgresql, promtool, shellcheck, curl, jq)"
+        note "all present (postgresql, promtool, shellcheck, curl, jq, python3)"
         return 0
     fi
 
