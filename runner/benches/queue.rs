@@ -99,6 +99,7 @@ async fn throughput_once(jobs: usize, concurrency: usize) -> f64 {
         config: worker_config(concurrency, Duration::from_millis(50), false, true),
         state: Arc::new(RunnerState::default()),
         wake: Arc::new(Notify::new()),
+        gate: None,
     };
     let started = Instant::now();
     let summary = worker.run(CancellationToken::new()).await;
@@ -151,6 +152,7 @@ async fn pickup_latencies(samples: usize, listen: bool) -> Vec<f64> {
         config: worker_config(4, Duration::from_millis(500), listen, false),
         state: Arc::new(RunnerState::default()),
         wake,
+        gate: None,
     };
     let loop_stop = stop.clone();
     let running = tokio::spawn(worker.run(loop_stop));

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::ollama::monitor::OllamaMonitor;
 use crate::ollama::OllamaClient;
 use crate::process::JobContext;
-use crate::worker::{RunSummary, RunnerState, Worker};
+use crate::worker::{BackendGate, RunSummary, RunnerState, Worker};
 use crate::{queue, wakeup};
 
 /// The migrations bundled into the binary (`migrations/` at the workspace root).
@@ -28,7 +28,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 /// How often the queue depth gauges are refreshed.
 const QUEUE_REFRESH: Duration = Duration::from_secs(10);
 /// How often Ollama is checked.
-const OLLAMA_REFRESH: Duration = Duration::from_secs(30);
+const OLLAMA_REFRESH: Duration = Duration::from_secs(10);
 /// The longest a model pull at start may take.
 const PULL_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -118,6 +118,28 @@ pub fn select_adapters(
                 feedback: Arc::new(feedback),
             };
             Ok((adapters, Some(monitor)))
+        }
+    }
+}
+
+/// The time the whole vision phase may take. `AI_TIMEOUT_VISION` bounds the model call
+/// itself (inside the adapter); reading the file may add up to the storage timeout.
+pub fn phase_budget_vision(config: &RunnerConfig) -> Duration {
+    match config.ai.backend {
+        Backend::Stub => config.ai.timeout_vision,
+        Backend::Local => config.ai.timeout_vision + crate::adapters::storage::REMOTE_TIMEOUT,
+    }
+}
+
+/// The time the whole feedback phase may take. `AI_TIMEOUT_FEEDBACK` bounds each model call
+/// (inside the adapter); the local backend makes up to `ANALYSIS_ATTEMPTS` analysis calls and
+/// one synthesis call.
+pub fn phase_budget_feedback(config: &RunnerConfig) -> Duration {
+    match config.ai.backend {
+        Backend::Stub => config.ai.timeout_feedback,
+        Backend::Local => {
+            let calls = crate::adapters::ollama_feedback::ANALYSIS_ATTEMPTS as u32 + 1;
+            config.ai.timeout_feedback * calls + Duration::from_secs(5)
         }
     }
 }
@@ -255,10 +277,14 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> anyhow::Result
         metrics.clone(),
         background_stop.clone(),
     ));
-    if let Some(monitor) = ollama {
-        prepare_ollama(&monitor, config.ai.pull_missing).await;
-        tokio::spawn(monitor.run(OLLAMA_REFRESH, background_stop.clone()));
-    }
+    let gate: Option<Arc<dyn BackendGate>> = match ollama {
+        Some(monitor) => {
+            prepare_ollama(&monitor, config.ai.pull_missing).await;
+            tokio::spawn(monitor.clone().run(OLLAMA_REFRESH, background_stop.clone()));
+            Some(Arc::new(monitor))
+        }
+        None => None,
+    };
 
     let worker = Worker {
         ctx: JobContext {
@@ -267,12 +293,13 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> anyhow::Result
             metrics: metrics.clone(),
             max_retries: config.worker.max_retries,
             backoff: config.worker.backoff,
-            timeout_vision: config.ai.timeout_vision,
-            timeout_feedback: config.ai.timeout_feedback,
+            timeout_vision: phase_budget_vision(&config),
+            timeout_feedback: phase_budget_feedback(&config),
         },
         config: config.worker.clone(),
         state,
         wake,
+        gate,
     };
     let summary = worker.run(shutdown.clone()).await;
 

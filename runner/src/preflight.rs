@@ -233,11 +233,17 @@ async fn ollama_checks(monitor: &OllamaMonitor, feedback_model: &str, lines: &mu
             format!("missing: {}", snapshot.missing.join(", ")),
             format!("{fix} (or set OLLAMA_PULL_MISSING=true)"),
         ));
-        lines.push(CheckLine::skip(
-            "generate round trip",
-            "feedback model missing",
-        ));
-        return;
+        if snapshot
+            .missing
+            .iter()
+            .any(|m| model_matches(m, feedback_model))
+        {
+            lines.push(CheckLine::skip(
+                "generate round trip",
+                format!("the feedback model {feedback_model} is missing"),
+            ));
+            return;
+        }
     }
     let started = Instant::now();
     let request = ChatRequest {

@@ -67,9 +67,9 @@ pub struct JobContext {
     pub max_retries: u32,
     /// Retry spacing.
     pub backoff: BackoffPolicy,
-    /// Limit of one vision call.
+    /// Limit of the whole vision phase (storage reads and the model call).
     pub timeout_vision: Duration,
-    /// Limit of one feedback call.
+    /// Limit of the whole feedback phase (every model call of it).
     pub timeout_feedback: Duration,
 }
 

@@ -18,6 +18,16 @@ use crate::metrics::Metrics;
 use crate::process::{process_job, JobContext, JobOutcome};
 use crate::queue;
 
+/// Whether the AI backend can take work now. While it cannot (Ollama down, models missing),
+/// the loop leases nothing, so an outage does not burn the students' retries.
+pub trait BackendGate: Send + Sync {
+    /// True when jobs may be leased.
+    fn ready(&self) -> bool;
+}
+
+/// How often a paused loop looks at the gate again.
+const GATE_RECHECK: Duration = Duration::from_secs(1);
+
 /// Live state shared with the HTTP probes.
 #[derive(Debug, Default)]
 pub struct RunnerState {
@@ -69,6 +79,8 @@ pub struct Worker {
     pub state: Arc<RunnerState>,
     /// Poked by notifications.
     pub wake: Arc<Notify>,
+    /// Leasing pauses while this says the backend is unavailable (`None`: never pauses).
+    pub gate: Option<Arc<dyn BackendGate>>,
 }
 
 /// Pauses between lease attempts while the database is unreachable: 0.5 s doubling to 30 s.
@@ -110,12 +122,35 @@ impl Worker {
             poll_s = self.config.poll_interval.as_secs_f64()
         );
 
+        let mut paused = false;
         loop {
             while let Some(done) = tasks.try_join_next() {
                 summary.add(done.unwrap_or(JobOutcome::Abandoned));
             }
             if shutdown.is_cancelled() {
                 break;
+            }
+            let backend_ready = self.gate.as_ref().is_none_or(|g| g.ready());
+            if backend_ready != !paused {
+                paused = !backend_ready;
+                if paused {
+                    tracing::warn!(
+                        event = "learning.worker.paused",
+                        reason = "backend_unavailable",
+                        "the AI backend is unavailable; no new jobs are leased until it is back"
+                    );
+                } else {
+                    tracing::info!(
+                        event = "learning.worker.resumed",
+                        "the AI backend is available again; leasing resumes"
+                    );
+                }
+            }
+            if paused {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(GATE_RECHECK) => continue,
+                }
             }
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,

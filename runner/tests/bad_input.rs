@@ -284,3 +284,61 @@ async fn a_dead_database_is_survived_and_work_resumes() {
         "completed"
     );
 }
+
+struct SwitchGate(std::sync::atomic::AtomicBool);
+
+impl learning_runner::worker::BackendGate for SwitchGate {
+    fn ready(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_backend_outage_pauses_leasing_instead_of_burning_retries() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let (sub, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "x")).await;
+    let gate = Arc::new(SwitchGate(std::sync::atomic::AtomicBool::new(false)));
+    let worker = learning_runner::worker::Worker {
+        ctx: context(&pool, Scripted::stub().adapters()),
+        config: learning_runner::config::WorkerConfig {
+            concurrency: 2,
+            max_retries: 3,
+            backoff: common::backoff(),
+            lease_duration: common::LEASE,
+            heartbeat_interval: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(50),
+            drain_grace: Duration::from_secs(5),
+            exit_when_drained: true,
+            listen_notify: false,
+        },
+        state: Arc::new(learning_runner::worker::RunnerState::default()),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        gate: Some(gate.clone()),
+    };
+    let running = tokio::spawn(worker.run(tokio_util::sync::CancellationToken::new()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let j = fixtures::job(&db.admin, job).await.unwrap();
+    assert_eq!(
+        (j.status.as_str(), j.retry_count),
+        ("queued", 0),
+        "nothing leased while the backend is down"
+    );
+    assert!(
+        !running.is_finished(),
+        "a paused loop does not exit, even with exit_when_drained"
+    );
+    gate.0.store(true, Ordering::SeqCst);
+    let summary = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.completed, 1);
+    assert_eq!(
+        fixtures::submission(&db.admin, sub).await.status,
+        "completed"
+    );
+}

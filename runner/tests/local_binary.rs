@@ -202,3 +202,31 @@ async fn preflight_with_the_stub_skips_the_ollama_checks_and_passes() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ollama_down_jobs_wait_in_the_queue_untouched() {
+    let db = TestDb::new().await;
+    let (sub, job) = learning_tests::fixtures::enqueue(
+        &db.admin,
+        &learning_tests::fixtures::NewSubmission::text("s1", "x"),
+    )
+    .await;
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let mut r = start_runner(
+        &db,
+        &[("AI_BACKEND", "local"), ("OLLAMA_BASE_URL", dead.as_str())],
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let j = learning_tests::fixtures::job(&db.admin, job).await.unwrap();
+    assert_eq!((j.status.as_str(), j.retry_count), ("queued", 0));
+    let s = learning_tests::fixtures::submission(&db.admin, sub).await;
+    assert_eq!((s.status.as_str(), s.error_code), ("pending", None));
+    assert_eq!(http_get(&r.http, "/readyz", None).unwrap().status, 503);
+    sigterm(&r.child);
+    let (status, _, err) = wait_with_limit(&mut r.child, Duration::from_secs(15));
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("learning.worker.paused"),
+        "the pause is logged"
+    );
+}

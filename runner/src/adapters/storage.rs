@@ -17,7 +17,8 @@ use crate::error_code::ErrorCode;
 
 /// The largest submission file, in bytes (contract §1).
 pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
-const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limit of one download from Supabase Storage.
+pub const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the database says the file must be.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

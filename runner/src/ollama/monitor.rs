@@ -202,6 +202,12 @@ impl OllamaMonitor {
     }
 }
 
+impl crate::worker::BackendGate for OllamaMonitor {
+    fn ready(&self) -> bool {
+        OllamaMonitor::ready(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -182,6 +182,7 @@ pub async fn run_until_drained(
         },
         state: Arc::new(RunnerState::default()),
         wake: Arc::new(tokio::sync::Notify::new()),
+        gate: None,
     };
     tokio::time::timeout(
         Duration::from_secs(60),
