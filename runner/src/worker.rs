@@ -131,7 +131,7 @@ impl Worker {
                 break;
             }
             let backend_ready = self.gate.as_ref().is_none_or(|g| g.ready());
-            if backend_ready != !paused {
+            if backend_ready == paused {
                 paused = !backend_ready;
                 if paused {
                     tracing::warn!(
