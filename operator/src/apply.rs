@@ -1,10 +1,16 @@
-//! The only writer: server-side apply of every child (one field manager, `force`), the status
-//! (server-side apply on the status subresource), and an Event per condition transition.
+//! The only writer: server-side apply of every child (one field manager, `force`), pruning of
+//! children that are no longer wanted (decided by `prune`), the status (server-side apply on
+//! the status subresource), and an Event per condition transition.
 
 use std::fmt::Debug;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use learning_crds::{LearningWorker, LearningWorkerStatus};
@@ -13,6 +19,7 @@ use serde::Serialize;
 
 use crate::desired::{Children, MANAGER};
 use crate::error::ReconcileError;
+use crate::prune::{self, ChildKind, Existing};
 use crate::status::Transition;
 
 fn params() -> PatchParams {
@@ -70,6 +77,122 @@ pub async fn apply_children(client: &Client, ns: &str, c: &Children) -> Result<(
         apply_one(client, ns, o).await?;
     }
     Ok(())
+}
+
+/// Lists the candidate children of one kind (metadata only, by the operator's labels).
+async fn list_kind<K>(
+    client: &Client,
+    ns: &str,
+    kind: ChildKind,
+    selector: &str,
+) -> Result<Vec<Existing>, ReconcileError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let list = api
+        .list_metadata(&ListParams::default().labels(selector))
+        .await
+        .map_err(|source| ReconcileError::ListChildren {
+            kind: kind.kind(),
+            source,
+        })?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|o| Existing {
+            kind,
+            name: o.metadata.name.clone().unwrap_or_default(),
+            controller_uid: o
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|r| r.controller == Some(true))
+                .map(|r| r.uid.clone()),
+        })
+        .collect())
+}
+
+/// Deletes one child; dependents (a Job's pods) go with it in the background. Already gone
+/// counts as done.
+async fn delete_kind<K>(client: &Client, ns: &str, e: &Existing) -> Result<(), ReconcileError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    match api.delete(&e.name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(ReconcileError::DeleteChild {
+            kind: e.kind.kind(),
+            name: e.name.clone(),
+            source,
+        }),
+    }
+}
+
+async fn list_any(
+    client: &Client,
+    ns: &str,
+    kind: ChildKind,
+    selector: &str,
+) -> Result<Vec<Existing>, ReconcileError> {
+    match kind {
+        ChildKind::Job => list_kind::<Job>(client, ns, kind, selector).await,
+        ChildKind::Deployment => list_kind::<Deployment>(client, ns, kind, selector).await,
+        ChildKind::Service => list_kind::<Service>(client, ns, kind, selector).await,
+        ChildKind::PodDisruptionBudget => {
+            list_kind::<PodDisruptionBudget>(client, ns, kind, selector).await
+        }
+        ChildKind::PersistentVolumeClaim => {
+            list_kind::<PersistentVolumeClaim>(client, ns, kind, selector).await
+        }
+        ChildKind::ServiceAccount => list_kind::<ServiceAccount>(client, ns, kind, selector).await,
+        ChildKind::NetworkPolicy => list_kind::<NetworkPolicy>(client, ns, kind, selector).await,
+    }
+}
+
+async fn delete_any(client: &Client, ns: &str, e: &Existing) -> Result<(), ReconcileError> {
+    match e.kind {
+        ChildKind::Job => delete_kind::<Job>(client, ns, e).await,
+        ChildKind::Deployment => delete_kind::<Deployment>(client, ns, e).await,
+        ChildKind::Service => delete_kind::<Service>(client, ns, e).await,
+        ChildKind::PodDisruptionBudget => delete_kind::<PodDisruptionBudget>(client, ns, e).await,
+        ChildKind::PersistentVolumeClaim => {
+            delete_kind::<PersistentVolumeClaim>(client, ns, e).await
+        }
+        ChildKind::ServiceAccount => delete_kind::<ServiceAccount>(client, ns, e).await,
+        ChildKind::NetworkPolicy => delete_kind::<NetworkPolicy>(client, ns, e).await,
+    }
+}
+
+/// Deletes the children this worker owns but no longer wants (see `prune::unwanted`); returns
+/// what was deleted. Lists every child kind by the operator's labels, then deletes workloads
+/// first and NetworkPolicies last.
+pub async fn prune_children(
+    client: &Client,
+    lw: &LearningWorker,
+    ns: &str,
+    desired: &Children,
+) -> Result<Vec<Existing>, ReconcileError> {
+    let selector = prune::selector(&lw.name_any());
+    let mut existing = Vec::new();
+    for kind in ChildKind::ALL {
+        existing.extend(list_any(client, ns, kind, &selector).await?);
+    }
+    let unwanted = prune::unwanted(lw, desired, &existing);
+    for e in &unwanted {
+        delete_any(client, ns, e).await?;
+        tracing::info!(event = "learning.operator.child_pruned", kind = e.kind.kind(), name = %e.name);
+    }
+    Ok(unwanted)
 }
 
 /// Writes the status with server-side apply on the status subresource.

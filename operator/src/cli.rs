@@ -1,4 +1,4 @@
-//! The command line: `crd`, `render -f FILE`, `run`, with every setting also readable from the
+//! The command line: `crd`, `render -f FILE`, `rbac`, `run`, with every setting also readable from the
 //! environment. Parsed once in `main`.
 
 use std::net::SocketAddr;
@@ -22,8 +22,18 @@ pub enum Command {
     Crd,
     /// Print every child object the operator would apply for a LearningWorker, as YAML.
     Render(RenderArgs),
+    /// Print the RBAC rules the operator needs, as the `rules:` list of a ClusterRole.
+    Rbac(RbacArgs),
     /// Run the controller.
     Run(RunArgs),
+}
+
+/// Arguments of `rbac`.
+#[derive(Debug, clap::Args)]
+pub struct RbacArgs {
+    /// Print instead the rules of the Role in the operator's namespace (the leader Lease).
+    #[arg(long)]
+    pub leader_election: bool,
 }
 
 /// Arguments of `render`.

@@ -1,5 +1,5 @@
 //! The controller: shared context, the reconcile pipeline (observe → validate → desire → apply
-//! → report), the error policy (exponential backoff with jitter, short retry on conflicts), and
+//! → prune → report), the error policy (exponential backoff with jitter, short retry on conflicts), and
 //! the watches (`owns()` on every child kind).
 
 use std::collections::HashMap;
@@ -31,6 +31,24 @@ pub const REQUEUE_BUSY: Duration = Duration::from_secs(10);
 /// Requeue when stable (health, queue depth and models are polled, not watched).
 pub const REQUEUE_IDLE: Duration = Duration::from_secs(30);
 
+/// How soon a healthy worker is reconciled again (health, queue depth and models are polled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requeue {
+    /// While something is changing.
+    pub busy: Duration,
+    /// When stable.
+    pub idle: Duration,
+}
+
+impl Default for Requeue {
+    fn default() -> Self {
+        Requeue {
+            busy: REQUEUE_BUSY,
+            idle: REQUEUE_IDLE,
+        }
+    }
+}
+
 /// What every reconcile shares.
 pub struct Context {
     /// API client.
@@ -45,6 +63,8 @@ pub struct Context {
     pub operator_namespace: String,
     /// Consecutive failures per object (for the backoff).
     pub failures: Mutex<HashMap<String, u32>>,
+    /// Requeue intervals.
+    pub requeue: Requeue,
 }
 
 impl Context {
@@ -70,7 +90,14 @@ impl Context {
             metrics,
             operator_namespace,
             failures: Mutex::new(HashMap::new()),
+            requeue: Requeue::default(),
         }
+    }
+
+    /// The same context with other requeue intervals.
+    pub fn with_requeue(mut self, requeue: Requeue) -> Self {
+        self.requeue = requeue;
+        self
     }
 }
 
@@ -131,7 +158,12 @@ async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, R
         }),
     };
     let children = desired::children(lw, &render);
-    let applied = apply::apply_children(&ctx.client, &ns, &children).await;
+    let applied = match apply::apply_children(&ctx.client, &ns, &children).await {
+        Ok(()) => apply::prune_children(&ctx.client, lw, &ns, &children)
+            .await
+            .map(drop),
+        Err(e) => Err(e),
+    };
 
     // Report.
     let apply_error = applied.as_ref().err().map(ToString::to_string);
@@ -144,9 +176,9 @@ async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, R
             c.type_ == learning_crds::conditions::types::PROGRESSING && c.status == "True"
         });
     Ok(Action::requeue(if busy {
-        REQUEUE_BUSY
+        ctx.requeue.busy
     } else {
-        REQUEUE_IDLE
+        ctx.requeue.idle
     }))
 }
 
@@ -191,13 +223,14 @@ where
     }
 }
 
-/// Runs the controller until a shutdown signal; `ready` is set after the first reconcile.
+/// Runs the controller until a shutdown signal; `ready` is set once the LearningWorker watch
+/// has completed its initial list (the first sync), even when there is nothing to reconcile.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>, ready: Arc<AtomicBool>) {
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
     let children =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
-    Controller::new(
+    let controller = Controller::new(
         api::<LearningWorker>(&client, ns),
         watcher::Config::default(),
     )
@@ -207,17 +240,26 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, ready: Arc<Atomic
     .owns(api::<PodDisruptionBudget>(&client, ns), children.clone())
     .owns(api::<PersistentVolumeClaim>(&client, ns), children.clone())
     .owns(api::<Job>(&client, ns), children.clone())
-    .owns(api::<NetworkPolicy>(&client, ns), children)
-    .shutdown_on_signal()
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| {
-        ready.store(true, Ordering::Relaxed);
-        if let Err(e) = result {
-            tracing::debug!(event = "learning.operator.controller_error", error = %e);
+    .owns(api::<NetworkPolicy>(&client, ns), children);
+    let store = controller.store();
+    let synced = {
+        let ready = ready.clone();
+        async move {
+            if store.wait_until_ready().await.is_ok() {
+                ready.store(true, Ordering::Relaxed);
+            }
         }
-        futures::future::ready(())
-    })
-    .await;
+    };
+    let reconciling = controller
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(event = "learning.operator.controller_error", error = %e);
+            }
+            futures::future::ready(())
+        });
+    futures::future::join(synced, reconciling).await;
 }
 
 #[cfg(test)]

@@ -50,6 +50,26 @@ pub enum ReconcileError {
     /// A child could not be serialised.
     #[error("serialising a child failed: {0}")]
     Serialize(#[source] serde_json::Error),
+    /// Listing existing children (to prune) failed.
+    #[error("listing {kind}s to prune failed: {source}")]
+    ListChildren {
+        /// Kind of the children.
+        kind: &'static str,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Deleting an unwanted child failed.
+    #[error("deleting {kind} {name} failed: {source}")]
+    DeleteChild {
+        /// Kind of the child.
+        kind: &'static str,
+        /// Name of the child.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl ReconcileError {
@@ -59,7 +79,9 @@ impl ReconcileError {
             ReconcileError::MissingMetadata => "invalid_object",
             ReconcileError::ApplyChild { source, .. }
             | ReconcileError::Observe { source, .. }
-            | ReconcileError::PatchStatus(source) => api_category(source),
+            | ReconcileError::PatchStatus(source)
+            | ReconcileError::ListChildren { source, .. }
+            | ReconcileError::DeleteChild { source, .. } => api_category(source),
             ReconcileError::Serialize(_) => "serialize",
         }
     }
@@ -67,9 +89,9 @@ impl ReconcileError {
     /// Whether the error is a write conflict (retried soon rather than backed off).
     pub fn is_conflict(&self) -> bool {
         match self {
-            ReconcileError::ApplyChild { source, .. } | ReconcileError::PatchStatus(source) => {
-                status_code(source) == Some(409)
-            }
+            ReconcileError::ApplyChild { source, .. }
+            | ReconcileError::PatchStatus(source)
+            | ReconcileError::DeleteChild { source, .. } => status_code(source) == Some(409),
             _ => false,
         }
     }

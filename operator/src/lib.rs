@@ -1,5 +1,6 @@
 //! The LearningWorker operator as a library: pure builders (`desired`), pure status
-//! computation (`status`), the I/O layers (`observe`, `apply`), the controller, leader election
+//! computation (`status`), pruning decisions (`prune`), the RBAC it needs (`rbac`), the I/O
+//! layers (`observe`, `apply`), the controller, leader election
 //! and the operator's own HTTP endpoints. The binary (`main.rs`) only parses and dispatches.
 
 pub mod apply;
@@ -13,6 +14,8 @@ pub mod metrics;
 pub mod observe;
 pub mod pod_issues;
 pub mod probes;
+pub mod prune;
+pub mod rbac;
 pub mod render;
 pub mod run;
 pub mod status;

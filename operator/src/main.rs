@@ -1,5 +1,5 @@
-//! `learning-operator`: reconciles `LearningWorker` resources (`run`), prints the CRD (`crd`),
-//! and renders the children of a resource offline (`render -f cr.yaml`). Thin: parse, dispatch.
+//! `learning-operator`: reconciles `LearningWorker` resources (`run`), prints the CRD (`crd`)
+//! and the RBAC rules it needs (`rbac`), and renders the children of a resource offline (`render -f cr.yaml`). Thin: parse, dispatch.
 
 use std::io::Read;
 
@@ -8,6 +8,7 @@ use clap::Parser;
 
 use learning_operator::cli::{Cli, Command};
 use learning_operator::desired::RenderContext;
+use learning_operator::rbac::{self, Scope};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -36,6 +37,18 @@ fn main() -> anyhow::Result<()> {
                 queue_visible: None,
             };
             print!("{}", learning_operator::render::render_yaml(&input, &ctx)?);
+            Ok(())
+        }
+        Command::Rbac(args) => {
+            let scope = if args.leader_election {
+                Scope::OperatorNamespace
+            } else {
+                Scope::Watched
+            };
+            print!(
+                "{}",
+                rbac::rules_yaml(scope).context("rendering the rules")?
+            );
             Ok(())
         }
         Command::Run(args) => learning_operator::run::run(args),

@@ -1,22 +1,145 @@
-//! `learning-operator run`: logging, the HTTP server, leader election, then the controller.
-//! Losing the Lease ends the process (Kubernetes restarts it as a standby).
+//! `learning-operator run`: logging, the HTTP server, then `operate` — leader election and the
+//! controller. `operate` is what the binary runs and what the whole-loop tests run against a
+//! fake API server; it returns when leadership is lost (the binary then exits, and Kubernetes
+//! restarts the pod as a standby).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 
 use crate::cli::RunArgs;
-use crate::controller::{self, Context};
+use crate::controller::{self, Context, Requeue};
 use crate::http::{router, HttpState};
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
-use crate::observe::HttpProber;
+use crate::observe::{HttpProber, Prober};
 
-/// Runs the controller.
+/// What `operate` needs besides the client and the prober.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Watch only this namespace (`None`: all).
+    pub namespace: Option<String>,
+    /// The operator's namespace (the Lease lives there).
+    pub operator_namespace: String,
+    /// This replica's identity (Lease holder, Event instance).
+    pub identity: String,
+    /// Name of the leader Lease.
+    pub lease_name: String,
+    /// Seconds a Lease is valid without renewal.
+    pub lease_seconds: u32,
+    /// Requeue intervals of the controller.
+    pub requeue: Requeue,
+}
+
+impl From<&RunArgs> for Settings {
+    fn from(a: &RunArgs) -> Self {
+        Settings {
+            namespace: a.namespace.clone(),
+            operator_namespace: a.operator_namespace.clone(),
+            identity: a.pod_name.clone(),
+            lease_name: a.lease_name.clone(),
+            lease_seconds: a.lease_seconds,
+            requeue: Requeue::default(),
+        }
+    }
+}
+
+/// Why `operate` stopped leading.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Another replica holds the Lease now.
+    #[error("another replica took over the leader Lease")]
+    LeadershipLost,
+    /// The Lease could not be renewed before it expired.
+    #[error("the leader Lease could not be renewed within {seconds} s: {source}")]
+    RenewFailed {
+        /// The Lease duration.
+        seconds: u32,
+        /// The last API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// How often the Lease is renewed (and a standby retries): a third of its duration.
+pub fn renew_period(lease_seconds: u32) -> Duration {
+    Duration::from_secs_f64(f64::from(lease_seconds.max(3)) / 3.0)
+}
+
+/// Waits for the Lease, then runs the controller while renewing it. Returns `Ok` on a shutdown
+/// signal, `Err` when leadership is lost (the controller is stopped first).
+pub async fn operate(
+    client: Client,
+    prober: Arc<dyn Prober>,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    settings: Settings,
+) -> Result<(), RunError> {
+    let elector = LeaderElector::new(
+        Api::<Lease>::namespaced(client.clone(), &settings.operator_namespace),
+        settings.lease_name.clone(),
+        settings.identity.clone(),
+        i32::try_from(settings.lease_seconds).unwrap_or(i32::MAX),
+    );
+    let period = renew_period(settings.lease_seconds);
+    ready.store(true, Ordering::Relaxed); // a standby is healthy
+    loop {
+        match elector.try_acquire_or_renew().await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(event = "learning.operator.lease_acquire_retry", error = %e),
+        }
+        tokio::time::sleep(period).await;
+    }
+    ready.store(false, Ordering::Relaxed);
+    metrics.leader.set(1);
+    tracing::info!(event = "learning.operator.leading", identity = %settings.identity);
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            prober,
+            metrics.clone(),
+            settings.operator_namespace.clone(),
+            settings.identity.clone(),
+        )
+        .with_requeue(settings.requeue),
+    );
+    let result = tokio::select! {
+        () = controller::run(ctx, settings.namespace.clone(), ready) => Ok(()),
+        lost = hold(&elector, period, settings.lease_seconds) => Err(lost),
+    };
+    metrics.leader.set(0);
+    result
+}
+
+/// Renews the Lease every `period` until it is lost or cannot be renewed before it expires.
+async fn hold(elector: &LeaderElector, period: Duration, lease_seconds: u32) -> RunError {
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::time::sleep(period).await;
+        match elector.try_acquire_or_renew().await {
+            Ok(true) => last_ok = Instant::now(),
+            Ok(false) => {
+                tracing::error!(event = "learning.operator.leadership_lost");
+                return RunError::LeadershipLost;
+            }
+            Err(source) if last_ok.elapsed() > Duration::from_secs(u64::from(lease_seconds)) => {
+                tracing::error!(event = "learning.operator.lease_renew_failed", error = %source);
+                return RunError::RenewFailed {
+                    seconds: lease_seconds,
+                    source,
+                };
+            }
+            Err(e) => tracing::warn!(event = "learning.operator.lease_renew_retry", error = %e),
+        }
+    }
+}
+
+/// Runs the controller (the `run` subcommand).
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
@@ -45,46 +168,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
-    let elector = LeaderElector::new(
-        Api::<Lease>::namespaced(client.clone(), &args.operator_namespace),
-        args.lease_name.clone(),
-        args.pod_name.clone(),
-        args.lease_seconds as i32,
-    );
-    let period = Duration::from_secs(u64::from(args.lease_seconds.max(3)) / 3);
-    ready.store(true, Ordering::Relaxed); // a standby is healthy
-    while !elector.try_acquire_or_renew().await.unwrap_or(false) {
-        tokio::time::sleep(period).await;
-    }
-    ready.store(false, Ordering::Relaxed);
-    metrics.leader.set(1);
-    tracing::info!(event = "learning.operator.leading", identity = %args.pod_name);
-    let lease_seconds = u64::from(args.lease_seconds);
-    tokio::spawn(async move {
-        let mut last_ok = std::time::Instant::now();
-        loop {
-            tokio::time::sleep(period).await;
-            match elector.try_acquire_or_renew().await {
-                Ok(true) => last_ok = std::time::Instant::now(),
-                Ok(false) => {
-                    tracing::error!(event = "learning.operator.leadership_lost");
-                    std::process::exit(1);
-                }
-                Err(e) if last_ok.elapsed() > Duration::from_secs(lease_seconds) => {
-                    tracing::error!(event = "learning.operator.lease_renew_failed", error = %e);
-                    std::process::exit(1);
-                }
-                Err(e) => tracing::warn!(event = "learning.operator.lease_renew_retry", error = %e),
-            }
-        }
-    });
-    let ctx = Arc::new(Context::new(
-        client,
-        Arc::new(HttpProber::new()?),
-        metrics,
-        args.operator_namespace,
-        args.pod_name,
-    ));
-    controller::run(ctx, args.namespace, ready).await;
+    let prober = Arc::new(HttpProber::new()?);
+    operate(client, prober, metrics, ready, Settings::from(&args))
+        .await
+        .context("leading")?;
     Ok(())
 }

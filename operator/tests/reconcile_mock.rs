@@ -1,8 +1,12 @@
 //! The controller's API interaction without a cluster: kube's `tower-test` mock pattern. A
-//! scripted API server (`FakeApiServer`, answering by method and path, recording every request)
+//! scripted mock (`fake_api_server` below: answers by method and path, records every request)
 //! stands in for kube-apiserver, and `ScriptedProber` for the runner and Ollama HTTP endpoints
-//! (neither can run here). Each test runs `reconcile` and checks the exact requests: the SSA
-//! patches of the children, the status patch, the Events.
+//! (neither can run here). Each test runs `reconcile` (or one leader-election step) and checks
+//! the exact requests: the SSA patches of the children, pruning deletes, the status patch, the
+//! Events, the Lease calls — and every request is checked against the declared RBAC
+//! (`learning_operator::rbac`). The whole loop (watches, queueing) is in `whole_loop.rs`.
+
+mod support;
 
 use std::sync::{Arc, Mutex};
 
@@ -13,8 +17,10 @@ use kube::Client;
 use learning_crds::LearningWorker;
 use learning_operator::controller::{reconcile, Context};
 use learning_operator::metrics::Metrics;
-use learning_operator::observe::Prober;
+use learning_operator::rbac::RequestAttributes;
 use serde_json::{json, Value};
+use support::prober::{tags, ScriptedProber};
+use support::rbac_audit;
 
 /// One recorded request.
 #[derive(Debug, Clone)]
@@ -24,10 +30,12 @@ struct Recorded {
     body: Value,
 }
 
-/// What the fake API server knows: Deployments by name.
+/// What the fake API server knows: Deployments by name, and the objects every list returns.
 #[derive(Default, Clone)]
 struct Cluster {
     deployments: Vec<Value>,
+    /// Returned by lists of their resource (`kind` decides which).
+    listed: Vec<Value>,
 }
 
 fn not_found() -> (u16, Value) {
@@ -37,31 +45,48 @@ fn not_found() -> (u16, Value) {
     )
 }
 
-fn answer(cluster: &Cluster, method: &str, path: &str, body: &Value) -> (u16, Value) {
-    match method {
-        "GET" if path.contains("/deployments/") => {
-            let name = path.rsplit('/').next().unwrap();
-            cluster
-                .deployments
+/// The resource (plural) of a kind, for lists.
+fn plural(kind: &str) -> String {
+    match kind {
+        "NetworkPolicy" => "networkpolicies".into(),
+        k => format!("{}s", k.to_lowercase()),
+    }
+}
+
+fn answer(cluster: &Cluster, method: &str, uri: &str, body: &Value) -> (u16, Value) {
+    let (path, query) = uri
+        .split_once('?')
+        .map_or((uri, None), |(p, q)| (p, Some(q)));
+    let attrs = RequestAttributes::parse(method, path, query).unwrap();
+    match (method, attrs.verb.as_str()) {
+        ("GET", "get") if attrs.resource == "deployments" => cluster
+            .deployments
+            .iter()
+            .find(|d| d["metadata"]["name"] == attrs.name.as_deref().unwrap())
+            .map_or_else(not_found, |d| (200, d.clone())),
+        ("GET", "list") => {
+            let items: Vec<Value> = cluster
+                .listed
                 .iter()
-                .find(|d| d["metadata"]["name"] == name)
-                .map_or_else(not_found, |d| (200, d.clone()))
+                .filter(|o| plural(o["kind"].as_str().unwrap()) == attrs.resource)
+                .cloned()
+                .collect();
+            (
+                200,
+                json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "7"}, "items": items}),
+            )
         }
-        "GET" if path.ends_with("/pods") => (
-            200,
-            json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}),
-        ),
-        "GET" if path.ends_with("/jobs") => (
-            200,
-            json!({"kind": "JobList", "apiVersion": "batch/v1", "metadata": {}, "items": []}),
-        ),
         // The API server answers a status patch with the whole object.
-        "PATCH" if path.ends_with("/status") => {
+        ("PATCH", _) if path.ends_with("/status") => {
             let mut obj = serde_json::to_value(example(1)).unwrap();
             obj["status"] = body["status"].clone();
             (200, obj)
         }
-        "PATCH" | "POST" => (200, body.clone()),
+        ("PATCH" | "POST", _) => (200, body.clone()),
+        ("DELETE", "delete") => (
+            200,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
+        ),
         _ => not_found(),
     }
 }
@@ -75,10 +100,9 @@ fn fake_api_server(cluster: Cluster) -> (Client, Arc<Mutex<Vec<Recorded>>>) {
         while let Some((req, send)) = handle.next_request().await {
             let method = req.method().to_string();
             let uri = req.uri().to_string();
-            let path = req.uri().path().to_owned();
             let bytes = req.into_body().collect_bytes().await.unwrap();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let (code, reply) = answer(&cluster, &method, &path, &body);
+            let (code, reply) = answer(&cluster, &method, &uri, &body);
             log2.lock().unwrap().push(Recorded { method, uri, body });
             let resp = Response::builder()
                 .status(code)
@@ -90,38 +114,19 @@ fn fake_api_server(cluster: Cluster) -> (Client, Arc<Mutex<Vec<Recorded>>>) {
     (Client::new(service, "default"), log)
 }
 
-/// Scripted answers for runner and Ollama URLs, matched by path suffix.
-struct ScriptedProber(Vec<(&'static str, u16, String)>);
-
-#[async_trait::async_trait]
-impl Prober for ScriptedProber {
-    async fn get(&self, url: &str) -> Result<(u16, String), String> {
-        self.0
-            .iter()
-            .find(|(suffix, _, _)| url.ends_with(suffix))
-            .map(|(_, code, body)| (*code, body.clone()))
-            .ok_or_else(|| format!("GET {url}: connection refused"))
-    }
+/// The request log, after checking every request against the declared RBAC.
+fn finish(log: &Arc<Mutex<Vec<Recorded>>>) -> Vec<Recorded> {
+    let log = log.lock().unwrap().clone();
+    let checked =
+        rbac_audit::assert_declared(log.iter().map(|r| (r.method.as_str(), r.uri.as_str())));
+    assert_eq!(checked, log.len());
+    log
 }
 
-fn healthy_endpoints(health_status: &str, code: u16) -> ScriptedProber {
-    let check_status = if health_status == "healthy" {
-        "ok"
-    } else {
-        "failed"
-    };
-    let detail = if health_status == "healthy" {
-        "gustav_worker"
-    } else {
-        "db_connect_failed"
-    };
-    ScriptedProber(vec![
-        ("/internal/health/learning-worker", code, json!({"status": health_status, "currentRole": "gustav_worker", "checks": [{"check": "db_role", "status": check_status, "detail": detail}]}).to_string()),
-        ("/metrics", 200, "learning_runner_queue_jobs{state=\"visible\"} 5\nlearning_runner_oldest_job_age_seconds 42\n".into()),
-        ("/api/version", 200, r#"{"version":"0.12.3"}"#.into()),
-        ("/api/tags", 200, r#"{"models":[{"name":"qwen2.5vl:3b"},{"name":"gpt-oss:20b"}]}"#.into()),
-        ("/api/ps", 200, r#"{"models":[{"name":"gpt-oss:20b","size":100,"size_vram":100}]}"#.into()),
-    ])
+fn healthy_endpoints(health_status: &str) -> ScriptedProber {
+    let p = ScriptedProber::healthy();
+    p.set_health(health_status);
+    p
 }
 
 fn example(generation: i64) -> LearningWorker {
@@ -190,11 +195,14 @@ fn events(log: &[Recorded]) -> Vec<&Recorded> {
 #[tokio::test]
 async fn create_applies_every_child_with_ssa_and_reports_status_and_events() {
     let (client, log) = fake_api_server(Cluster::default());
-    let action = reconcile(Arc::new(example(1)), ctx(client, ScriptedProber(vec![])))
-        .await
-        .unwrap();
+    let action = reconcile(
+        Arc::new(example(1)),
+        ctx(client, ScriptedProber::unreachable()),
+    )
+    .await
+    .unwrap();
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(30)));
-    let log = log.lock().unwrap().clone();
+    let log = finish(&log);
 
     let applied: Vec<(String, String)> = patches(&log)
         .iter()
@@ -267,15 +275,16 @@ async fn available_runners_and_ollama_flip_the_conditions_to_ready() {
             available_deployment("school-a-runner", 2),
             available_deployment("school-a-ollama", 1),
         ],
+        ..Cluster::default()
     };
     let (client, log) = fake_api_server(cluster);
     reconcile(
         Arc::new(example(1)),
-        ctx(client, healthy_endpoints("healthy", 200)),
+        ctx(client, healthy_endpoints("healthy")),
     )
     .await
     .unwrap();
-    let log = log.lock().unwrap().clone();
+    let log = finish(&log);
     let status = &status_patch(&log).body;
     for type_ in [
         "Ready",
@@ -313,15 +322,16 @@ async fn degraded_health_gives_runners_healthy_false_and_a_warning() {
             available_deployment("school-a-runner", 2),
             available_deployment("school-a-ollama", 1),
         ],
+        ..Cluster::default()
     };
     let (client, log) = fake_api_server(cluster);
     reconcile(
         Arc::new(example(1)),
-        ctx(client, healthy_endpoints("degraded", 503)),
+        ctx(client, healthy_endpoints("degraded")),
     )
     .await
     .unwrap();
-    let log = log.lock().unwrap().clone();
+    let log = finish(&log);
     let status = &status_patch(&log).body;
     assert_eq!(condition(status, "RunnersHealthy")["status"], "False");
     assert_eq!(
@@ -346,10 +356,10 @@ async fn spec_change_updates_children_and_observed_generation() {
     let mut lw = example(4);
     lw.spec.runner.replicas = Some(3);
     lw.spec.ai.feedback_model = "gpt-oss:120b".into();
-    reconcile(Arc::new(lw), ctx(client, ScriptedProber(vec![])))
+    reconcile(Arc::new(lw), ctx(client, ScriptedProber::unreachable()))
         .await
         .unwrap();
-    let log = log.lock().unwrap().clone();
+    let log = finish(&log);
     let dep = patches(&log)
         .into_iter()
         .find(|r| r.uri.contains("/deployments/school-a-runner?"))
@@ -371,14 +381,15 @@ async fn missing_models_start_a_pull_job_for_exactly_those() {
             available_deployment("school-a-runner", 2),
             available_deployment("school-a-ollama", 1),
         ],
+        ..Cluster::default()
     };
     let (client, log) = fake_api_server(cluster);
-    let mut prober = healthy_endpoints("healthy", 200);
-    prober.0[3].2 = r#"{"models":[{"name":"qwen2.5vl:3b"}]}"#.into();
+    let prober = healthy_endpoints("healthy");
+    prober.set("/api/tags", 200, &tags(&["qwen2.5vl:3b"]));
     reconcile(Arc::new(example(1)), ctx(client, prober))
         .await
         .unwrap();
-    let log = log.lock().unwrap().clone();
+    let log = finish(&log);
     let job = patches(&log)
         .into_iter()
         .find(|r| {
@@ -399,7 +410,7 @@ async fn missing_models_start_a_pull_job_for_exactly_those() {
 #[tokio::test]
 async fn invalid_spec_reports_a_condition_and_an_event_applies_nothing_and_waits() {
     let (client, log) = fake_api_server(Cluster::default());
-    let context = ctx(client, ScriptedProber(vec![]));
+    let context = ctx(client, ScriptedProber::unreachable());
     let mut lw = example(2);
     lw.spec.runner.autoscaling = Some(learning_crds::runner::AutoscalingSpec {
         min_replicas: 4,
@@ -410,7 +421,7 @@ async fn invalid_spec_reports_a_condition_and_an_event_applies_nothing_and_waits
         .await
         .unwrap();
     assert_eq!(action, Action::await_change(), "no requeue: no hot loop");
-    let first = log.lock().unwrap().clone();
+    let first = finish(&log);
     assert!(patches(&first).is_empty(), "no child applied: {first:#?}");
     let status = &status_patch(&first).body;
     assert_eq!(condition(status, "Ready")["reason"], "InvalidSpec");
@@ -430,5 +441,314 @@ async fn invalid_spec_reports_a_condition_and_an_event_applies_nothing_and_waits
     lw.status = Some(stored);
     log.lock().unwrap().clear();
     reconcile(Arc::new(lw), context).await.unwrap();
-    assert!(events(&log.lock().unwrap()).is_empty());
+    assert!(events(&finish(&log)).is_empty());
+}
+
+const UID: &str = "0b5c9a8e-1111-4222-8333-444455556666";
+
+/// An existing object as a metadata list shows it: the operator's labels, owned by `uid`.
+fn existing(api_version: &str, kind: &str, name: &str, owner_uid: Option<&str>) -> Value {
+    let mut meta = json!({"name": name, "namespace": "gustav", "labels": {
+        "app.kubernetes.io/name": "learning-worker", "app.kubernetes.io/instance": "school-a",
+        "app.kubernetes.io/managed-by": "learning-operator"}});
+    if let Some(uid) = owner_uid {
+        meta["ownerReferences"] = json!([{"apiVersion": "learning.gustav.dev/v1alpha1", "kind": "LearningWorker",
+            "name": "school-a", "uid": uid, "controller": true, "blockOwnerDeletion": true}]);
+    }
+    json!({"apiVersion": api_version, "kind": kind, "metadata": meta})
+}
+
+/// What a managed-Ollama worker with policies leaves in the cluster, plus look-alikes that are
+/// not this worker's (another owner's, unowned).
+fn full_cluster() -> Cluster {
+    let own = Some(UID);
+    Cluster {
+        listed: vec![
+            existing("v1", "ServiceAccount", "school-a-runner", own),
+            existing("apps/v1", "Deployment", "school-a-runner", own),
+            existing("apps/v1", "Deployment", "school-a-ollama", own),
+            existing("v1", "Service", "school-a-runner", own),
+            existing("v1", "Service", "school-a-ollama", own),
+            existing("policy/v1", "PodDisruptionBudget", "school-a-runner", own),
+            existing("v1", "PersistentVolumeClaim", "school-a-ollama-models", own),
+            existing(
+                "networking.k8s.io/v1",
+                "NetworkPolicy",
+                "school-a-runner",
+                own,
+            ),
+            existing(
+                "networking.k8s.io/v1",
+                "NetworkPolicy",
+                "school-a-ollama",
+                own,
+            ),
+            existing(
+                "networking.k8s.io/v1",
+                "NetworkPolicy",
+                "school-a-model-pull",
+                own,
+            ),
+            existing("batch/v1", "Job", "school-a-model-pull-0123456789", own),
+            existing("v1", "Service", "school-a-ollama-old", Some("another-uid")),
+            existing("v1", "PersistentVolumeClaim", "school-a-scratch", None),
+        ],
+        ..Cluster::default()
+    }
+}
+
+fn deletes(log: &[Recorded]) -> Vec<String> {
+    log.iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| {
+            assert_eq!(
+                r.body["propagationPolicy"], "Background",
+                "dependents (a Job's pods) must go too: {}",
+                r.uri
+            );
+            r.uri.trim_end_matches('?').to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn switching_to_external_ollama_prunes_only_this_workers_ollama_objects() {
+    let (client, log) = fake_api_server(full_cluster());
+    let mut lw = example(5);
+    lw.spec.ollama.mode = learning_crds::ollama::OllamaMode::External;
+    lw.spec.ollama.url = Some("http://ollama:11434".into());
+    reconcile(Arc::new(lw), ctx(client, ScriptedProber::unreachable()))
+        .await
+        .unwrap();
+    let log = finish(&log);
+    assert_eq!(
+        deletes(&log),
+        [
+            "/apis/batch/v1/namespaces/gustav/jobs/school-a-model-pull-0123456789",
+            "/apis/apps/v1/namespaces/gustav/deployments/school-a-ollama",
+            "/api/v1/namespaces/gustav/services/school-a-ollama",
+            "/api/v1/namespaces/gustav/persistentvolumeclaims/school-a-ollama-models",
+            "/apis/networking.k8s.io/v1/namespaces/gustav/networkpolicies/school-a-model-pull",
+            "/apis/networking.k8s.io/v1/namespaces/gustav/networkpolicies/school-a-ollama",
+        ],
+        "owned and unwanted only; the other owner's Service and the unowned PVC stay"
+    );
+    // Deletes come after the applies (the runner is re-pointed first), lists use the labels.
+    let first_delete = log.iter().position(|r| r.method == "DELETE").unwrap();
+    let last_apply = log
+        .iter()
+        .rposition(|r| r.method == "PATCH" && !r.uri.contains("/status?"))
+        .unwrap();
+    assert!(last_apply < first_delete, "{log:#?}");
+    let lists: Vec<&Recorded> = log
+        .iter()
+        .filter(|r| {
+            r.method == "GET"
+                && r.uri.contains("labelSelector=app.kubernetes.io%2Fname%3Dlearning-worker%2Capp.kubernetes.io%2Finstance%3Dschool-a%2Capp.kubernetes.io%2Fmanaged-by%3Dlearning-operator")
+        })
+        .collect();
+    assert_eq!(lists.len(), 7, "one list per child kind: {log:#?}");
+    let runner = patches(&log)
+        .into_iter()
+        .find(|r| r.uri.contains("/deployments/school-a-runner?"))
+        .unwrap();
+    let env = runner.body["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "OLLAMA_BASE_URL" && e["value"] == "http://ollama:11434"),
+        "{env:#?}"
+    );
+}
+
+#[tokio::test]
+async fn disabling_network_policies_deletes_them_and_nothing_else() {
+    let (client, log) = fake_api_server(full_cluster());
+    let mut lw = example(5);
+    lw.spec.network.policies = false;
+    reconcile(Arc::new(lw), ctx(client, ScriptedProber::unreachable()))
+        .await
+        .unwrap();
+    assert_eq!(
+        deletes(&finish(&log)),
+        [
+            "/apis/networking.k8s.io/v1/namespaces/gustav/networkpolicies/school-a-model-pull",
+            "/apis/networking.k8s.io/v1/namespaces/gustav/networkpolicies/school-a-ollama",
+            "/apis/networking.k8s.io/v1/namespaces/gustav/networkpolicies/school-a-runner",
+        ],
+        "the pull Job is kept while pulls are wanted (its TTL removes it)"
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_worker_prunes_nothing() {
+    let (client, log) = fake_api_server(full_cluster());
+    reconcile(
+        Arc::new(example(5)),
+        ctx(client, ScriptedProber::unreachable()),
+    )
+    .await
+    .unwrap();
+    assert!(deletes(&finish(&log)).is_empty());
+}
+
+mod leader_election {
+    //! The Lease calls of `LeaderElector::try_acquire_or_renew`: acquire, renew, lose, lost
+    //! race, take-over of an expired Lease — each as exact requests against a scripted mock.
+
+    use super::*;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    use kube::Api;
+    use learning_operator::leader::LeaderElector;
+
+    const LEASE_PATH: &str =
+        "/apis/coordination.k8s.io/v1/namespaces/learning-system/leases/learning-operator-leader";
+
+    /// A mock that answers GET with `current` (404 when `None`) and writes with `write_code`.
+    fn lease_server(
+        current: Option<Value>,
+        write_code: u16,
+    ) -> (Client, Arc<Mutex<Vec<Recorded>>>) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let method = req.method().to_string();
+                let uri = req.uri().to_string();
+                let bytes = req.into_body().collect_bytes().await.unwrap();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let (code, reply) = match (method.as_str(), &current) {
+                    ("GET", Some(lease)) => (200, lease.clone()),
+                    ("GET", None) => not_found(),
+                    _ if write_code >= 400 => (
+                        write_code,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": write_code,
+                               "reason": if write_code == 409 { "Conflict" } else { "InternalError" }, "message": "scripted failure"}),
+                    ),
+                    _ => (write_code, body.clone()),
+                };
+                log2.lock().unwrap().push(Recorded { method, uri, body });
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                        .unwrap(),
+                );
+            }
+        });
+        (Client::new(service, "default"), log)
+    }
+
+    fn lease(holder: &str, renewed_secs_ago: i64, transitions: i32) -> Value {
+        let renewed = Timestamp::now() - SignedDuration::from_secs(renewed_secs_ago);
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "learning-operator-leader", "namespace": "learning-system", "resourceVersion": "41"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                     "acquireTime": "2025-01-01T00:00:00.000000Z", "renewTime": renewed.to_string(),
+                     "leaseTransitions": transitions}})
+    }
+
+    fn elector(client: Client) -> LeaderElector {
+        LeaderElector::new(
+            Api::<Lease>::namespaced(client, "learning-system"),
+            "learning-operator-leader".into(),
+            "pod-a".into(),
+            15,
+        )
+    }
+
+    fn calls(log: &[Recorded]) -> Vec<(String, String)> {
+        log.iter()
+            .map(|r| (r.method.clone(), r.uri.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn acquire_creates_the_lease_when_there_is_none() {
+        let (client, log) = lease_server(None, 201);
+        assert!(elector(client).try_acquire_or_renew().await.unwrap());
+        let log = finish(&log);
+        assert_eq!(
+            calls(&log),
+            [
+                ("GET".into(), LEASE_PATH.into()),
+                (
+                    "POST".into(),
+                    "/apis/coordination.k8s.io/v1/namespaces/learning-system/leases?".into()
+                ),
+            ]
+        );
+        let spec = &log[1].body["spec"];
+        assert_eq!(spec["holderIdentity"], "pod-a");
+        assert_eq!(spec["leaseDurationSeconds"], 15);
+        assert_eq!(spec["leaseTransitions"], 0);
+        assert!(spec["acquireTime"].is_string() && spec["renewTime"].is_string());
+    }
+
+    #[tokio::test]
+    async fn renew_replaces_our_lease_with_its_resource_version() {
+        let (client, log) = lease_server(Some(lease("pod-a", 4, 2)), 200);
+        assert!(elector(client).try_acquire_or_renew().await.unwrap());
+        let log = finish(&log);
+        assert_eq!(
+            calls(&log),
+            [
+                ("GET".into(), LEASE_PATH.into()),
+                ("PUT".into(), format!("{LEASE_PATH}?"))
+            ]
+        );
+        let put = &log[1].body;
+        assert_eq!(
+            put["metadata"]["resourceVersion"], "41",
+            "optimistic concurrency"
+        );
+        assert_eq!(put["spec"]["holderIdentity"], "pod-a");
+        assert_eq!(
+            put["spec"]["acquireTime"], "2025-01-01T00:00:00.000000Z",
+            "kept on renew"
+        );
+        assert_eq!(put["spec"]["leaseTransitions"], 2);
+        let renewed: Timestamp = put["spec"]["renewTime"].as_str().unwrap().parse().unwrap();
+        assert!(renewed > Timestamp::now() - SignedDuration::from_secs(4));
+    }
+
+    #[tokio::test]
+    async fn a_valid_lease_of_another_replica_is_not_touched() {
+        let (client, log) = lease_server(Some(lease("pod-b", 2, 0)), 200);
+        assert!(!elector(client).try_acquire_or_renew().await.unwrap());
+        assert_eq!(calls(&finish(&log)), [("GET".into(), LEASE_PATH.into())]);
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over_and_a_lost_race_is_no_error() {
+        let (client, log) = lease_server(Some(lease("pod-b", 60, 3)), 200);
+        assert!(elector(client).try_acquire_or_renew().await.unwrap());
+        let log = finish(&log);
+        assert_eq!(log[1].method, "PUT");
+        assert_eq!(log[1].body["spec"]["holderIdentity"], "pod-a");
+        assert_eq!(log[1].body["spec"]["leaseTransitions"], 4);
+        assert_ne!(
+            log[1].body["spec"]["acquireTime"],
+            "2025-01-01T00:00:00.000000Z"
+        );
+
+        // Another replica wrote first: 409 means "not ours", not a failure.
+        let (client, log) = lease_server(Some(lease("pod-b", 60, 3)), 409);
+        assert!(!elector(client).try_acquire_or_renew().await.unwrap());
+        assert_eq!(finish(&log).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn api_errors_are_returned_for_the_caller_to_retry() {
+        let (client, log) = lease_server(Some(lease("pod-a", 4, 0)), 500);
+        let err = elector(client).try_acquire_or_renew().await.unwrap_err();
+        assert!(
+            matches!(err, kube::Error::Api(ref s) if s.code == 500),
+            "{err:?}"
+        );
+        assert_eq!(finish(&log).len(), 2);
+    }
 }

@@ -1,0 +1,273 @@
+//! Pruning, decided purely: which existing children of a LearningWorker are no longer wanted
+//! (e.g. the Ollama objects after switching to `external`, the NetworkPolicies after
+//! `network.policies: false`). Only objects carrying the operator's labels for this worker AND
+//! a controller owner reference to this worker's uid are candidates; anything else is never
+//! touched. `apply::prune_children` does the listing and deleting.
+
+use std::collections::BTreeSet;
+
+use learning_crds::LearningWorker;
+
+use crate::desired::{Children, INSTANCE, MANAGER};
+
+/// The kinds of children the operator creates (and may therefore delete).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChildKind {
+    /// `batch/v1` Job (model pull).
+    Job,
+    /// `apps/v1` Deployment.
+    Deployment,
+    /// `v1` Service.
+    Service,
+    /// `policy/v1` PodDisruptionBudget.
+    PodDisruptionBudget,
+    /// `v1` PersistentVolumeClaim.
+    PersistentVolumeClaim,
+    /// `v1` ServiceAccount.
+    ServiceAccount,
+    /// `networking.k8s.io/v1` NetworkPolicy.
+    NetworkPolicy,
+}
+
+impl ChildKind {
+    /// Every kind, in deletion order: workloads first, isolation (NetworkPolicies) last.
+    pub const ALL: [ChildKind; 7] = [
+        ChildKind::Job,
+        ChildKind::Deployment,
+        ChildKind::Service,
+        ChildKind::PodDisruptionBudget,
+        ChildKind::PersistentVolumeClaim,
+        ChildKind::ServiceAccount,
+        ChildKind::NetworkPolicy,
+    ];
+
+    /// The Kubernetes kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            ChildKind::Job => "Job",
+            ChildKind::Deployment => "Deployment",
+            ChildKind::Service => "Service",
+            ChildKind::PodDisruptionBudget => "PodDisruptionBudget",
+            ChildKind::PersistentVolumeClaim => "PersistentVolumeClaim",
+            ChildKind::ServiceAccount => "ServiceAccount",
+            ChildKind::NetworkPolicy => "NetworkPolicy",
+        }
+    }
+}
+
+/// An existing object as pruning sees it (from a metadata-only list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    /// Its kind.
+    pub kind: ChildKind,
+    /// Its name.
+    pub name: String,
+    /// The uid of its controller owner reference, if it has one.
+    pub controller_uid: Option<String>,
+}
+
+/// The label selector that finds candidate children of `worker` (the operator's own labels).
+pub fn selector(worker: &str) -> String {
+    format!("app.kubernetes.io/name=learning-worker,{INSTANCE}={worker},app.kubernetes.io/managed-by={MANAGER}")
+}
+
+/// Every (kind, name) in the desired children.
+pub fn wanted(c: &Children) -> BTreeSet<(ChildKind, String)> {
+    fn name<K: kube::Resource>(o: &K) -> String {
+        o.meta().name.clone().unwrap_or_default()
+    }
+    let mut out = BTreeSet::new();
+    let mut add = |kind, n: String| {
+        out.insert((kind, n));
+    };
+    if let Some(o) = &c.runner_service_account {
+        add(ChildKind::ServiceAccount, name(o));
+    }
+    if let Some(o) = &c.runner_deployment {
+        add(ChildKind::Deployment, name(o));
+    }
+    if let Some(o) = &c.runner_service {
+        add(ChildKind::Service, name(o));
+    }
+    if let Some(o) = &c.runner_pdb {
+        add(ChildKind::PodDisruptionBudget, name(o));
+    }
+    if let Some(o) = &c.ollama_pvc {
+        add(ChildKind::PersistentVolumeClaim, name(o));
+    }
+    if let Some(o) = &c.ollama_deployment {
+        add(ChildKind::Deployment, name(o));
+    }
+    if let Some(o) = &c.ollama_service {
+        add(ChildKind::Service, name(o));
+    }
+    if let Some(o) = &c.model_pull_job {
+        add(ChildKind::Job, name(o));
+    }
+    for p in &c.network_policies {
+        add(ChildKind::NetworkPolicy, name(p));
+    }
+    out
+}
+
+/// Whether the worker wants a model-pull step at all (managed Ollama with `pullModels`).
+pub fn pull_wanted(lw: &LearningWorker) -> bool {
+    lw.spec.manages_ollama() && lw.spec.ollama.pull_models
+}
+
+/// The children to delete, in `ChildKind::ALL` order: owned by this worker (controller owner
+/// reference with its uid) and not wanted. Model-pull Jobs are deleted only when the worker
+/// wants no pull step any more; otherwise a Job that is not in the desired set is left to its
+/// `ttlSecondsAfterFinished` (a running pull is never interrupted because `/api/tags` was
+/// briefly unknown, and a failed one stays visible until it expires and is retried).
+pub fn unwanted(lw: &LearningWorker, desired: &Children, existing: &[Existing]) -> Vec<Existing> {
+    let Some(uid) = lw.metadata.uid.as_deref() else {
+        return Vec::new();
+    };
+    let wanted = wanted(desired);
+    let keep_jobs = pull_wanted(lw);
+    let mut out: Vec<Existing> = existing
+        .iter()
+        .filter(|e| e.controller_uid.as_deref() == Some(uid))
+        .filter(|e| !wanted.contains(&(e.kind, e.name.clone())))
+        .filter(|e| !(e.kind == ChildKind::Job && keep_jobs))
+        .cloned()
+        .collect();
+    out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::fixtures::{ctx, example};
+    use crate::desired::{children, names};
+    use learning_crds::ollama::OllamaMode;
+
+    const UID: &str = "8f0c1a4e-0000-4000-8000-000000000001";
+
+    fn owned(kind: ChildKind, name: &str) -> Existing {
+        Existing {
+            kind,
+            name: name.into(),
+            controller_uid: Some(UID.into()),
+        }
+    }
+
+    /// What exists after a managed-Ollama worker with policies was applied and pulled.
+    fn full_set() -> Vec<Existing> {
+        vec![
+            owned(ChildKind::ServiceAccount, &names::runner("school-a")),
+            owned(ChildKind::Deployment, &names::runner("school-a")),
+            owned(ChildKind::Service, &names::runner("school-a")),
+            owned(ChildKind::PodDisruptionBudget, &names::runner("school-a")),
+            owned(ChildKind::NetworkPolicy, &names::runner("school-a")),
+            owned(ChildKind::Deployment, &names::ollama("school-a")),
+            owned(ChildKind::Service, &names::ollama("school-a")),
+            owned(ChildKind::NetworkPolicy, &names::ollama("school-a")),
+            owned(
+                ChildKind::NetworkPolicy,
+                &names::model_pull_policy("school-a"),
+            ),
+            owned(
+                ChildKind::PersistentVolumeClaim,
+                &names::models_pvc("school-a"),
+            ),
+            owned(ChildKind::Job, &names::model_pull("school-a", "0123456789")),
+        ]
+    }
+
+    fn names_of(v: &[Existing]) -> Vec<(ChildKind, &str)> {
+        v.iter().map(|e| (e.kind, e.name.as_str())).collect()
+    }
+
+    #[test]
+    fn nothing_is_pruned_while_everything_is_wanted() {
+        let lw = example("amd-gpu.yaml");
+        let c = children(&lw, &ctx());
+        // The Job is not desired (no missing models known) but pulling is on: kept.
+        assert!(unwanted(&lw, &c, &full_set()).is_empty());
+    }
+
+    #[test]
+    fn switching_to_external_ollama_prunes_every_ollama_object_and_the_pull_job() {
+        let mut lw = example("amd-gpu.yaml");
+        lw.spec.ollama.mode = OllamaMode::External;
+        lw.spec.ollama.url = Some("http://ollama:11434".into());
+        let c = children(&lw, &ctx());
+        assert_eq!(
+            names_of(&unwanted(&lw, &c, &full_set())),
+            vec![
+                (ChildKind::Job, "school-a-model-pull-0123456789"),
+                (ChildKind::Deployment, "school-a-ollama"),
+                (ChildKind::Service, "school-a-ollama"),
+                (ChildKind::PersistentVolumeClaim, "school-a-ollama-models"),
+                (ChildKind::NetworkPolicy, "school-a-model-pull"),
+                (ChildKind::NetworkPolicy, "school-a-ollama"),
+            ]
+        );
+    }
+
+    #[test]
+    fn disabling_policies_prunes_every_network_policy() {
+        let mut lw = example("amd-gpu.yaml");
+        lw.spec.network.policies = false;
+        let c = children(&lw, &ctx());
+        assert_eq!(
+            names_of(&unwanted(&lw, &c, &full_set())),
+            vec![
+                (ChildKind::NetworkPolicy, "school-a-model-pull"),
+                (ChildKind::NetworkPolicy, "school-a-ollama"),
+                (ChildKind::NetworkPolicy, "school-a-runner"),
+            ]
+        );
+    }
+
+    #[test]
+    fn disabling_pulls_prunes_pull_jobs() {
+        let mut lw = example("amd-gpu.yaml");
+        lw.spec.ollama.pull_models = false;
+        let c = children(&lw, &ctx());
+        assert_eq!(
+            names_of(&unwanted(&lw, &c, &full_set())),
+            vec![(ChildKind::Job, "school-a-model-pull-0123456789")]
+        );
+    }
+
+    #[test]
+    fn objects_of_another_owner_or_without_one_are_never_pruned() {
+        let mut lw = example("amd-gpu.yaml");
+        lw.spec.network.policies = false;
+        let c = children(&lw, &ctx());
+        let existing = vec![
+            Existing {
+                kind: ChildKind::NetworkPolicy,
+                name: "school-a-runner".into(),
+                controller_uid: Some("another-uid".into()),
+            },
+            Existing {
+                kind: ChildKind::NetworkPolicy,
+                name: "school-a-ollama".into(),
+                controller_uid: None,
+            },
+        ];
+        assert!(unwanted(&lw, &c, &existing).is_empty());
+        lw.metadata.uid = None;
+        assert!(
+            unwanted(&lw, &c, &full_set()).is_empty(),
+            "offline: no uid, no pruning"
+        );
+    }
+
+    #[test]
+    fn selector_uses_the_operators_own_labels() {
+        let lw = example("amd-gpu.yaml");
+        let labels = crate::desired::labels("school-a", "runner");
+        for pair in selector("school-a").split(',') {
+            let (k, v) = pair.split_once('=').unwrap();
+            assert_eq!(labels.get(k).map(String::as_str), Some(v), "{pair}");
+        }
+        assert_eq!(lw.metadata.name.as_deref(), Some("school-a"));
+    }
+}
