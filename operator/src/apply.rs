@@ -220,7 +220,11 @@ pub async fn publish_transitions(
     lw: &LearningWorker,
     transitions: &[Transition],
 ) {
-    let reference = lw.object_ref(&());
+    // Without the resourceVersion (which changes with every status write), a transition that
+    // repeats within kube's Event cache window updates that Event's series (a patch) instead
+    // of creating one more Event: a flapping condition does not flood the namespace.
+    let mut reference = lw.object_ref(&());
+    reference.resource_version = None;
     for tr in transitions {
         let c = &tr.condition;
         let event = Event {

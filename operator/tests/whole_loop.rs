@@ -1,0 +1,856 @@
+//! The whole loop: the operator's real `operate` (leader election + kube-runtime Controller with
+//! its watches, queue and the reconcile pipeline — the code `learning-operator run` runs)
+//! against the in-process FAKE API server (`support::fake_apiserver`; no real kube-apiserver
+//! can run here). The test plays the other actors: an administrator creating, editing and
+//! deleting the LearningWorker, the Deployment and Job controllers (writing status, creating
+//! pods), another operator replica (taking the Lease), and the runner and Ollama endpoints
+//! (`ScriptedProber`). The server authorizes every request against the operator's declared
+//! RBAC and the test audits the log, so an undeclared request fails here.
+//!
+//! Every wait is bounded (`eventually`); the few fixed windows only count what happened in
+//! them (no hot loop), they never assert speed.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use learning_operator::controller::Requeue;
+use learning_operator::metrics::Metrics;
+use learning_operator::run::{operate, RunError, Settings};
+use serde_json::{json, Value};
+use support::fake_apiserver::{FakeApiServer, Options, Propagation};
+use support::prober::{tags, ScriptedProber};
+use support::rbac_audit::{self, OPERATOR_NAMESPACE};
+use support::wait::eventually;
+use tokio::task::JoinHandle;
+
+const NS: &str = "gustav";
+const LW_API: &str = "learning.gustav.dev/v1alpha1";
+const WAIT: Duration = Duration::from_secs(30);
+const LEASE: &str = "learning-operator-leader";
+/// Only watch events trigger reconciles (no timer within a test's lifetime).
+const WATCH_DRIVEN: Requeue = Requeue {
+    busy: Duration::from_secs(600),
+    idle: Duration::from_secs(600),
+};
+/// Health, queue and models are polled: short intervals for the polling scenarios.
+const POLLING: Requeue = Requeue {
+    busy: Duration::from_millis(200),
+    idle: Duration::from_millis(200),
+};
+
+/// One operator replica running `operate` in this process.
+struct Replica {
+    prober: Arc<ScriptedProber>,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    task: JoinHandle<Result<(), RunError>>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Replica {
+    fn reconciles(&self) -> u64 {
+        self.metrics.reconciles.get()
+    }
+}
+
+async fn server() -> FakeApiServer {
+    FakeApiServer::start(Options {
+        authorize: rbac_audit::authorizer(),
+        // Short watches: the watchers re-watch from bookmarks many times per test.
+        max_watch: Duration::from_secs(2),
+    })
+    .await
+}
+
+fn replica(
+    server: &FakeApiServer,
+    identity: &str,
+    prober: ScriptedProber,
+    requeue: Requeue,
+) -> Replica {
+    let prober = Arc::new(prober);
+    let metrics = Metrics::new().unwrap();
+    let ready = Arc::new(AtomicBool::new(false));
+    let settings = Settings {
+        namespace: None,
+        operator_namespace: OPERATOR_NAMESPACE.into(),
+        identity: identity.into(),
+        lease_name: LEASE.into(),
+        lease_seconds: 3,
+        requeue,
+    };
+    let task = tokio::spawn(operate(
+        server.client(),
+        prober.clone(),
+        metrics.clone(),
+        ready.clone(),
+        settings,
+    ));
+    Replica {
+        prober,
+        metrics,
+        ready,
+        task,
+    }
+}
+
+/// An example CR from `crds/examples/` as JSON.
+fn example(file: &str) -> Value {
+    let path = format!("{}/../crds/examples/{file}", env!("CARGO_MANIFEST_DIR"));
+    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn lw(server: &FakeApiServer) -> Result<Value, String> {
+    server
+        .get(LW_API, "LearningWorker", NS, "school-a")
+        .ok_or_else(|| "no LearningWorker".to_owned())
+}
+
+fn condition(lw: &Value, type_: &str) -> Option<(String, String)> {
+    lw["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_owned(),
+                c["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+}
+
+/// Waits until condition `type_` of school-a has `status` and `reason`.
+async fn wait_condition(server: &FakeApiServer, type_: &str, status: &str, reason: &str) -> Value {
+    eventually(&format!("{type_}={status}/{reason}"), WAIT, || {
+        let lw = lw(server)?;
+        match condition(&lw, type_) {
+            Some((s, r)) if s == status && r == reason => Ok(lw),
+            other => Err(format!("{other:?}; status: {}", lw["status"])),
+        }
+    })
+    .await
+}
+
+/// (kind, name) of every object in the namespace whose owner references include `uid`.
+fn owned_by(server: &FakeApiServer, uid: &str) -> BTreeSet<(String, String)> {
+    server
+        .all_objects()
+        .into_iter()
+        .filter(|o| o["metadata"]["namespace"] == NS)
+        .filter(|o| {
+            o["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| {
+                    refs.iter()
+                        .any(|r| r["uid"] == uid && r["controller"] == true)
+                })
+        })
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_owned(),
+                o["metadata"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(v: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    v.iter()
+        .map(|(k, n)| ((*k).to_owned(), (*n).to_owned()))
+        .collect()
+}
+
+/// The children of the managed-Ollama example (no pull Job).
+fn managed_children() -> BTreeSet<(String, String)> {
+    pairs(&[
+        ("ServiceAccount", "school-a-runner"),
+        ("Deployment", "school-a-runner"),
+        ("Service", "school-a-runner"),
+        ("PodDisruptionBudget", "school-a-runner"),
+        ("PersistentVolumeClaim", "school-a-ollama-models"),
+        ("Deployment", "school-a-ollama"),
+        ("Service", "school-a-ollama"),
+        ("NetworkPolicy", "school-a-runner"),
+        ("NetworkPolicy", "school-a-ollama"),
+        ("NetworkPolicy", "school-a-model-pull"),
+    ])
+}
+
+/// Plays the Deployment controller: every replica of `name` is up to date and available.
+fn make_available(server: &FakeApiServer, name: &str) {
+    let d = server.get("apps/v1", "Deployment", NS, name).unwrap();
+    let n = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    server.set_status(
+        "apps/v1",
+        "Deployment",
+        NS,
+        name,
+        json!({"observedGeneration": d["metadata"]["generation"], "replicas": n,
+               "readyReplicas": n, "availableReplicas": n, "updatedReplicas": n}),
+    );
+}
+
+async fn wait_for_children(
+    server: &FakeApiServer,
+    uid: &str,
+    expected: &BTreeSet<(String, String)>,
+) {
+    eventually("the children", WAIT, || {
+        let owned = owned_by(server, uid);
+        (&owned == expected)
+            .then_some(())
+            .ok_or(format!("{owned:?}"))
+    })
+    .await;
+}
+
+fn events(server: &FakeApiServer) -> Vec<Value> {
+    server
+        .list("events.k8s.io/v1", "Event", NS)
+        .into_iter()
+        .filter(|e| e["regarding"]["name"] == "school-a")
+        .collect()
+}
+
+fn event(server: &FakeApiServer, reason: &str, type_: &str) -> Result<Value, String> {
+    let all = events(server);
+    all.iter()
+        .find(|e| e["reason"] == reason && e["type"] == type_)
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "no {type_} Event {reason}; have {:?}",
+                all.iter().map(|e| e["reason"].clone()).collect::<Vec<_>>()
+            )
+        })
+}
+
+/// Audits every request of the run against the declared RBAC; returns the (verb, group,
+/// resource) triples used.
+fn audit(server: &FakeApiServer) -> BTreeSet<(String, String, String)> {
+    let log = server.requests();
+    let forbidden: Vec<String> = log
+        .iter()
+        .filter(|r| r.status == 403)
+        .map(|r| r.uri())
+        .collect();
+    assert!(forbidden.is_empty(), "the server refused: {forbidden:#?}");
+    let requests: Vec<(String, String)> = log.iter().map(|r| (r.method.clone(), r.uri())).collect();
+    let checked =
+        rbac_audit::assert_declared(requests.iter().map(|(m, u)| (m.as_str(), u.as_str())));
+    assert!(checked > 10, "the audit saw only {checked} requests");
+    rbac_audit::used(requests.iter().map(|(m, u)| (m.as_str(), u.as_str())))
+}
+
+async fn create_worker(server: &FakeApiServer, spec_change: impl FnOnce(&mut Value)) -> String {
+    let mut obj = example("amd-gpu.yaml");
+    spec_change(&mut obj["spec"]);
+    let created = server.create(obj);
+    created["metadata"]["uid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn create_applies_owned_children_writes_status_events_and_holds_the_lease() {
+    let server = server().await;
+    let op = replica(
+        &server,
+        "operator-0",
+        ScriptedProber::unreachable(),
+        WATCH_DRIVEN,
+    );
+    // Ready is reset when leadership is won and set again after the first sync.
+    eventually("leading and ready after the first sync", WAIT, || {
+        (op.metrics.leader.get() == 1 && op.ready.load(Ordering::Relaxed))
+            .then_some(())
+            .ok_or("not yet".into())
+    })
+    .await;
+    let uid = create_worker(&server, |_| {}).await;
+    wait_for_children(&server, &uid, &managed_children()).await;
+    let lw = wait_condition(
+        &server,
+        "RunnersAvailable",
+        "False",
+        "MinimumReplicasUnavailable",
+    )
+    .await;
+    assert_eq!(lw["status"]["observedGeneration"], 1);
+    assert_eq!(condition(&lw, "Ready").unwrap().0, "False");
+    eventually("Events for the new conditions", WAIT, || {
+        event(&server, "MinimumReplicasUnavailable", "Warning")
+    })
+    .await;
+
+    // Children are written with server-side apply by one field manager, and carry the labels
+    // pruning selects by.
+    let applies: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "PATCH" && !r.path.ends_with("/status") && !r.path.contains("/events/")
+        })
+        .collect();
+    assert!(!applies.is_empty());
+    for r in &applies {
+        assert_eq!(
+            r.content_type,
+            "application/apply-patch+yaml",
+            "{}",
+            r.uri()
+        );
+        assert!(
+            r.query.contains("fieldManager=learning-operator") && r.query.contains("force=true")
+        );
+    }
+    let runner = server
+        .get("apps/v1", "Deployment", NS, "school-a-runner")
+        .unwrap();
+    assert_eq!(
+        runner["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "learning-operator"
+    );
+    assert_eq!(
+        runner["metadata"]["labels"]["app.kubernetes.io/instance"],
+        "school-a"
+    );
+
+    let lease = server
+        .get("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, LEASE)
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "operator-0");
+    assert_eq!(op.metrics.leader.get(), 1);
+    audit(&server);
+}
+
+#[tokio::test]
+async fn deployments_becoming_available_flip_the_conditions_through_the_watch() {
+    let server = server().await;
+    // No timer requeue: only the Deployment watch can bring the news.
+    let op = replica(
+        &server,
+        "operator-0",
+        ScriptedProber::healthy(),
+        WATCH_DRIVEN,
+    );
+    let uid = create_worker(&server, |_| {}).await;
+    wait_for_children(&server, &uid, &managed_children()).await;
+    wait_condition(&server, "Ready", "False", "MinimumReplicasUnavailable").await;
+
+    make_available(&server, "school-a-ollama");
+    wait_condition(&server, "OllamaReady", "True", "OllamaAvailable").await;
+    make_available(&server, "school-a-runner");
+    let lw = wait_condition(&server, "Ready", "True", "Ready").await;
+    for (type_, reason) in [
+        ("RunnersAvailable", "MinimumReplicasAvailable"),
+        ("RunnersHealthy", "Healthy"),
+        ("QueueReachable", "QueueVisible"),
+        ("ModelsReady", "ModelsPresent"),
+        ("GPUAccelerated", "ModelsOnGPU"),
+    ] {
+        assert_eq!(
+            condition(&lw, type_),
+            Some(("True".into(), reason.into())),
+            "{type_}"
+        );
+    }
+    assert_eq!(lw["status"]["runnersReady"], "2/2");
+    assert_eq!(lw["status"]["queue"]["visible"], 5);
+    let ready = eventually("a Normal Event for Ready", WAIT, || {
+        event(&server, "Ready", "Normal")
+    })
+    .await;
+    assert_eq!(ready["regarding"]["uid"], uid.as_str());
+    assert!(
+        op.prober
+            .calls()
+            .iter()
+            .any(|u| u == "http://school-a-runner.gustav.svc:8080/internal/health/learning-worker"),
+        "health read through the runner Service: {:?}",
+        op.prober.calls()
+    );
+    audit(&server);
+}
+
+#[tokio::test]
+async fn degraded_runner_health_turns_runners_healthy_false_with_a_warning() {
+    let server = server().await;
+    let op = replica(&server, "operator-0", ScriptedProber::healthy(), POLLING);
+    let uid = create_worker(&server, |_| {}).await;
+    wait_for_children(&server, &uid, &managed_children()).await;
+    make_available(&server, "school-a-ollama");
+    make_available(&server, "school-a-runner");
+    wait_condition(&server, "RunnersHealthy", "True", "Healthy").await;
+
+    op.prober.set_health("degraded");
+    let lw = wait_condition(&server, "RunnersHealthy", "False", "HealthDegraded").await;
+    assert_eq!(
+        condition(&lw, "QueueReachable"),
+        Some(("False".into(), "DatabaseUnreachable".into()))
+    );
+    assert_eq!(condition(&lw, "Ready").unwrap().0, "False");
+    assert_eq!(condition(&lw, "Degraded").unwrap().0, "True");
+    eventually("a Warning Event", WAIT, || {
+        event(&server, "HealthDegraded", "Warning")
+    })
+    .await;
+
+    // Recovery, then the same trouble again: the repeated Event becomes a series (a patch),
+    // not one more Event object.
+    op.prober.set_health("healthy");
+    wait_condition(&server, "RunnersHealthy", "True", "Healthy").await;
+    op.prober.set_health("degraded");
+    wait_condition(&server, "RunnersHealthy", "False", "HealthDegraded").await;
+    let repeated = eventually("the HealthDegraded Event's series", WAIT, || {
+        let e = event(&server, "HealthDegraded", "Warning")?;
+        (e["series"]["count"] == 2)
+            .then_some(e.clone())
+            .ok_or(format!("{e}"))
+    })
+    .await;
+    let same_reason = events(&server)
+        .iter()
+        .filter(|e| e["reason"] == "HealthDegraded" && e["action"] == "SetRunnersHealthy")
+        .count();
+    assert_eq!(same_reason, 1, "{repeated}");
+    audit(&server);
+}
+
+#[tokio::test]
+async fn spec_change_updates_children_and_observed_generation() {
+    let server = server().await;
+    let _op = replica(
+        &server,
+        "operator-0",
+        ScriptedProber::unreachable(),
+        WATCH_DRIVEN,
+    );
+    let uid = create_worker(&server, |_| {}).await;
+    wait_for_children(&server, &uid, &managed_children()).await;
+    wait_condition(&server, "Ready", "False", "MinimumReplicasUnavailable").await;
+
+    let edited = server.modify(LW_API, "LearningWorker", NS, "school-a", |lw| {
+        lw["spec"]["runner"]["replicas"] = 3.into();
+        lw["spec"]["ai"]["feedbackModel"] = "gpt-oss:120b".into();
+    });
+    assert_eq!(edited["metadata"]["generation"], 2);
+    eventually("the runner Deployment to follow the spec", WAIT, || {
+        let d = server
+            .get("apps/v1", "Deployment", NS, "school-a-runner")
+            .unwrap();
+        let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let model = env
+            .iter()
+            .any(|e| e["name"] == "AI_FEEDBACK_MODEL" && e["value"] == "gpt-oss:120b");
+        (d["spec"]["replicas"] == 3 && model)
+            .then_some(())
+            .ok_or(format!("{}", d["spec"]["replicas"]))
+    })
+    .await;
+    eventually("observedGeneration 2", WAIT, || {
+        let lw = lw(&server)?;
+        let conds_follow = lw["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().all(|c| c["observedGeneration"] == 2));
+        (lw["status"]["observedGeneration"] == 2 && conds_follow)
+            .then_some(())
+            .ok_or(format!("{}", lw["status"]))
+    })
+    .await;
+    audit(&server);
+}
+
+#[tokio::test]
+async fn unwanted_children_are_pruned_and_a_pruned_jobs_pods_go_with_it() {
+    let server = server().await;
+    let op = replica(&server, "operator-0", ScriptedProber::healthy(), POLLING);
+    op.prober.set("/api/tags", 200, &tags(&["qwen2.5vl:3b"]));
+    let uid = create_worker(&server, |_| {}).await;
+    wait_for_children(&server, &uid, &managed_children()).await;
+    make_available(&server, "school-a-ollama");
+    make_available(&server, "school-a-runner");
+    let job = eventually("a model-pull Job for the missing model", WAIT, || {
+        server
+            .list("batch/v1", "Job", NS)
+            .into_iter()
+            .next()
+            .ok_or_else(|| "no Job".to_owned())
+    })
+    .await;
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["args"],
+        json!(["model-pull", "gpt-oss:20b"])
+    );
+    // Play the Job controller: a pod owned by the Job.
+    server.create(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pull-pod", "namespace": NS,
+        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"], "uid": job["metadata"]["uid"], "controller": true}]}}));
+    // A child left under an old name (e.g. by an older operator version) and a look-alike
+    // that is not this worker's.
+    let labels = json!({"app.kubernetes.io/name": "learning-worker", "app.kubernetes.io/instance": "school-a", "app.kubernetes.io/managed-by": "learning-operator"});
+    let owner = json!([{"apiVersion": LW_API, "kind": "LearningWorker", "name": "school-a", "uid": uid, "controller": true}]);
+    server.create(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "school-a-legacy", "namespace": NS, "labels": labels, "ownerReferences": owner}}));
+    server.create(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "school-a-legacy", "namespace": NS, "labels": labels, "ownerReferences": owner}}));
+    server.create(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "school-a-handmade", "namespace": NS, "labels": labels}}));
+    eventually("the legacy children pruned", WAIT, || {
+        let gone = server
+            .get("v1", "ServiceAccount", NS, "school-a-legacy")
+            .is_none()
+            && server
+                .get("policy/v1", "PodDisruptionBudget", NS, "school-a-legacy")
+                .is_none();
+        gone.then_some(()).ok_or("still there".into())
+    })
+    .await;
+
+    server.modify(LW_API, "LearningWorker", NS, "school-a", |lw| {
+        lw["spec"]["ollama"]["mode"] = "external".into();
+        lw["spec"]["ollama"]["url"] = "http://ollama:11434".into();
+        lw["spec"]["network"]["policies"] = false.into();
+    });
+    let expected = pairs(&[
+        ("ServiceAccount", "school-a-runner"),
+        ("Deployment", "school-a-runner"),
+        ("Service", "school-a-runner"),
+        ("PodDisruptionBudget", "school-a-runner"),
+    ]);
+    wait_for_children(&server, &uid, &expected).await;
+    assert!(
+        server.get("v1", "Pod", NS, "pull-pod").is_none(),
+        "the Job's pod went with it (Background)"
+    );
+    assert!(
+        server
+            .get("v1", "Service", NS, "school-a-handmade")
+            .is_some(),
+        "not owned: never pruned"
+    );
+    let runner = server
+        .get("apps/v1", "Deployment", NS, "school-a-runner")
+        .unwrap();
+    let env = runner["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(env
+        .iter()
+        .any(|e| e["name"] == "OLLAMA_BASE_URL" && e["value"] == "http://ollama:11434"));
+    let deletes: BTreeSet<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE" && r.status == 200)
+        .map(|r| r.path.rsplit('/').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    let job_name = job["metadata"]["name"].as_str().unwrap();
+    let expected_deletes: BTreeSet<String> = [
+        "school-a-legacy serviceaccounts".to_owned(),
+        "school-a-legacy poddisruptionbudgets".to_owned(),
+        format!("{job_name} jobs"),
+        "school-a-ollama deployments".to_owned(),
+        "school-a-ollama services".to_owned(),
+        "school-a-ollama-models persistentvolumeclaims".to_owned(),
+        "school-a-ollama networkpolicies".to_owned(),
+        "school-a-model-pull networkpolicies".to_owned(),
+        "school-a-runner networkpolicies".to_owned(),
+    ]
+    .into();
+    assert_eq!(deletes, expected_deletes);
+    audit(&server);
+}
+
+#[tokio::test]
+async fn invalid_spec_gives_a_condition_and_an_event_and_no_hot_loop() {
+    let server = server().await;
+    // Short requeues: a reconcile loop that did requeue an invalid spec would show at once.
+    let op = replica(
+        &server,
+        "operator-0",
+        ScriptedProber::unreachable(),
+        POLLING,
+    );
+    create_worker(&server, |spec| {
+        spec["runner"].as_object_mut().unwrap().remove("replicas");
+        spec["runner"]["autoscaling"] =
+            json!({"minReplicas": 4, "maxReplicas": 2, "jobsPerReplica": 10});
+    })
+    .await;
+    let lw = wait_condition(&server, "Ready", "False", "InvalidSpec").await;
+    let message = lw["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()["message"]
+        .clone();
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .contains("minReplicas must not exceed maxReplicas"),
+        "{message}"
+    );
+    eventually("a Warning Event InvalidSpec", WAIT, || {
+        event(&server, "InvalidSpec", "Warning")
+    })
+    .await;
+    assert!(
+        server.list("apps/v1", "Deployment", NS).is_empty(),
+        "nothing applied"
+    );
+
+    // The window: with 200 ms requeues a hot loop would reconcile ~10 times; the operator
+    // reconciles at most once more (its own status write comes back through the watch).
+    let (reconciles, requests) = (op.reconciles(), server.requests().len());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let extra_reconciles = op.reconciles() - reconciles;
+    let extra_writes: Vec<String> = server.requests()[requests..]
+        .iter()
+        .filter(|r| r.method != "GET" && !r.path.contains("/leases/"))
+        .map(|r| r.uri())
+        .collect();
+    assert!(
+        extra_reconciles <= 1,
+        "{extra_reconciles} reconciles in the window"
+    );
+    assert!(
+        extra_writes.len() <= 1,
+        "writes in the window: {extra_writes:#?}"
+    );
+    assert_eq!(
+        events(&server)
+            .iter()
+            .filter(|e| e["reason"] == "InvalidSpec")
+            .count(),
+        2,
+        "Ready and Degraded, once each"
+    );
+
+    // Fixing the spec is a change: reconciling resumes.
+    server.modify(LW_API, "LearningWorker", NS, "school-a", |lw| {
+        lw["spec"]["runner"]["autoscaling"]["maxReplicas"] = 6.into();
+    });
+    eventually("children after the fix", WAIT, || {
+        server
+            .get("apps/v1", "Deployment", NS, "school-a-runner")
+            .map(|_| ())
+            .ok_or("no runner".into())
+    })
+    .await;
+    audit(&server);
+}
+
+#[tokio::test]
+async fn deleting_the_worker_leaves_nothing_that_owner_references_would_not_collect() {
+    let server = server().await;
+    let _op = replica(&server, "operator-0", ScriptedProber::healthy(), POLLING);
+    let uid = create_worker(&server, |_| {}).await;
+    wait_for_children(&server, &uid, &managed_children()).await;
+    make_available(&server, "school-a-ollama");
+    make_available(&server, "school-a-runner");
+    wait_condition(&server, "Ready", "True", "Ready").await;
+
+    // Every object the operator wrote into the namespace, except Events, names it as owner.
+    for r in server.requests().iter().filter(|r| {
+        r.method == "PATCH" && !r.path.ends_with("/status") && !r.path.contains("/events/")
+    }) {
+        let owner = &r.body["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (owner["uid"].as_str(), owner["controller"].as_bool()),
+            (Some(uid.as_str()), Some(true)),
+            "{}",
+            r.uri()
+        );
+    }
+    assert!(server
+        .requests()
+        .iter()
+        .all(|r| r.method != "POST" || r.path.ends_with("/events") || r.path.ends_with("/leases")));
+
+    // kubectl delete (background propagation): the garbage collector removes the children.
+    server.delete(
+        LW_API,
+        "LearningWorker",
+        NS,
+        "school-a",
+        Some(Propagation::Background),
+    );
+    eventually("everything but Events gone", WAIT, || {
+        let left: Vec<String> = server
+            .all_objects()
+            .into_iter()
+            .filter(|o| o["metadata"]["namespace"] == NS && o["kind"] != "Event")
+            .map(|o| format!("{} {}", o["kind"], o["metadata"]["name"]))
+            .collect();
+        left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+    })
+    .await;
+    // Events regard the worker but are not owned: the API server expires them (event TTL).
+    assert!(!events(&server).is_empty());
+    audit(&server);
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_an_expired_lease_and_a_leader_that_loses_it_stops() {
+    let server = server().await;
+    let leader = replica(
+        &server,
+        "operator-0",
+        ScriptedProber::unreachable(),
+        WATCH_DRIVEN,
+    );
+    eventually("operator-0 to lead", WAIT, || {
+        (leader.metrics.leader.get() == 1)
+            .then_some(())
+            .ok_or("not yet".into())
+    })
+    .await;
+    let standby = replica(
+        &server,
+        "operator-1",
+        ScriptedProber::unreachable(),
+        WATCH_DRIVEN,
+    );
+    create_worker(&server, |_| {}).await;
+    wait_condition(&server, "Ready", "False", "MinimumReplicasUnavailable").await;
+    eventually("the standby to find the Lease held", WAIT, || {
+        let tried = server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with(LEASE))
+            .count();
+        (tried >= 3)
+            .then_some(())
+            .ok_or(format!("{tried} Lease reads"))
+    })
+    .await;
+    assert_eq!(standby.reconciles(), 0, "a standby does not reconcile");
+    assert_eq!(standby.metrics.leader.get(), 0);
+    assert!(
+        standby.ready.load(Ordering::Relaxed),
+        "a standby is ready (healthy)"
+    );
+
+    // The leader dies without releasing the Lease: the standby takes over after it expires.
+    leader.task.abort();
+    eventually("operator-1 to take over", WAIT, || {
+        let lease = server
+            .get("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, LEASE)
+            .unwrap();
+        (lease["spec"]["holderIdentity"] == "operator-1" && standby.reconciles() > 0)
+            .then_some(lease["spec"]["leaseTransitions"].clone())
+            .ok_or(format!("{}", lease["spec"]))
+    })
+    .await;
+
+    // Another replica takes the Lease from operator-1 (e.g. after a network partition):
+    // operator-1 notices at its next renewal and stops with LeadershipLost.
+    server.modify(
+        "coordination.k8s.io/v1",
+        "Lease",
+        OPERATOR_NAMESPACE,
+        LEASE,
+        |l| {
+            l["spec"]["holderIdentity"] = "operator-2".into();
+            l["spec"]["renewTime"] = k8s_openapi::jiff::Timestamp::now().to_string().into();
+        },
+    );
+    let mut standby = standby;
+    let ended = tokio::time::timeout(WAIT, &mut standby.task)
+        .await
+        .expect("operate returns")
+        .unwrap();
+    assert!(matches!(ended, Err(RunError::LeadershipLost)), "{ended:?}");
+    assert_eq!(standby.metrics.leader.get(), 0);
+    audit(&server);
+}
+
+#[tokio::test]
+async fn the_declared_rbac_is_exactly_what_the_operator_uses() {
+    // One run that walks every path: create, available, flapping health (Event series), a
+    // missing model (pull Job), legacy children, external Ollama without policies, delete.
+    let server = server().await;
+    let op = replica(&server, "operator-0", ScriptedProber::healthy(), POLLING);
+    op.prober.set("/api/tags", 200, &tags(&["qwen2.5vl:3b"]));
+    let uid = create_worker(&server, |_| {}).await;
+    wait_for_children(&server, &uid, &managed_children()).await;
+    make_available(&server, "school-a-ollama");
+    make_available(&server, "school-a-runner");
+    eventually("a pull Job", WAIT, || {
+        server
+            .list("batch/v1", "Job", NS)
+            .first()
+            .cloned()
+            .ok_or("none".into())
+    })
+    .await;
+    for status in ["degraded", "healthy", "degraded"] {
+        op.prober.set_health(status);
+        let (s, r) = if status == "healthy" {
+            ("True", "Healthy")
+        } else {
+            ("False", "HealthDegraded")
+        };
+        wait_condition(&server, "RunnersHealthy", s, r).await;
+    }
+    eventually("an Event series", WAIT, || {
+        event(&server, "HealthDegraded", "Warning").and_then(|e| {
+            (e["series"]["count"] == 2)
+                .then_some(())
+                .ok_or(format!("{e}"))
+        })
+    })
+    .await;
+    let labels = json!({"app.kubernetes.io/name": "learning-worker", "app.kubernetes.io/instance": "school-a", "app.kubernetes.io/managed-by": "learning-operator"});
+    let owner = json!([{"apiVersion": LW_API, "kind": "LearningWorker", "name": "school-a", "uid": uid, "controller": true}]);
+    server.create(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "school-a-legacy", "namespace": NS, "labels": labels, "ownerReferences": owner}}));
+    server.create(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "school-a-legacy", "namespace": NS, "labels": labels, "ownerReferences": owner}}));
+    server.modify(LW_API, "LearningWorker", NS, "school-a", |lw| {
+        lw["spec"]["ollama"]["mode"] = "external".into();
+        lw["spec"]["ollama"]["url"] = "http://ollama:11434".into();
+        lw["spec"]["network"]["policies"] = false.into();
+    });
+    let expected = pairs(&[
+        ("ServiceAccount", "school-a-runner"),
+        ("Deployment", "school-a-runner"),
+        ("Service", "school-a-runner"),
+        ("PodDisruptionBudget", "school-a-runner"),
+    ]);
+    wait_for_children(&server, &uid, &expected).await;
+    eventually("a renewed Lease", WAIT, || {
+        let puts = server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.ends_with(LEASE))
+            .count();
+        (puts > 0).then_some(()).ok_or("no renewal yet".into())
+    })
+    .await;
+
+    let used = audit(&server);
+    let declared: BTreeSet<(String, String, String)> = learning_operator::rbac::RULES
+        .iter()
+        .flat_map(|r| {
+            r.resources.iter().flat_map(move |res| {
+                r.verbs
+                    .iter()
+                    .map(move |v| ((*v).to_owned(), r.api_group.to_owned(), (*res).to_owned()))
+            })
+        })
+        .collect();
+    let unused: Vec<_> = declared.difference(&used).collect();
+    assert!(
+        unused.is_empty(),
+        "declared but never used (least privilege: remove them): {unused:#?}"
+    );
+    assert_eq!(used, declared);
+}
