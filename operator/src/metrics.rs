@@ -7,7 +7,7 @@ use prometheus::{
 };
 
 /// Error categories, pre-created so every series exists from the start.
-pub const CATEGORIES: [&str; 10] = [
+pub const CATEGORIES: [&str; 11] = [
     "invalid_spec",
     "invalid_object",
     "conflict",
@@ -18,6 +18,7 @@ pub const CATEGORIES: [&str; 10] = [
     "api_server",
     "api_other",
     "transport",
+    "serialize",
 ];
 
 /// Every metric, in its own registry.
