@@ -116,6 +116,12 @@ fn seconds(d: Duration) -> f64 {
 }
 
 /// Leases up to `limit` jobs that are visible now, or whose lease has expired, oldest first.
+///
+/// One statement. The two kinds of candidates are picked in two index-friendly CTEs rather
+/// than one `OR` condition: with the `OR`, PostgreSQL scans and sorts the whole backlog on
+/// every lease (O(backlog)); split, each side walks the `(status, visible_at)` index and stops
+/// after `limit` rows. Rows locked by one side but not picked are released when the statement
+/// commits.
 pub async fn lease_jobs(
     pool: &PgPool,
     limit: i64,
@@ -123,14 +129,25 @@ pub async fn lease_jobs(
 ) -> Result<Vec<LeasedJob>, sqlx::Error> {
     let rows = sqlx::query(
         r#"
-        with candidates as (
-            select id
+        with queued as (
+            select id, visible_at, created_at
               from public.learning_submission_jobs
-             where (status = 'queued' and visible_at <= now())
-                or (status = 'leased' and leased_until <= now())
+             where status = 'queued' and visible_at <= now()
              order by visible_at, created_at
              limit $1
                for update skip locked
+        ), expired as (
+            select id, visible_at, created_at
+              from public.learning_submission_jobs
+             where status = 'leased' and leased_until <= now()
+             order by visible_at, created_at
+             limit $1
+               for update skip locked
+        ), candidates as (
+            select id
+              from (select * from queued union all select * from expired) as c
+             order by visible_at, created_at
+             limit $1
         )
         update public.learning_submission_jobs as j
            set status = 'leased',

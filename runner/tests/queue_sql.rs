@@ -412,3 +412,35 @@ async fn health_probe_schema_check_and_role_check() {
     assert!(!queue::role_bypasses_rls(&worker).await.unwrap());
     assert!(queue::role_bypasses_rls(&db.admin).await.unwrap());
 }
+
+#[tokio::test]
+async fn expired_leases_and_queued_jobs_are_taken_in_one_visible_at_order() {
+    let db = TestDb::new().await;
+    let worker = db.worker_pool(2).await;
+    let (_, queued) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
+    let (_, expired) = fixtures::enqueue(&db.admin, &NewSubmission::text("s2", "b")).await;
+    sqlx::query("update learning_submission_jobs set visible_at = now() - interval '2 minutes' where id = $1")
+        .bind(queued)
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update learning_submission_jobs set status = 'leased', lease_key = gen_random_uuid(), \
+         leased_until = now() - interval '1 second', visible_at = now() - interval '5 minutes' where id = $1",
+    )
+    .bind(expired)
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    let first = queue::lease_jobs(&worker, 1, LEASE).await.unwrap();
+    assert_eq!(
+        first.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![expired],
+        "the older (expired) job first"
+    );
+    let second = queue::lease_jobs(&worker, 5, LEASE).await.unwrap();
+    assert_eq!(
+        second.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![queued]
+    );
+}

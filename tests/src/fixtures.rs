@@ -267,9 +267,11 @@ pub async fn enqueue_bulk_text(pool: &PgPool, n: i64) {
               from generate_series(1, $1) as g
             returning id, student_sub
         )
-        insert into learning_submission_jobs (submission_id, payload)
+        insert into learning_submission_jobs (submission_id, payload, visible_at, created_at)
         select id, jsonb_build_object('submission_id', id, 'student_sub', student_sub, 'kind', 'text',
-                                      'attempt_nr', 1, 'criteria', jsonb_build_array('Inhalt', 'Sprache'))
+                                      'attempt_nr', 1, 'criteria', jsonb_build_array('Inhalt', 'Sprache')),
+               -- distinct timestamps, as jobs enqueued one by one by the web app have
+               clock_timestamp(), clock_timestamp()
           from s
         "#,
     )
