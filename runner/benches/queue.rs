@@ -189,6 +189,44 @@ async fn pickup_latencies(samples: usize, listen: bool) -> Vec<f64> {
     latencies
 }
 
+/// The candidate selection as the contract phrases it (one `OR` condition), kept here only
+/// as the baseline the runner's split form is measured against.
+const LEASE_SELECT_OR_FORM: &str = "select id from public.learning_submission_jobs \
+     where (status = 'queued' and visible_at <= now()) or (status = 'leased' and leased_until <= now()) \
+     order by visible_at, created_at limit 8 for update skip locked";
+
+/// The runner's form (see `queue::lease_jobs`): two index-friendly CTEs.
+const LEASE_SELECT_SPLIT_FORM: &str = "with queued as (select id, visible_at, created_at from public.learning_submission_jobs \
+     where status = 'queued' and visible_at <= now() order by visible_at, created_at limit 8 for update skip locked), \
+     expired as (select id, visible_at, created_at from public.learning_submission_jobs \
+     where status = 'leased' and leased_until <= now() order by visible_at, created_at limit 8 for update skip locked) \
+     select id from (select * from queued union all select * from expired) as c order by visible_at, created_at limit 8";
+
+/// Median time of one candidate selection (locked, then rolled back) with `backlog` queued jobs.
+async fn lease_select_micros(backlog: usize, iterations: usize) -> Vec<(&'static str, f64)> {
+    let db = TestDb::new().await;
+    fixtures::enqueue_bulk_text(&db.admin, backlog as i64).await;
+    sqlx::query("analyze").execute(&db.admin).await.unwrap();
+    let pool = db.worker_pool(2).await;
+    let mut out = Vec::new();
+    for (label, sql) in [
+        ("one OR condition (contract wording)", LEASE_SELECT_OR_FORM),
+        ("two CTEs (runner)", LEASE_SELECT_SPLIT_FORM),
+    ] {
+        let mut times = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let mut tx = pool.begin().await.unwrap();
+            let started = Instant::now();
+            let rows = sqlx::query(sql).fetch_all(&mut *tx).await.unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1e6);
+            assert_eq!(rows.len(), 8);
+            tx.rollback().await.unwrap();
+        }
+        out.push((label, median(times)));
+    }
+    out
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--exact") {
         return; // `cargo test --benches` probes; this benchmark only runs under `cargo bench`.
@@ -214,6 +252,17 @@ fn main() {
             let m = median(rates);
             let base = *baseline.get_or_insert(m);
             println!("| {concurrency} | {m:.0} | {runs_text} | {:.2}× |", m / base);
+        }
+
+        println!("\n## Lease candidate selection (median of 300, one call = up to 8 jobs, locked then rolled back)\n");
+        println!("| queued backlog | statement | median µs |");
+        println!("|---:|---|---:|");
+        for backlog in [1_000, jobs] {
+            let results = lease_select_micros(backlog, 300).await;
+            for (label, micros) in &results {
+                println!("| {backlog} | {label} | {micros:.0} |");
+            }
+            println!("| {backlog} | ratio OR / split | {:.1}× |", results[0].1 / results[1].1.max(0.001));
         }
 
         println!("\n## Pickup latency (enqueue commit → processing start, idle runner, {samples} samples each)\n");
