@@ -228,6 +228,7 @@ async fn refresh_queue_metrics(pool: PgPool, metrics: Metrics, stop: Cancellatio
 pub async fn run(config: RunnerConfig, allow_privileged: bool) -> anyhow::Result<RunSummary> {
     let metrics = Metrics::new()?;
     let (adapters, ollama) = select_adapters(&config, &metrics)?;
+    metrics.set_build_info(adapters.backend);
     let pool = crate::db::lazy_pool(&config.database);
     check_role(&pool, allow_privileged).await?;
     let state = Arc::new(RunnerState::default());

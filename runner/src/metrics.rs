@@ -59,6 +59,8 @@ pub struct Metrics {
     pub ollama_model_present: IntGaugeVec,
     /// Share of a loaded model in GPU memory (`size_vram / size` from `/api/ps`).
     pub ollama_gpu_offload: GaugeVec,
+    /// 1, labelled with the AI backend and the runner version.
+    pub build_info: IntGaugeVec,
 }
 
 impl Metrics {
@@ -166,6 +168,14 @@ impl Metrics {
             ),
             &["model"],
         )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "learning_runner_build_info",
+                "Always 1; the labels say which AI backend this runner uses and its version.",
+            ),
+            &["backend", "version"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
         registry.register(Box::new(feedback_parse.clone()))?;
         registry.register(Box::new(ollama_up.clone()))?;
         registry.register(Box::new(ollama_model_present.clone()))?;
@@ -220,7 +230,15 @@ impl Metrics {
             ollama_up,
             ollama_model_present,
             ollama_gpu_offload,
+            build_info,
         })
+    }
+
+    /// Records which backend this runner uses (`learning_runner_build_info`).
+    pub fn set_build_info(&self, backend: &str) {
+        self.build_info
+            .with_label_values(&[backend, env!("CARGO_PKG_VERSION")])
+            .set(1);
     }
 
     /// Records a queue-depth reading.
@@ -272,6 +290,17 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
+    }
+
+    #[test]
+    fn build_info_names_the_backend() {
+        let m = Metrics::new().unwrap();
+        m.set_build_info("local");
+        let line = format!(
+            "learning_runner_build_info{{backend=\"local\",version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(m.render().contains(&line), "{}", m.render());
     }
 
     #[test]
