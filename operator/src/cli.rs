@@ -31,7 +31,8 @@ pub enum Command {
 /// Arguments of `rbac`.
 #[derive(Debug, clap::Args)]
 pub struct RbacArgs {
-    /// Print instead the rules of the Role in the operator's namespace (the leader Lease).
+    /// Print instead the rules of the Role in the operator's namespace (the leader Lease; only
+    /// needed with leader election on).
     #[arg(long)]
     pub leader_election: bool,
 }
@@ -65,6 +66,17 @@ pub struct RunArgs {
     /// Address of `/metrics`, `/livez`, `/readyz`.
     #[arg(long, env = "OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8081")]
     pub http_addr: SocketAddr,
+    /// Take the leader Lease before reconciling (needed with more than one replica). `false`:
+    /// no Lease at all (no Lease RBAC needed); the controller starts at once — run exactly one
+    /// replica then, and never two at a time (the chart uses the Recreate strategy).
+    #[arg(
+        long,
+        env = "LEADER_ELECTION",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "true|false"
+    )]
+    pub leader_election: bool,
     /// Name of the leader-election Lease.
     #[arg(
         long,

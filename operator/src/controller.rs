@@ -1,8 +1,11 @@
 //! The controller: shared context, the reconcile pipeline (observe → validate → desire → apply
 //! → prune → report), the error policy (exponential backoff with jitter, short retry on conflicts), and
-//! the watches (`owns()` on every child kind).
+//! the watches (`owns()` on every child kind). After each status write the worker's condition
+//! and queue metrics follow it; series of LearningWorkers no longer in the watch cache are
+//! dropped after every reconcile result (including the "object not found" a deleted one gives).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +19,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
 use learning_crds::LearningWorker;
@@ -141,6 +145,7 @@ async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, R
             .inc();
         let outcome = status::invalid(lw, &errors, Timestamp::now());
         apply::patch_status(&ctx.client, lw, &outcome.status).await?;
+        ctx.metrics.observe_worker(&ns, &name, &outcome.status);
         apply::publish_transitions(&ctx.recorder, lw, &outcome.transitions).await;
         return Ok(Action::await_change());
     }
@@ -169,6 +174,7 @@ async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, R
     let apply_error = applied.as_ref().err().map(ToString::to_string);
     let outcome = status::compute(lw, &observed, apply_error.as_deref(), Timestamp::now());
     apply::patch_status(&ctx.client, lw, &outcome.status).await?;
+    ctx.metrics.observe_worker(&ns, &name, &outcome.status);
     apply::publish_transitions(&ctx.recorder, lw, &outcome.transitions).await;
     applied?;
     let busy =
@@ -223,9 +229,15 @@ where
     }
 }
 
-/// Runs the controller until a shutdown signal; `ready` is set once the LearningWorker watch
-/// has completed its initial list (the first sync), even when there is nothing to reconcile.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, ready: Arc<AtomicBool>) {
+/// Runs the controller until `shutdown` completes, then lets running reconciles finish;
+/// `ready` is set once the LearningWorker watch has completed its initial list (the first
+/// sync), even when there is nothing to reconcile.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
     let children =
@@ -250,13 +262,21 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, ready: Arc<Atomic
             }
         }
     };
+    let cache = controller.store();
+    let metrics = ctx.metrics.clone();
     let reconciling = controller
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| {
+        .for_each(move |result| {
             if let Err(e) = result {
                 tracing::debug!(event = "learning.operator.controller_error", error = %e);
             }
+            // A deleted LearningWorker leaves the cache; its series go with it.
+            metrics.retain_workers(|ns, name| {
+                cache
+                    .get(&ObjectRef::<LearningWorker>::new(name).within(ns))
+                    .is_some()
+            });
             futures::future::ready(())
         });
     futures::future::join(synced, reconciling).await;

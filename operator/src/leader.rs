@@ -1,6 +1,9 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease, so two operator replicas are safe:
 //! only the holder reconciles. Optimistic concurrency (resourceVersion) makes take-over atomic.
-//! `decide` is pure; `LeaderElector` does the I/O.
+//! On a graceful stop the leader releases the Lease (clears the holder and lets it expire at
+//! once, as client-go's `ReleaseOnCancel` does), so a standby takes over at its next attempt
+//! instead of waiting for the Lease to expire. `decide` and `released` are pure;
+//! `LeaderElector` does the I/O.
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -40,6 +43,19 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
                 _ => Decision::TakeOver,
             }
         }
+    }
+}
+
+/// The spec of a Lease its holder gives up: no holder, valid for one more second, transitions
+/// kept (the next holder counts its take-over as one).
+pub fn released(previous: &LeaseSpec, now: Timestamp) -> LeaseSpec {
+    LeaseSpec {
+        holder_identity: None,
+        lease_duration_seconds: Some(1),
+        acquire_time: Some(MicroTime(now)),
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: previous.lease_transitions,
+        ..LeaseSpec::default()
     }
 }
 
@@ -117,6 +133,28 @@ impl LeaderElector {
             Err(e) => Err(e),
         }
     }
+
+    /// Gives the Lease up if we hold it: `Ok(true)` when released, `Ok(false)` when it was not
+    /// ours (any more) — absent, held by another replica, or changed under us (409).
+    pub async fn release(&self) -> Result<bool, kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(false);
+        };
+        let previous = lease.spec.clone().unwrap_or_default();
+        if previous.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(false);
+        }
+        lease.spec = Some(released(&previous, Timestamp::now()));
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -140,5 +178,20 @@ mod tests {
         assert_eq!(decide(Some(&spec("b", 990)), "a", now), Decision::Wait);
         assert_eq!(decide(Some(&spec("b", 980)), "a", now), Decision::TakeOver);
         assert_eq!(decide(Some(&spec("", 999)), "a", now), Decision::TakeOver);
+    }
+
+    #[test]
+    fn a_released_lease_is_taken_over_at_once_and_keeps_its_transitions() {
+        let now = Timestamp::from_second(1000).unwrap();
+        let mut held = spec("a", 999);
+        held.lease_duration_seconds = Some(300);
+        held.lease_transitions = Some(4);
+        let free = released(&held, now);
+        assert_eq!(free.holder_identity, None);
+        assert_eq!(free.lease_transitions, Some(4));
+        assert_eq!(free.lease_duration_seconds, Some(1));
+        // Another replica need not wait for the 300 s the holder had asked for.
+        assert_eq!(decide(Some(&free), "b", now), Decision::TakeOver);
+        assert_eq!(decide(Some(&free), "a", now), Decision::TakeOver);
     }
 }

@@ -1,13 +1,17 @@
-//! `learning-operator run`: logging, the HTTP server, then `operate` — leader election and the
-//! controller. `operate` is what the binary runs and what the whole-loop tests run against a
-//! fake API server; it returns when leadership is lost (the binary then exits, and Kubernetes
-//! restarts the pod as a standby).
+//! `learning-operator run`: logging, the HTTP server, then `operate` — leader election (unless
+//! switched off) and the controller. `operate` is what the binary runs and what the whole-loop
+//! tests run against a fake API server. It returns `Ok` after a graceful shutdown (SIGTERM or
+//! SIGINT in the binary: running reconciles finish, then a leader releases its Lease so a
+//! standby takes over at once), and `Err` when leadership is lost (the binary then exits 1,
+//! and Kubernetes restarts the pod as a standby).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures::FutureExt as _;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 
@@ -31,6 +35,9 @@ pub struct Settings {
     pub lease_name: String,
     /// Seconds a Lease is valid without renewal.
     pub lease_seconds: u32,
+    /// Take the Lease before reconciling; `false`: no Lease at all, reconcile at once (one
+    /// replica only).
+    pub leader_election: bool,
     /// Requeue intervals of the controller.
     pub requeue: Requeue,
 }
@@ -43,6 +50,7 @@ impl From<&RunArgs> for Settings {
             identity: a.pod_name.clone(),
             lease_name: a.lease_name.clone(),
             lease_seconds: a.lease_seconds,
+            leader_election: a.leader_election,
             requeue: Requeue::default(),
         }
     }
@@ -70,15 +78,45 @@ pub fn renew_period(lease_seconds: u32) -> Duration {
     Duration::from_secs_f64(f64::from(lease_seconds.max(3)) / 3.0)
 }
 
-/// Waits for the Lease, then runs the controller while renewing it. Returns `Ok` on a shutdown
-/// signal, `Err` when leadership is lost (the controller is stopped first).
+/// How long a graceful stop waits for the Lease release before giving up (the Lease then
+/// expires by itself).
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// With leader election: waits for the Lease, then runs the controller while renewing it.
+/// Without: runs the controller at once. Returns `Ok` once `shutdown` has completed and the
+/// controller has stopped (a leader then releases the Lease), `Err` when leadership is lost
+/// (the controller is stopped first, the Lease is not ours to release).
 pub async fn operate(
     client: Client,
     prober: Arc<dyn Prober>,
     metrics: Metrics,
     ready: Arc<AtomicBool>,
     settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let shutdown = shutdown.boxed().shared();
+    let ctx = |client: Client| {
+        Arc::new(
+            Context::new(
+                client,
+                prober.clone(),
+                metrics.clone(),
+                settings.operator_namespace.clone(),
+                settings.identity.clone(),
+            )
+            .with_requeue(settings.requeue),
+        )
+    };
+    if !settings.leader_election {
+        // One replica by contract: no Lease, not ready until the first list.
+        metrics.leader.set(1);
+        tracing::info!(event = "learning.operator.leading", identity = %settings.identity, leader_election = false);
+        controller::run(ctx(client), settings.namespace.clone(), ready, shutdown).await;
+        metrics.leader.set(0);
+        tracing::info!(event = "learning.operator.stopped");
+        return Ok(());
+    }
+
     let elector = LeaderElector::new(
         Api::<Lease>::namespaced(client.clone(), &settings.operator_namespace),
         settings.lease_name.clone(),
@@ -88,32 +126,73 @@ pub async fn operate(
     let period = renew_period(settings.lease_seconds);
     ready.store(true, Ordering::Relaxed); // a standby is healthy
     loop {
+        // An attempt is never cancelled halfway: a write the server applied is known to us.
         match elector.try_acquire_or_renew().await {
             Ok(true) => break,
             Ok(false) => {}
             Err(e) => tracing::warn!(event = "learning.operator.lease_acquire_retry", error = %e),
         }
-        tokio::time::sleep(period).await;
+        tokio::select! {
+            () = shutdown.clone() => {
+                tracing::info!(event = "learning.operator.stopped", leading = false);
+                return Ok(());
+            }
+            () = tokio::time::sleep(period) => {}
+        }
     }
     ready.store(false, Ordering::Relaxed);
     metrics.leader.set(1);
-    tracing::info!(event = "learning.operator.leading", identity = %settings.identity);
-    let ctx = Arc::new(
-        Context::new(
-            client,
-            prober,
-            metrics.clone(),
-            settings.operator_namespace.clone(),
-            settings.identity.clone(),
-        )
-        .with_requeue(settings.requeue),
-    );
+    tracing::info!(event = "learning.operator.leading", identity = %settings.identity, leader_election = true);
+    // On shutdown the controller drains while `hold` keeps renewing; then the Lease is released.
     let result = tokio::select! {
-        () = controller::run(ctx, settings.namespace.clone(), ready) => Ok(()),
+        () = controller::run(ctx(client), settings.namespace.clone(), ready, shutdown) => Ok(()),
         lost = hold(&elector, period, settings.lease_seconds) => Err(lost),
     };
     metrics.leader.set(0);
+    if result.is_ok() {
+        match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {
+            Ok(Ok(released)) => {
+                tracing::info!(event = "learning.operator.lease_released", released);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(event = "learning.operator.lease_release_failed", error = %e);
+            }
+            Err(_) => tracing::warn!(
+                event = "learning.operator.lease_release_failed",
+                error = "timed out"
+            ),
+        }
+        tracing::info!(event = "learning.operator.stopped", leading = true);
+    }
     result
+}
+
+/// A future that completes on SIGTERM or SIGINT (Ctrl-C): what the binary's graceful shutdown
+/// waits for. The handlers are installed here, before the future is first polled.
+#[cfg(unix)]
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(event = "learning.operator.shutdown_signal", signal = name);
+    })
+}
+
+/// A future that completes on Ctrl-C (no SIGTERM outside Unix).
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!(
+            event = "learning.operator.shutdown_signal",
+            signal = "ctrl-c"
+        );
+    })
 }
 
 /// Renews the Lease every `period` until it is lost or cannot be renewed before it expires.
@@ -154,6 +233,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal().context("installing the SIGTERM/SIGINT handlers")?;
     let metrics = Metrics::new()?;
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(args.http_addr)
@@ -169,8 +249,15 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("connecting to the Kubernetes API")?;
     let prober = Arc::new(HttpProber::new()?);
-    operate(client, prober, metrics, ready, Settings::from(&args))
-        .await
-        .context("leading")?;
+    operate(
+        client,
+        prober,
+        metrics,
+        ready,
+        Settings::from(&args),
+        shutdown,
+    )
+    .await
+    .context("leading")?;
     Ok(())
 }

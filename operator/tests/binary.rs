@@ -1,9 +1,10 @@
 //! The `learning-operator` binary itself: `run` pointed at the fake API server through a
 //! kubeconfig (the same `Client::try_default` path as outside a cluster) takes the Lease,
 //! reconciles, serves `/livez`, `/readyz` and `/metrics` — the metrics checked by
-//! `promtool check metrics` (fails loudly when promtool is missing) — and makes only requests
-//! its declared RBAC grants. `rbac` prints the declared rules, and operator/README.md shows
-//! exactly that output (a test fails on drift).
+//! `promtool check metrics` (fails loudly when promtool is missing) — makes only requests
+//! its declared RBAC grants, and on SIGTERM exits 0 after releasing the Lease. With
+//! `LEADER_ELECTION=false` it never touches a Lease. `rbac` prints the declared rules, and
+//! operator/README.md shows exactly that output (a test fails on drift).
 
 mod support;
 
@@ -44,6 +45,25 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// Sends SIGTERM and waits for the exit code.
+    async fn terminate(&mut self) -> i32 {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit after SIGTERM; log:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -95,8 +115,8 @@ fn promtool_check(metrics: &str) -> String {
     text
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_leads_reconciles_and_serves_health_and_promtool_clean_metrics() {
+/// A fake API server with the RBAC authorizer and the cpu-only example; its (namespace, name).
+async fn server_with_a_worker() -> (FakeApiServer, String, String) {
     let server = FakeApiServer::start(Options {
         authorize: rbac_audit::authorizer(),
         max_watch: Duration::from_secs(5),
@@ -113,8 +133,13 @@ async fn run_leads_reconciles_and_serves_health_and_promtool_clean_metrics() {
         lw["metadata"]["name"].as_str().unwrap().to_owned(),
     );
     server.create(lw);
+    (server, ns, name)
+}
 
-    let dir = scratch();
+/// `learning-operator run` against `server` with the given extra environment; its base URL.
+fn start(server: &FakeApiServer, test: &str, env: &[(&str, &str)]) -> (Running, String) {
+    let dir = scratch().join(test);
+    std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     server.write_kubeconfig(&kubeconfig);
     let log = dir.join("operator.log");
@@ -126,14 +151,56 @@ async fn run_leads_reconciles_and_serves_health_and_promtool_clean_metrics() {
         .env("OPERATOR_NAMESPACE", OPERATOR_NAMESPACE)
         .env("POD_NAME", "learning-operator-7f9c-abcde")
         .env("OPERATOR_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("LEADER_LEASE_SECONDS", "6")
         .env("LOG_LEVEL", "info")
+        .envs(env.iter().copied())
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::create(dir.join("operator.err")).unwrap())
         .spawn()
         .unwrap();
-    let running = Running { child, log };
-    let base = format!("http://127.0.0.1:{port}");
+    (Running { child, log }, format!("http://127.0.0.1:{port}"))
+}
+
+async fn wait_for_status(server: &FakeApiServer, ns: &str, name: &str, running: &Running) {
+    eventually("the worker's status written", WAIT, || {
+        let lw = server
+            .get("learning.gustav.dev/v1alpha1", "LearningWorker", ns, name)
+            .unwrap();
+        (lw["status"]["observedGeneration"] == 1)
+            .then_some(())
+            .ok_or(format!("{}; log:\n{}", lw["status"], running.log_tail()))
+    })
+    .await;
+}
+
+async fn wait_ready(base: &str, running: &Running) {
+    let ready = eventually_async(
+        "/readyz 200",
+        || async {
+            match get(format!("{base}/readyz")).await? {
+                (200, body) => Ok(body),
+                (code, body) => Err(format!("{code} {body}")),
+            }
+        },
+        running,
+    )
+    .await;
+    assert_eq!(ready, "ready\n");
+}
+
+/// Every request was granted by the declared RBAC.
+fn audit(server: &FakeApiServer) {
+    let log = server.requests();
+    let requests: Vec<(String, String)> = log.iter().map(|r| (r.method.clone(), r.uri())).collect();
+    let checked =
+        rbac_audit::assert_declared(requests.iter().map(|(m, u)| (m.as_str(), u.as_str())));
+    assert!(checked > 10, "{checked} requests");
+    assert!(log.iter().all(|r| r.status != 403));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_leads_reconciles_and_serves_health_and_promtool_clean_metrics() {
+    let (server, ns, name) = server_with_a_worker().await;
+    let (mut running, base) = start(&server, "leader", &[("LEADER_LEASE_SECONDS", "6")]);
 
     let live = eventually_async("/livez answers", || get(format!("{base}/livez")), &running).await;
     assert_eq!(live, (200, "ok\n".to_owned()));
@@ -152,27 +219,8 @@ async fn run_leads_reconciles_and_serves_health_and_promtool_clean_metrics() {
             .ok_or(format!("{}", lease["spec"]))
     })
     .await;
-    eventually("the worker's status written", WAIT, || {
-        let lw = server
-            .get("learning.gustav.dev/v1alpha1", "LearningWorker", &ns, &name)
-            .unwrap();
-        (lw["status"]["observedGeneration"] == 1)
-            .then_some(())
-            .ok_or(format!("{}; log:\n{}", lw["status"], running.log_tail()))
-    })
-    .await;
-    let ready = eventually_async(
-        "/readyz 200",
-        || async {
-            match get(format!("{base}/readyz")).await? {
-                (200, body) => Ok(body),
-                (code, body) => Err(format!("{code} {body}")),
-            }
-        },
-        &running,
-    )
-    .await;
-    assert_eq!(ready, "ready\n");
+    wait_for_status(&server, &ns, &name, &running).await;
+    wait_ready(&base, &running).await;
 
     let (code, metrics) = get(format!("{base}/metrics")).await.unwrap();
     assert_eq!(code, 200);
@@ -181,6 +229,10 @@ async fn run_leads_reconciles_and_serves_health_and_promtool_clean_metrics() {
         "# TYPE learning_operator_reconciles_total counter",
         "# TYPE learning_operator_reconcile_duration_seconds histogram",
         "learning_operator_reconcile_errors_total{category=\"transport\"}",
+        "# TYPE learning_operator_worker_condition gauge",
+        &format!(
+            "learning_operator_worker_condition{{learning_worker=\"{name}\",namespace=\"{ns}\",reason=\"MinimumReplicasUnavailable\",status=\"False\",type=\"RunnersAvailable\"}} 1"
+        ),
     ] {
         assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
     }
@@ -193,13 +245,63 @@ async fn run_leads_reconciles_and_serves_health_and_promtool_clean_metrics() {
     assert!(reconciles >= 1.0, "{metrics}");
     promtool_check(&metrics);
 
+    // SIGTERM: a clean exit, and the Lease is free for a standby at once.
+    assert_eq!(running.terminate().await, 0, "{}", running.log_tail());
+    let lease = server
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            OPERATOR_NAMESPACE,
+            "learning-operator-leader",
+        )
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "the Lease is released on SIGTERM: {}; log:\n{}",
+        lease["spec"],
+        running.log_tail()
+    );
+    assert!(running
+        .log_tail()
+        .contains("learning.operator.lease_released"));
     drop(running);
-    let log = server.requests();
-    let requests: Vec<(String, String)> = log.iter().map(|r| (r.method.clone(), r.uri())).collect();
-    let checked =
-        rbac_audit::assert_declared(requests.iter().map(|(m, u)| (m.as_str(), u.as_str())));
-    assert!(checked > 10, "{checked} requests");
-    assert!(log.iter().all(|r| r.status != 403));
+    audit(&server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_leader_election_never_touches_a_lease() {
+    let (server, ns, name) = server_with_a_worker().await;
+    let (mut running, base) = start(&server, "no-election", &[("LEADER_ELECTION", "false")]);
+    wait_for_status(&server, &ns, &name, &running).await;
+    wait_ready(&base, &running).await;
+    let (_, metrics) = get(format!("{base}/metrics")).await.unwrap();
+    assert!(
+        metrics.contains("learning_operator_leader 1"),
+        "it reconciles:\n{metrics}"
+    );
+    promtool_check(&metrics);
+    assert_eq!(running.terminate().await, 0, "{}", running.log_tail());
+    let leases: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/leases"))
+        .map(|r| r.uri())
+        .collect();
+    assert!(leases.is_empty(), "Lease requests: {leases:?}");
+    drop(running);
+    audit(&server);
+}
+
+#[test]
+fn run_refuses_a_leader_election_value_that_is_not_a_boolean() {
+    let out = Command::new(bin())
+        .args(["run", "--leader-election", "maybe"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--leader-election"), "{err}");
 }
 
 /// Polls an async check until it succeeds or `WAIT` passes (with the operator's log).

@@ -595,7 +595,8 @@ async fn an_unchanged_worker_prunes_nothing() {
 
 mod leader_election {
     //! The Lease calls of `LeaderElector::try_acquire_or_renew`: acquire, renew, lose, lost
-    //! race, take-over of an expired Lease — each as exact requests against a scripted mock.
+    //! race, take-over of an expired Lease — and of `release` on a graceful stop — each as
+    //! exact requests against a scripted mock.
 
     use super::*;
     use k8s_openapi::api::coordination::v1::Lease;
@@ -738,6 +739,54 @@ mod leader_election {
         // Another replica wrote first: 409 means "not ours", not a failure.
         let (client, log) = lease_server(Some(lease("pod-b", 60, 3)), 409);
         assert!(!elector(client).try_acquire_or_renew().await.unwrap());
+        assert_eq!(finish(&log).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn release_clears_our_holder_so_the_lease_is_free_at_once() {
+        let (client, log) = lease_server(Some(lease("pod-a", 4, 2)), 200);
+        assert!(elector(client).release().await.unwrap());
+        let log = finish(&log);
+        assert_eq!(
+            calls(&log),
+            [
+                ("GET".into(), LEASE_PATH.into()),
+                ("PUT".into(), format!("{LEASE_PATH}?"))
+            ]
+        );
+        let put = &log[1].body;
+        assert_eq!(
+            put["metadata"]["resourceVersion"], "41",
+            "optimistic concurrency"
+        );
+        assert!(put["spec"]["holderIdentity"].is_null(), "{put}");
+        assert_eq!(put["spec"]["leaseDurationSeconds"], 1);
+        assert_eq!(put["spec"]["leaseTransitions"], 2);
+
+        // What a standby then reads: free, so it takes the Lease at its next attempt.
+        let (client, log) = lease_server(Some(put.clone()), 200);
+        let standby = LeaderElector::new(
+            Api::<Lease>::namespaced(client, "learning-system"),
+            "learning-operator-leader".into(),
+            "pod-b".into(),
+            15,
+        );
+        assert!(standby.try_acquire_or_renew().await.unwrap());
+        let log = finish(&log);
+        assert_eq!(log[1].body["spec"]["holderIdentity"], "pod-b");
+        assert_eq!(log[1].body["spec"]["leaseTransitions"], 3);
+    }
+
+    #[tokio::test]
+    async fn release_leaves_a_lease_that_is_not_ours_alone() {
+        for current in [Some(lease("pod-b", 2, 0)), None] {
+            let (client, log) = lease_server(current, 200);
+            assert!(!elector(client).release().await.unwrap());
+            assert_eq!(calls(&finish(&log)), [("GET".into(), LEASE_PATH.into())]);
+        }
+        // Changed under us between GET and PUT: not ours any more, no error.
+        let (client, log) = lease_server(Some(lease("pod-a", 4, 0)), 409);
+        assert!(!elector(client).release().await.unwrap());
         assert_eq!(finish(&log).len(), 2);
     }
 

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use learning_operator::controller::Requeue;
 use learning_operator::metrics::Metrics;
 use learning_operator::run::{operate, RunError, Settings};
@@ -25,6 +26,7 @@ use support::fake_apiserver::{FakeApiServer, Options, Propagation};
 use support::prober::{tags, ScriptedProber};
 use support::rbac_audit::{self, OPERATOR_NAMESPACE};
 use support::wait::eventually;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const NS: &str = "gustav";
@@ -48,6 +50,8 @@ struct Replica {
     metrics: Metrics,
     ready: Arc<AtomicBool>,
     task: JoinHandle<Result<(), RunError>>,
+    /// Completes `operate`'s shutdown future: what SIGTERM does in the binary.
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl Drop for Replica {
@@ -60,6 +64,15 @@ impl Replica {
     fn reconciles(&self) -> u64 {
         self.metrics.reconciles.get()
     }
+
+    /// A graceful stop (SIGTERM): returns what `operate` returned.
+    async fn stop(mut self) -> Result<(), RunError> {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("operate returns after the shutdown signal")
+            .unwrap()
+    }
 }
 
 async fn server() -> FakeApiServer {
@@ -71,35 +84,47 @@ async fn server() -> FakeApiServer {
     .await
 }
 
+/// The settings of a replica: leader election on, a 3 s Lease (renewed every second).
+fn settings(identity: &str, requeue: Requeue) -> Settings {
+    Settings {
+        namespace: None,
+        operator_namespace: OPERATOR_NAMESPACE.into(),
+        identity: identity.into(),
+        lease_name: LEASE.into(),
+        lease_seconds: 3,
+        leader_election: true,
+        requeue,
+    }
+}
+
 fn replica(
     server: &FakeApiServer,
     identity: &str,
     prober: ScriptedProber,
     requeue: Requeue,
 ) -> Replica {
+    replica_with(server, settings(identity, requeue), prober)
+}
+
+fn replica_with(server: &FakeApiServer, settings: Settings, prober: ScriptedProber) -> Replica {
     let prober = Arc::new(prober);
     let metrics = Metrics::new().unwrap();
     let ready = Arc::new(AtomicBool::new(false));
-    let settings = Settings {
-        namespace: None,
-        operator_namespace: OPERATOR_NAMESPACE.into(),
-        identity: identity.into(),
-        lease_name: LEASE.into(),
-        lease_seconds: 3,
-        requeue,
-    };
+    let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(operate(
         server.client(),
         prober.clone(),
         metrics.clone(),
         ready.clone(),
         settings,
+        stopped.map(drop),
     ));
     Replica {
         prober,
         metrics,
         ready,
         task,
+        stop: Some(stop),
     }
 }
 
@@ -652,12 +677,33 @@ async fn invalid_spec_gives_a_condition_and_an_event_and_no_hot_loop() {
 #[tokio::test]
 async fn deleting_the_worker_leaves_nothing_that_owner_references_would_not_collect() {
     let server = server().await;
-    let _op = replica(&server, "operator-0", ScriptedProber::healthy(), POLLING);
+    let op = replica(&server, "operator-0", ScriptedProber::healthy(), POLLING);
     let uid = create_worker(&server, |_| {}).await;
     wait_for_children(&server, &uid, &managed_children()).await;
     make_available(&server, "school-a-ollama");
     make_available(&server, "school-a-runner");
     wait_condition(&server, "Ready", "True", "Ready").await;
+    eventually("the condition metrics follow the status", WAIT, || {
+        let series = worker_series(&op.metrics);
+        let ready = r#"learning_operator_worker_condition{learning_worker="school-a",namespace="gustav",reason="Ready",status="True",type="Ready"} 1"#;
+        (series.iter().any(|l| l == ready)
+            && series.iter().filter(|l| l.contains(r#"type="Ready""#)).count() == 1)
+            .then_some(())
+            .ok_or(format!("{series:#?}"))
+    })
+    .await;
+    let series = worker_series(&op.metrics);
+    for type_ in learning_crds::conditions::types::ALL {
+        assert_eq!(
+            series
+                .iter()
+                .filter(|l| l.starts_with("learning_operator_worker_condition{")
+                    && l.contains(&format!("type=\"{type_}\"")))
+                .count(),
+            1,
+            "one series for {type_}: {series:#?}"
+        );
+    }
 
     // Every object the operator wrote into the namespace, except Events, names it as owner.
     for r in server.requests().iter().filter(|r| {
@@ -696,6 +742,15 @@ async fn deleting_the_worker_leaves_nothing_that_owner_references_would_not_coll
     .await;
     // Events regard the worker but are not owned: the API server expires them (event TTL).
     assert!(!events(&server).is_empty());
+    eventually("the worker's series gone", WAIT, || {
+        let series = worker_series(&op.metrics);
+        series
+            .is_empty()
+            .then_some(())
+            .ok_or(format!("{series:#?}"))
+    })
+    .await;
+    assert!(op.metrics.observed_workers().is_empty());
     audit(&server);
 }
 
@@ -772,6 +827,166 @@ async fn a_standby_takes_over_an_expired_lease_and_a_leader_that_loses_it_stops(
     assert!(matches!(ended, Err(RunError::LeadershipLost)), "{ended:?}");
     assert_eq!(standby.metrics.leader.get(), 0);
     audit(&server);
+}
+
+/// Every request on a Lease, as "METHOD uri".
+fn lease_requests(server: &FakeApiServer) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/leases"))
+        .map(|r| format!("{} {}", r.method, r.uri()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_gracefully_stopping_leader_releases_the_lease_and_a_standby_takes_over_at_once() {
+    let server = server().await;
+    // The leader asks for a 300 s Lease (renewed every 100 s): within this test the Lease can
+    // only change hands because the leader released it, never because it expired.
+    let leader = replica_with(
+        &server,
+        Settings {
+            lease_seconds: 300,
+            ..settings("operator-0", WATCH_DRIVEN)
+        },
+        ScriptedProber::unreachable(),
+    );
+    eventually("operator-0 to lead", WAIT, || {
+        (leader.metrics.leader.get() == 1)
+            .then_some(())
+            .ok_or("not yet".into())
+    })
+    .await;
+    // The standby retries every second (its own 3 s Lease setting).
+    let standby = replica(
+        &server,
+        "operator-1",
+        ScriptedProber::unreachable(),
+        WATCH_DRIVEN,
+    );
+    create_worker(&server, |_| {}).await;
+    wait_condition(&server, "Ready", "False", "MinimumReplicasUnavailable").await;
+    eventually("the standby to find the Lease held", WAIT, || {
+        let tried = server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with(LEASE))
+            .count();
+        (tried >= 3)
+            .then_some(())
+            .ok_or(format!("{tried} Lease reads"))
+    })
+    .await;
+    assert_eq!(standby.reconciles(), 0, "a standby does not reconcile");
+
+    // SIGTERM (e.g. a rolling update): the leader stops reconciling and gives the Lease up.
+    let leader_metrics = leader.metrics.clone();
+    assert!(matches!(leader.stop().await, Ok(())));
+    assert_eq!(leader_metrics.leader.get(), 0);
+    let release = server
+        .requests()
+        .into_iter()
+        .find(|r| {
+            r.method == "PUT"
+                && r.path.ends_with(LEASE)
+                && r.status == 200
+                && r.body["spec"]["holderIdentity"].is_null()
+        })
+        .expect("the leader cleared the holder");
+    assert_eq!(release.body["spec"]["leaseDurationSeconds"], 1);
+
+    eventually(
+        "operator-1 to take over without waiting 300 s",
+        WAIT,
+        || {
+            let lease = server
+                .get("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, LEASE)
+                .unwrap();
+            (lease["spec"]["holderIdentity"] == "operator-1" && standby.reconciles() > 0)
+                .then_some(lease["spec"]["leaseTransitions"].clone())
+                .ok_or(format!("{}", lease["spec"]))
+        },
+    )
+    .await;
+    assert_eq!(standby.metrics.leader.get(), 1);
+
+    // The new leader stops too; a standby that never led writes nothing on its way out.
+    let idle = replica(
+        &server,
+        "operator-2",
+        ScriptedProber::unreachable(),
+        WATCH_DRIVEN,
+    );
+    eventually("operator-2 standing by", WAIT, || {
+        idle.ready
+            .load(Ordering::Relaxed)
+            .then_some(())
+            .ok_or("not yet".into())
+    })
+    .await;
+    assert!(matches!(idle.stop().await, Ok(())));
+    assert!(matches!(standby.stop().await, Ok(())));
+    let lease = server
+        .get("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, LEASE)
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "{}",
+        lease["spec"]
+    );
+    assert!(
+        !server
+            .requests()
+            .iter()
+            .any(|r| r.method != "GET" && r.body["spec"]["holderIdentity"] == "operator-2"),
+        "operator-2 never wrote the Lease"
+    );
+    audit(&server);
+}
+
+#[tokio::test]
+async fn without_leader_election_no_lease_is_requested_and_the_controller_starts_at_once() {
+    let server = server().await;
+    let op = replica_with(
+        &server,
+        Settings {
+            leader_election: false,
+            ..settings("operator-0", WATCH_DRIVEN)
+        },
+        ScriptedProber::unreachable(),
+    );
+    eventually("ready after the first list", WAIT, || {
+        (op.ready.load(Ordering::Relaxed) && op.metrics.leader.get() == 1)
+            .then_some(())
+            .ok_or("not yet".into())
+    })
+    .await;
+    let uid = create_worker(&server, |_| {}).await;
+    wait_for_children(&server, &uid, &managed_children()).await;
+    wait_condition(&server, "Ready", "False", "MinimumReplicasUnavailable").await;
+    let op_metrics = op.metrics.clone();
+    assert!(matches!(op.stop().await, Ok(())));
+    assert_eq!(op_metrics.leader.get(), 0);
+    assert_eq!(
+        lease_requests(&server),
+        Vec::<String>::new(),
+        "no Lease request at all"
+    );
+    assert!(server
+        .get("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, LEASE)
+        .is_none());
+    audit(&server);
+}
+
+/// The sample lines of the per-worker metrics for school-a.
+fn worker_series(metrics: &Metrics) -> Vec<String> {
+    metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("learning_operator_worker_") && l.contains("school-a"))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::test]
