@@ -58,9 +58,13 @@ bench: deps ## Run the queue benchmark (cargo bench -p learning-runner --bench q
 	$(require_cargo)
 	$(CARGO) bench -p learning-runner --bench queue
 
-crds: ## Regenerate crds/learningworkers.learning.gustav.dev.yaml from the Rust types
+CRD_FILE := crds/learningworkers.learning.gustav.dev.yaml
+
+crds: ## Regenerate the CRD from the Rust types, then its chart copy and deploy/ (make manifests)
 	$(require_cargo)
-	$(CARGO) run -q -p learning-operator -- crd > crds/learningworkers.learning.gustav.dev.yaml
+	$(CARGO) run -q -p learning-operator -- crd > $(CRD_FILE).tmp
+	mv $(CRD_FILE).tmp $(CRD_FILE)
+	$(MAKE) manifests
 
 fmt: ## Format all Rust code in place
 	$(require_cargo)

@@ -95,9 +95,9 @@ fn default_values_and_every_profile_pass_kubernetes_validate_strict() {
         a.push("--include-crds");
         let rendered = render(4, &a);
         let all = docs(&rendered);
-        // CRD, ServiceAccount, ClusterRole(Binding) or Role(Binding), leader Role(Binding),
-        // Service, Deployment at least.
-        assert!(all.len() >= 8, "{what}: only {} objects", all.len());
+        // CRD, ServiceAccount, ClusterRole(Binding) or Role(Binding), Service, Deployment at
+        // least (the leader-election Role(Binding) only with more than one replica).
+        assert!(all.len() >= 6, "{what}: only {} objects", all.len());
         assert_eq!(
             of_kind(&all, "CustomResourceDefinition").len(),
             1,
@@ -199,6 +199,11 @@ fn bad_values_fail_helm_template_with_a_clear_message() {
             vec!["--set", "leaderElection.leaseSeconds=1"],
             "leaseSeconds",
             "below the minimum",
+        ),
+        (
+            vec!["--set", "leaderElection.enabled=sometimes"],
+            "enabled",
+            "neither auto nor a boolean",
         ),
         (
             vec!["--set", "watchNamespace=Not_A_Namespace"],
@@ -364,7 +369,7 @@ fn the_deployment_matches_the_operators_command_line() {
         "POD_NAME",
         "WATCH_NAMESPACE",
         "OPERATOR_HTTP_ADDR",
-        "LEADER_LEASE_NAME",
+        "LEADER_ELECTION",
     ] {
         assert!(names.iter().any(|x| x == n), "{n} is not set");
     }
@@ -406,6 +411,89 @@ fn the_deployment_matches_the_operators_command_line() {
     let dep = deployment(&docs(&render(4, &[])));
     assert!(!env_names(&dep).iter().any(|n| n == "WATCH_NAMESPACE"));
     assert_eq!(dep["spec"]["replicas"].as_u64(), Some(1));
+}
+
+/// `env` value of the operator container, if set.
+fn env_value(dep: &Value, n: &str) -> Option<String> {
+    dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()?
+        .iter()
+        .find(|e| e["name"].as_str() == Some(n))
+        .and_then(|e| e["value"].as_str().map(str::to_owned))
+}
+
+/// LEADER_ELECTION is on exactly when replicaCount > 1 (`enabled: auto`) or set explicitly;
+/// with it on the Deployment rolls with a standby (maxSurge 1, maxUnavailable 0) and gets the
+/// Lease settings, with it off it is recreated (never two operators reconciling at once).
+#[test]
+fn leader_election_follows_the_replicas_unless_set_and_decides_the_rollout() {
+    let ha = format!("{}/profiles/ha.yaml", chart_dir().display());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![], "false"),
+        (vec!["--set", "replicaCount=0"], "false"),
+        (vec!["-f", &ha], "true"),
+        (vec!["--set", "replicaCount=3"], "true"),
+        (vec!["--set", "leaderElection.enabled=true"], "true"),
+        (vec!["--set", "leaderElection.enabled=false"], "false"),
+        (
+            vec![
+                "--set",
+                "replicaCount=2",
+                "--set",
+                "leaderElection.enabled=auto",
+            ],
+            "true",
+        ),
+    ];
+    for (args, expected) in &cases {
+        let dep = deployment(&docs(&render(4, args)));
+        assert_eq!(
+            env_value(&dep, "LEADER_ELECTION").as_deref(),
+            Some(*expected),
+            "{args:?}"
+        );
+        let strategy = &dep["spec"]["strategy"];
+        if *expected == "true" {
+            assert_eq!(
+                env_value(&dep, "LEADER_LEASE_NAME").as_deref(),
+                Some("learning-operator-leader")
+            );
+            assert_eq!(
+                env_value(&dep, "LEADER_LEASE_SECONDS").as_deref(),
+                Some("15")
+            );
+            assert_eq!(strategy["type"].as_str(), Some("RollingUpdate"), "{args:?}");
+            assert_eq!(
+                strategy["rollingUpdate"]["maxUnavailable"].as_u64(),
+                Some(0)
+            );
+        } else {
+            let names = env_names(&dep);
+            assert!(
+                !names.iter().any(|n| n.starts_with("LEADER_LEASE_")),
+                "no Lease settings without leader election ({args:?}): {names:?}"
+            );
+            assert_eq!(strategy["type"].as_str(), Some("Recreate"), "{args:?}");
+            assert!(strategy["rollingUpdate"].is_null());
+        }
+    }
+    // Explicitly off with more than one replica: refused, with the reason, by both helm versions.
+    for major in [3, 4] {
+        let err = template(
+            major,
+            &[
+                "--set",
+                "replicaCount=2",
+                "--set",
+                "leaderElection.enabled=false",
+            ],
+        )
+        .expect_err("two replicas without leader election");
+        assert!(
+            err.contains("leaderElection.enabled=false with replicaCount=2"),
+            "helm v{major}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -545,6 +633,11 @@ fn reference_rows(schema: &serde_json::Value, values: &Value, path: &str, rows: 
     let ty = match &schema["type"] {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null if schema["oneOf"].is_array() => "quantity".into(),
+        serde_json::Value::Array(types) => types
+            .iter()
+            .filter_map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(" or "),
         other => other.to_string(),
     };
     let default = match values {

@@ -50,12 +50,14 @@ fn alert_rules_pass_promtool_check_rules() {
     dir.write("rules.yaml", &serde_yaml_ng::to_string(&rules).unwrap());
     let (ok, t) = promtool(&["check", "rules", "rules.yaml"], &dir);
     assert!(ok, "promtool check rules failed:\n{t}");
-    assert!(t.contains("SUCCESS: 10 rules found"), "{t}");
+    assert!(t.contains("SUCCESS: 12 rules found"), "{t}");
     let names = alert_names(&rules);
     for a in [
         "LearningQueueBacklogGrowing",
         "LearningOldestJobTooOld",
         "LearningJobFailureRateHigh",
+        "LearningWorkerRunnersUnhealthy",
+        "LearningWorkerNotReady",
         "LearningRunnerDown",
         "LearningRunnerOllamaUnreachable",
         "LearningRunnerDatabaseErrors",
@@ -78,11 +80,13 @@ fn every_alert_can_be_switched_off() {
         (
             "runnersUnhealthy",
             vec![
+                "LearningWorkerRunnersUnhealthy",
                 "LearningRunnerDown",
                 "LearningRunnerOllamaUnreachable",
                 "LearningRunnerDatabaseErrors",
             ],
         ),
+        ("notReady", vec!["LearningWorkerNotReady"]),
         ("cpuFallback", vec!["LearningOllamaCPUFallback"]),
         (
             "operator",
@@ -185,14 +189,16 @@ tests:
         values: '0x30'
       - series: 'up{job="learning-runner",namespace="gustav",learning_worker="school",pod="r2"}'
         values: '1x30'
-      # r3 runs the local backend (it reports model presence) and cannot reach Ollama;
-      # r4 runs the stub backend: ollama_up stays 0 and no model series exist.
+      # r3 runs the local backend (learning_runner_build_info) and cannot reach Ollama;
+      # r4 runs the stub backend: ollama_up stays 0 there, which is no trouble.
       - series: 'learning_runner_ollama_up{job="learning-runner",namespace="gustav",learning_worker="school",pod="r3"}'
         values: '0x30'
-      - series: 'learning_runner_ollama_model_present{job="learning-runner",namespace="gustav",learning_worker="school",pod="r3",model="qwen2.5vl:3b"}'
-        values: '0x30'
+      - series: 'learning_runner_build_info{job="learning-runner",namespace="gustav",learning_worker="school",pod="r3",backend="local",version="0.1.0"}'
+        values: '1x30'
       - series: 'learning_runner_ollama_up{job="learning-runner",namespace="gustav",learning_worker="stubby",pod="r4"}'
         values: '0x30'
+      - series: 'learning_runner_build_info{job="learning-runner",namespace="gustav",learning_worker="stubby",pod="r4",backend="stub",version="0.1.0"}'
+        values: '1x30'
       - series: 'learning_runner_db_errors_total{job="learning-runner",namespace="gustav",learning_worker="school",pod="r1",operation="lease"}'
         values: '0+1x30'
       - series: 'learning_runner_db_errors_total{job="learning-runner",namespace="gustav",learning_worker="school",pod="r2",operation="lease"}'
@@ -221,6 +227,47 @@ tests:
         alertname: LearningOllamaCPUFallback
         exp_alerts:
           - exp_labels: {severity: warning, namespace: gustav, learning_worker: school, model: "gpt-oss:20b"}
+  - name: LearningWorker conditions (the operator's series; namespace is the worker's)
+    interval: 1m
+    input_series:
+      # school: runners degraded, so not Ready.
+      - series: 'learning_operator_worker_condition{job="learning-operator",namespace="gustav",learning_worker="school",pod="o1",type="RunnersHealthy",status="False",reason="HealthDegraded"}'
+        values: '1x30'
+      - series: 'learning_operator_worker_condition{job="learning-operator",namespace="gustav",learning_worker="school",pod="o1",type="Ready",status="False",reason="HealthDegraded"}'
+        values: '1x30'
+      # flappy: no runner available, first unschedulable, then crash-looping: the reason
+      # changes (the old series goes stale) without restarting the alert's `for` clock.
+      - series: 'learning_operator_worker_condition{job="learning-operator",namespace="gustav",learning_worker="flappy",pod="o1",type="RunnersAvailable",status="False",reason="Unschedulable"}'
+        values: '1x3 stale'
+      - series: 'learning_operator_worker_condition{job="learning-operator",namespace="gustav",learning_worker="flappy",pod="o1",type="RunnersAvailable",status="False",reason="CrashLoopBackOff"}'
+        values: '_x4 1x26'
+      # paused: suspended on purpose; fine: all good.
+      - series: 'learning_operator_worker_condition{job="learning-operator",namespace="gustav",learning_worker="paused",pod="o1",type="RunnersAvailable",status="False",reason="Suspended"}'
+        values: '1x30'
+      - series: 'learning_operator_worker_condition{job="learning-operator",namespace="gustav",learning_worker="paused",pod="o1",type="RunnersHealthy",status="False",reason="Suspended"}'
+        values: '1x30'
+      - series: 'learning_operator_worker_condition{job="learning-operator",namespace="gustav",learning_worker="paused",pod="o1",type="Ready",status="False",reason="Suspended"}'
+        values: '1x30'
+      - series: 'learning_operator_worker_condition{job="learning-operator",namespace="gustav",learning_worker="fine",pod="o1",type="RunnersHealthy",status="True",reason="Healthy"}'
+        values: '1x30'
+      - series: 'learning_operator_worker_condition{job="learning-operator",namespace="gustav",learning_worker="fine",pod="o1",type="Ready",status="True",reason="Ready"}'
+        values: '1x30'
+    alert_rule_test:
+      - eval_time: 3m
+        alertname: LearningWorkerRunnersUnhealthy
+        exp_alerts: []
+      - eval_time: 7m
+        alertname: LearningWorkerRunnersUnhealthy
+        exp_alerts:
+          - exp_labels: {severity: critical, namespace: gustav, learning_worker: school, type: RunnersHealthy}
+          - exp_labels: {severity: critical, namespace: gustav, learning_worker: flappy, type: RunnersAvailable}
+      - eval_time: 5m
+        alertname: LearningWorkerNotReady
+        exp_alerts: []
+      - eval_time: 15m
+        alertname: LearningWorkerNotReady
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: gustav, learning_worker: school}
   - name: operator
     interval: 1m
     input_series:
@@ -447,6 +494,12 @@ fn service_monitors_select_the_operator_and_the_runner_services() {
     assert_eq!(
         op_sm["spec"]["endpoints"][0]["path"].as_str(),
         Some("/metrics")
+    );
+    assert_eq!(
+        op_sm["spec"]["endpoints"][0]["honorLabels"].as_bool(),
+        Some(true),
+        "learning_operator_worker_* carry the LearningWorker's namespace, which must not become \
+         exported_namespace"
     );
 
     // A runner Service as the operator renders it (crds/examples/cpu-only.yaml).

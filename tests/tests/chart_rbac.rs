@@ -121,21 +121,51 @@ fn the_cluster_role_grants_exactly_what_the_operator_needs() {
     assert_binds_the_operator(&all, binding);
 }
 
+fn ha_profile() -> String {
+    format!("{}/profiles/ha.yaml", chart_dir().display())
+}
+
+/// The Lease Role exists exactly when leader election is on: the `ha` profile (two replicas,
+/// `enabled: auto`) and an explicit `enabled: true`; never with the default single replica.
 #[test]
-fn the_leader_election_role_is_namespaced_and_exact() {
-    let all = docs(&render(4, &[]));
+fn the_leader_election_role_is_namespaced_exact_and_only_there_when_election_is_on() {
     let n = format!("{RELEASE}-learning-worker-operator-leader-election");
-    let role = find(&all, "Role", &n);
-    assert_eq!(role["metadata"]["namespace"].as_str(), Some(NAMESPACE));
-    assert_exact(
-        &needed(Scope::OperatorNamespace),
-        &grants(&role["rules"], "leader Role"),
-        "leader-election Role",
-    );
-    let binding = find(&all, "RoleBinding", &n);
-    assert_eq!(binding["metadata"]["namespace"].as_str(), Some(NAMESPACE));
-    assert_eq!(binding["roleRef"]["name"].as_str(), Some(n.as_str()));
-    assert_binds_the_operator(&all, binding);
+    let ha = ha_profile();
+    for args in [
+        vec!["-f", ha.as_str()],
+        vec!["--set", "leaderElection.enabled=true"],
+    ] {
+        let all = docs(&render(4, &args));
+        let role = find(&all, "Role", &n);
+        assert_eq!(role["metadata"]["namespace"].as_str(), Some(NAMESPACE));
+        assert_exact(
+            &needed(Scope::OperatorNamespace),
+            &grants(&role["rules"], "leader Role"),
+            &format!("leader-election Role with {args:?}"),
+        );
+        let binding = find(&all, "RoleBinding", &n);
+        assert_eq!(binding["metadata"]["namespace"].as_str(), Some(NAMESPACE));
+        assert_eq!(binding["roleRef"]["name"].as_str(), Some(n.as_str()));
+        assert_binds_the_operator(&all, binding);
+    }
+    for args in [vec![], vec!["--set", "leaderElection.enabled=false"]] {
+        let all = docs(&render(4, &args));
+        let lease_rules: Vec<String> = all
+            .iter()
+            .filter(|d| matches!(kind(d), "Role" | "RoleBinding" | "ClusterRole"))
+            .filter(|d| {
+                name(d) == n
+                    || serde_yaml_ng::to_string(&d["rules"])
+                        .unwrap()
+                        .contains("leases")
+            })
+            .map(|d| format!("{} {}", kind(d), name(d)))
+            .collect();
+        assert!(
+            lease_rules.is_empty(),
+            "one replica without leader election needs no Lease rights ({args:?}): {lease_rules:?}"
+        );
+    }
 }
 
 #[test]

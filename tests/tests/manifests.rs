@@ -89,10 +89,14 @@ fn deploy_passes_kubernetes_validate_strict() {
     let crd = kubernetes_validate(&deploy.join("00-crd.yaml"), "deploy/00-crd.yaml");
     assert_eq!(crd, 1);
     let n = kubernetes_validate(&deploy.join("10-operator.yaml"), "deploy/10-operator.yaml");
-    // Namespace, ServiceAccount, ClusterRole, ClusterRoleBinding, Role, RoleBinding, Service,
-    // Deployment.
-    assert_eq!(n, 8, "deploy/10-operator.yaml");
+    // Namespace, ServiceAccount, ClusterRole, ClusterRoleBinding, Service, Deployment: one
+    // replica, so no leader election and no Lease Role.
+    assert_eq!(n, 6, "deploy/10-operator.yaml");
     let all = docs(&std::fs::read_to_string(deploy.join("10-operator.yaml")).unwrap());
+    assert!(
+        of_kind(&all, "Role").is_empty() && of_kind(&all, "RoleBinding").is_empty(),
+        "deploy/ runs one replica without leader election: no Lease Role"
+    );
     assert_eq!(
         kind(&all[0]),
         "Namespace",

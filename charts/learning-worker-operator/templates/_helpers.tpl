@@ -67,3 +67,21 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/*
+Leader election on or off, as "true" / "false" (LEADER_ELECTION). auto: on exactly when
+replicaCount > 1. Off with more than one replica would let two operators reconcile at once.
+*/}}
+{{- define "lwo.leaderElection" -}}
+{{- $enabled := .Values.leaderElection.enabled -}}
+{{- $replicas := int .Values.replicaCount -}}
+{{- if eq (toString $enabled) "auto" -}}
+{{- ternary "true" "false" (gt $replicas 1) -}}
+{{- else if $enabled -}}
+true
+{{- else if gt $replicas 1 -}}
+{{- fail (printf "leaderElection.enabled=false with replicaCount=%d: every replica would reconcile at once; use enabled: auto (or true), or replicaCount: 1" $replicas) -}}
+{{- else -}}
+false
+{{- end -}}
+{{- end -}}
