@@ -45,7 +45,10 @@ async fn health_and_readiness_report_ollama_models_and_gpu_offload() {
         "{metrics}"
     );
     assert!(metrics.contains("learning_runner_ollama_up 1"));
-    assert!(metrics.contains("learning_runner_build_info{backend=\"local\""), "{metrics}");
+    assert!(
+        metrics.contains("learning_runner_build_info{backend=\"local\""),
+        "{metrics}"
+    );
     sigterm(&r.child);
     wait_with_limit(&mut r.child, Duration::from_secs(15));
 
