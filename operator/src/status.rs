@@ -614,16 +614,28 @@ pub fn compute(
     } else if let Some(e) = apply_error {
         c(t::READY, false, r::APPLY_FAILED, e)
     } else {
-        match [
-            &runners_available,
-            &runners_healthy,
-            &queue_reachable,
-            &ollama_ready,
-            &models_ready,
-        ]
-        .into_iter()
-        .find(|x| x.status != Status::True)
-        {
+        // Dependencies before their dependents: runners stay unready (`/readyz` 503) while
+        // the database, Ollama or the models are missing, so "too few runners" is reported
+        // only when the runners have no pod-level cause of their own and nothing they depend
+        // on is known to be down.
+        let runner_pod_cause = runners_available.status != Status::True
+            && runners_available.reason != r::MINIMUM_REPLICAS_UNAVAILABLE;
+        let dependency_down = [&queue_reachable, &ollama_ready, &models_ready]
+            .into_iter()
+            .find(|x| {
+                x.status == Status::False
+                    || (x.type_ != t::QUEUE_REACHABLE && x.status != Status::True)
+            });
+        let blocker = if runner_pod_cause {
+            Some(&runners_available)
+        } else {
+            dependency_down.or_else(|| {
+                [&runners_available, &runners_healthy, &queue_reachable]
+                    .into_iter()
+                    .find(|x| x.status != Status::True)
+            })
+        };
+        match blocker {
             Some(blocker) => c(
                 t::READY,
                 false,

@@ -153,7 +153,10 @@ fn each_ollama_pod_failure_becomes_the_reason_of_ollama_ready() {
         r::CRASH_LOOP_BACK_OFF,
         r::OOM_KILLED,
     ] {
+        // Realistic: the runners' /readyz is 503 until Ollama answers, so no runner is
+        // available either; their health report (database, queue) is still readable.
         let mut obs = all_good();
+        obs.runner = Some(workload(2, 0));
         obs.ollama = Some(workload(1, 0));
         obs.ollama_pods = vec![issue(reason)];
         obs.ollama_version = Probe::Skipped;
@@ -161,10 +164,79 @@ fn each_ollama_pod_failure_becomes_the_reason_of_ollama_ready() {
         obs.ps = Probe::Skipped;
         let o = compute(&example("amd-gpu.yaml"), &obs, None, now());
         assert_eq!(summary(&o, t::OLLAMA_READY), s("False", reason));
+        assert_eq!(
+            summary(&o, t::RUNNERS_AVAILABLE),
+            s("False", r::MINIMUM_REPLICAS_UNAVAILABLE)
+        );
         assert_eq!(summary(&o, t::DEGRADED), s("True", reason));
-        assert_eq!(summary(&o, t::READY), s("False", reason));
+        assert_eq!(
+            summary(&o, t::READY),
+            s("False", reason),
+            "Ready names the dependency, not the runners waiting for it"
+        );
+        assert!(cond(&o, t::READY).message.starts_with("OllamaReady: "));
         assert_eq!(o.status.ollama.as_ref().unwrap().phase, "NotReady");
     }
+}
+
+#[test]
+fn ready_names_the_dependency_the_unready_runners_wait_for() {
+    let lw = example("amd-gpu.yaml");
+    let check = |name: &str, status: &str, detail: &str| HealthCheck {
+        check: name.into(),
+        status: status.into(),
+        detail: detail.into(),
+    };
+    // Runners unready (503 on /readyz) in every case below, without a pod-level cause.
+    let unready = || {
+        let mut obs = all_good();
+        obs.runner = Some(workload(2, 0));
+        obs
+    };
+
+    let mut obs = unready();
+    obs.tags = Probe::Ok(vec!["qwen2.5vl:3b".into()]);
+    obs.pull_job = Some(PullJob {
+        name: "school-a-model-pull-1".into(),
+        models: vec!["gpt-oss:20b".into()],
+        succeeded: false,
+        failed: None,
+    });
+    let o = compute(&lw, &obs, None, now());
+    assert_eq!(summary(&o, t::READY), s("False", r::MODEL_PULL_IN_PROGRESS));
+
+    let mut obs = unready();
+    obs.ollama = Some(workload(1, 0));
+    obs.ollama_version = Probe::Skipped;
+    obs.tags = Probe::Skipped;
+    obs.ps = Probe::Skipped;
+    let o = compute(&lw, &obs, None, now());
+    assert_eq!(summary(&o, t::READY), s("False", r::OLLAMA_STARTING));
+
+    let mut obs = unready();
+    obs.health = Probe::Ok(HealthStatus {
+        status: "degraded".into(),
+        current_role: None,
+        checks: vec![check("db_role", "failed", "db_connect_failed")],
+    });
+    let o = compute(&lw, &obs, None, now());
+    assert_eq!(summary(&o, t::READY), s("False", r::DATABASE_UNREACHABLE));
+
+    // Everything they need is there: then the runners themselves are the reason.
+    let o = compute(&lw, &unready(), None, now());
+    assert_eq!(
+        summary(&o, t::READY),
+        s("False", r::MINIMUM_REPLICAS_UNAVAILABLE)
+    );
+
+    // A runner pod problem of their own wins over a dependency.
+    let mut obs = unready();
+    obs.runner_pods = vec![issue(r::IMAGE_PULL_BACK_OFF)];
+    obs.ollama = Some(workload(1, 0));
+    obs.ollama_pods = vec![issue(r::UNSCHEDULABLE)];
+    obs.ollama_version = Probe::Skipped;
+    let o = compute(&lw, &obs, None, now());
+    assert_eq!(summary(&o, t::READY), s("False", r::IMAGE_PULL_BACK_OFF));
 }
 
 #[test]

@@ -368,7 +368,7 @@ async fn deployments_becoming_available_flip_the_conditions_through_the_watch() 
     );
     let uid = create_worker(&server, |_| {}).await;
     wait_for_children(&server, &uid, &managed_children()).await;
-    wait_condition(&server, "Ready", "False", "MinimumReplicasUnavailable").await;
+    wait_condition(&server, "Ready", "False", "OllamaStarting").await;
 
     make_available(&server, "school-a-ollama");
     wait_condition(&server, "OllamaReady", "True", "OllamaAvailable").await;
@@ -460,7 +460,7 @@ async fn spec_change_updates_children_and_observed_generation() {
     );
     let uid = create_worker(&server, |_| {}).await;
     wait_for_children(&server, &uid, &managed_children()).await;
-    wait_condition(&server, "Ready", "False", "MinimumReplicasUnavailable").await;
+    wait_condition(&server, "Ready", "False", "OllamaStarting").await;
 
     let edited = server.modify(LW_API, "LearningWorker", NS, "school-a", |lw| {
         lw["spec"]["runner"]["replicas"] = 3.into();
@@ -776,7 +776,7 @@ async fn a_standby_takes_over_an_expired_lease_and_a_leader_that_loses_it_stops(
         WATCH_DRIVEN,
     );
     create_worker(&server, |_| {}).await;
-    wait_condition(&server, "Ready", "False", "MinimumReplicasUnavailable").await;
+    wait_condition(&server, "Ready", "False", "OllamaStarting").await;
     eventually("the standby to find the Lease held", WAIT, || {
         let tried = server
             .requests()
@@ -866,7 +866,7 @@ async fn a_gracefully_stopping_leader_releases_the_lease_and_a_standby_takes_ove
         WATCH_DRIVEN,
     );
     create_worker(&server, |_| {}).await;
-    wait_condition(&server, "Ready", "False", "MinimumReplicasUnavailable").await;
+    wait_condition(&server, "Ready", "False", "OllamaStarting").await;
     eventually("the standby to find the Lease held", WAIT, || {
         let tried = server
             .requests()
@@ -964,7 +964,7 @@ async fn without_leader_election_no_lease_is_requested_and_the_controller_starts
     .await;
     let uid = create_worker(&server, |_| {}).await;
     wait_for_children(&server, &uid, &managed_children()).await;
-    wait_condition(&server, "Ready", "False", "MinimumReplicasUnavailable").await;
+    wait_condition(&server, "Ready", "False", "OllamaStarting").await;
     let op_metrics = op.metrics.clone();
     assert!(matches!(op.stop().await, Ok(())));
     assert_eq!(op_metrics.leader.get(), 0);
