@@ -118,6 +118,15 @@ fn pull_job(job: &Job) -> PullJob {
     }
 }
 
+/// A pod that is running and not being deleted (its HTTP server may answer, ready or not).
+pub fn is_running(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase.as_deref() == Some("Running"))
+}
+
 fn selector(worker: &str, component: &str) -> ListParams {
     ListParams::default().labels(&format!(
         "{INSTANCE}={worker},{}={component}",
@@ -154,7 +163,11 @@ pub async fn observe(
         .await
         .map_err(observe_err("runner pods"))?;
     o.runner_pods = pod_issues::issues(&runner_pods.items);
-    if o.runner.as_ref().is_some_and(|w| w.counts.ready > 0) {
+    // Runners are unready exactly when the database, the schema or Ollama are the problem,
+    // and their health report says which: ask as soon as one runs (the runner Service
+    // publishes not-ready addresses), not only once one is ready.
+    let running = runner_pods.items.iter().filter(|p| is_running(p)).count();
+    if running > 0 || o.runner.as_ref().is_some_and(|w| w.counts.ready > 0) {
         let base = format!("http://{}.{ns}.svc:{RUNNER_PORT}", names::runner(&worker));
         o.health = probe(
             prober,

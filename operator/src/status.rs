@@ -339,13 +339,13 @@ pub fn compute(
                 t::RUNNERS_HEALTHY,
                 Status::Unknown,
                 r::NO_RUNNERS,
-                "no ready runner to ask",
+                "no running runner to ask",
             ),
             c(
                 t::QUEUE_REACHABLE,
                 Status::Unknown,
                 r::NO_RUNNERS,
-                "no ready runner to ask",
+                "no running runner to ask",
             ),
         ),
     };

@@ -350,6 +350,57 @@ async fn degraded_health_gives_runners_healthy_false_and_a_warning() {
     assert_eq!(warning.body["type"], "Warning");
 }
 
+/// A runner Deployment whose pods run but fail their readiness probe.
+fn unready_deployment(name: &str, replicas: i32) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "gustav", "generation": 1},
+        "spec": {"replicas": replicas, "selector": {}, "template": {}},
+        "status": {"observedGeneration": 1, "replicas": replicas, "readyReplicas": 0, "availableReplicas": 0, "updatedReplicas": replicas}})
+}
+
+fn running_runner_pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "gustav",
+        "labels": {"app.kubernetes.io/name": "learning-worker", "app.kubernetes.io/instance": "school-a", "app.kubernetes.io/component": "runner"}},
+        "status": {"phase": "Running", "podIP": "10.0.0.7", "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "runner", "image": "r:1", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}})
+}
+
+#[tokio::test]
+async fn the_health_report_of_running_but_unready_runners_names_the_database() {
+    // /readyz is 503 while the database is down, so no runner is ready: the operator must
+    // still read their health report (the runner Service publishes not-ready addresses).
+    let cluster = Cluster {
+        deployments: vec![
+            unready_deployment("school-a-runner", 2),
+            available_deployment("school-a-ollama", 1),
+        ],
+        listed: vec![running_runner_pod("school-a-runner-1")],
+    };
+    let (client, log) = fake_api_server(cluster);
+    let prober = healthy_endpoints("degraded");
+    let context = ctx(client, prober);
+    reconcile(Arc::new(example(1)), context.clone())
+        .await
+        .unwrap();
+    let log = finish(&log);
+    let status = &status_patch(&log).body;
+    assert_eq!(
+        condition(status, "QueueReachable")["reason"],
+        "DatabaseUnreachable",
+        "{status:#}"
+    );
+    assert_eq!(condition(status, "Ready")["reason"], "DatabaseUnreachable");
+    assert_eq!(
+        condition(status, "RunnersAvailable")["reason"],
+        "MinimumReplicasUnavailable"
+    );
+    let service = patches(&log)
+        .into_iter()
+        .find(|r| r.uri.contains("/services/school-a-runner?"))
+        .unwrap();
+    assert_eq!(service.body["spec"]["publishNotReadyAddresses"], true);
+}
+
 #[tokio::test]
 async fn spec_change_updates_children_and_observed_generation() {
     let (client, log) = fake_api_server(Cluster::default());

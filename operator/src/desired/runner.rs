@@ -328,7 +328,7 @@ pub fn deployment(lw: &LearningWorker, queue_visible: Option<i64>) -> Deployment
     }
 }
 
-/// The runner Service: port `http` (health report and `/metrics`).
+/// The runner Service: port `http` (health report and `/metrics`), not-ready pods included.
 pub fn service(lw: &LearningWorker) -> Service {
     let name = worker(lw);
     Service {
@@ -343,6 +343,9 @@ pub fn service(lw: &LearningWorker) -> Service {
                 ..ServicePort::default()
             }]),
             type_: Some("ClusterIP".into()),
+            // The Service serves only the health report and metrics, which matter most while
+            // a runner is unready (database, schema or Ollama down): route to every pod.
+            publish_not_ready_addresses: Some(true),
             ..ServiceSpec::default()
         }),
         status: None,
@@ -508,6 +511,11 @@ mod tests {
             assert_eq!(pod_labels.get(&k), Some(&v));
         }
         assert_eq!(svc.ports.unwrap()[0].port, 8080);
+        assert_eq!(
+            svc.publish_not_ready_addresses,
+            Some(true),
+            "the health report of unready runners must be readable"
+        );
         let pdb = pdb(&lw).spec.unwrap();
         assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
         assert_eq!(
