@@ -104,7 +104,7 @@ create table public.learning_submissions (
     idempotency_key          text
         constraint learning_submissions_idempotency_key_check
         check (idempotency_key is null or char_length(idempotency_key) <= 64),
-    created_at               timestamptz not null default now(),
+    created_at               timestamptz default now(),
     completed_at             timestamptz,
     vision_attempts          integer not null default 0,
     vision_last_error        text,

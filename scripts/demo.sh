@@ -230,6 +230,8 @@ psql_db <<SQL || die "alter role gustav_worker failed"
 alter role gustav_worker login password '$WORKER_PASSWORD';
 SQL
 WORKER_URL="postgres://gustav_worker:$WORKER_PASSWORD@${DB_URL#*@}"
+# The runner gets the DSN (with its password) through the environment only, never an argument list.
+export LEARNING_DATABASE_URL="$WORKER_URL"
 echo "role gustav_worker: LOGIN, password of $((${#WORKER_PASSWORD} * 4)) random bits (not shown)"
 
 # What preflight and the runner are started with (besides what each adds).
@@ -259,9 +261,9 @@ pull_missing() {
 if [[ $LOCAL == true ]]; then
     step "Preflight: learning-runner preflight (as gustav_worker, AI_BACKEND=local, OLLAMA_BASE_URL=$OLLAMA_URL)"
     preflight_rc=0
-    PREFLIGHT=$(env "${RUNNER_UNSET[@]}" LEARNING_DATABASE_URL="$WORKER_URL" AI_BACKEND=local \
-        "${LOCAL_ENV[@]}" LOG_FORMAT=plain LOG_LEVEL=warn \
-        "$RUNNER_BIN" preflight 2>"$LOG_DIR/preflight.log") || preflight_rc=$?
+    PREFLIGHT=$(env "${RUNNER_UNSET[@]}" AI_BACKEND=local \
+            "${LOCAL_ENV[@]}" LOG_FORMAT=plain LOG_LEVEL=warn \
+            "$RUNNER_BIN" preflight 2>"$LOG_DIR/preflight.log") || preflight_rc=$?
     printf '%s\n' "$PREFLIGHT"
     if ((preflight_rc != 0)); then
         failed_checks=()
@@ -778,7 +780,6 @@ else
 fi
 HTTP_ADDR=127.0.0.1:$(free_port)
 env "${RUNNER_UNSET[@]}" \
-    LEARNING_DATABASE_URL="$WORKER_URL" \
     AI_BACKEND="$BACKEND" \
     AI_STUB_DELAY_MS="$STUB_DELAY_MS" \
     WORKER_CONCURRENCY="$CONCURRENCY" \

@@ -212,6 +212,9 @@ cmd_stop() {
             note "cluster in $DIR is not running"
         fi
     fi
+    if [[ -e $DIR && ! -e $DIR/port && ! -e $DIR/data/PG_VERSION ]]; then
+        die "$DIR does not look like a throwaway cluster (no port file, no data/PG_VERSION); not removing it"
+    fi
     rm -rf -- "$DIR"
 }
 

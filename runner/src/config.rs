@@ -303,6 +303,70 @@ fn keep_alive(settings: &Settings) -> Result<Option<String>, ConfigError> {
     Ok(Some(raw.to_owned()))
 }
 
+/// A bucket name: ASCII letters, digits, `.`, `_` or `-` (no `/`, so it cannot change the
+/// object path).
+fn bucket_name(raw: &str) -> Result<String, ConfigError> {
+    let name = non_empty("LEARNING_STORAGE_BUCKET", raw)?;
+    let ok = name.len() <= 63
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !ok {
+        return Err(invalid(
+            "LEARNING_STORAGE_BUCKET",
+            format!("'{name}' is not a bucket name (letters, digits, '.', '_', '-')"),
+        ));
+    }
+    Ok(name)
+}
+
+/// The local backend must be able to read submission files: a readable root directory, or
+/// Supabase Storage given as `http(s)://host[:port]` with its key.
+fn check_storage(storage: &StorageConfig, backend: Backend) -> Result<(), ConfigError> {
+    if let Some(root) = &storage.verify_root {
+        if std::fs::read_dir(root).is_err() {
+            return Err(invalid(
+                "STORAGE_VERIFY_ROOT",
+                format!("{} is not a readable directory", root.display()),
+            ));
+        }
+    }
+    if let Some(url) = &storage.supabase_url {
+        let rest = url.trim().trim_end_matches('/');
+        let authority = rest
+            .strip_prefix("https://")
+            .or_else(|| rest.strip_prefix("http://"));
+        match authority {
+            Some(a) if !a.is_empty() && !a.contains(['/', '@', '?', '#', ' ']) => {}
+            _ => {
+                return Err(invalid(
+                    "SUPABASE_URL",
+                    "must be http(s)://host[:port] without path, credentials or query",
+                ))
+            }
+        }
+        if storage
+            .service_role_key
+            .as_ref()
+            .is_none_or(|k| k.expose().is_empty())
+        {
+            return Err(invalid(
+                "SUPABASE_SERVICE_ROLE_KEY",
+                "is required when SUPABASE_URL is set",
+            ));
+        }
+    }
+    if backend == Backend::Local && storage.verify_root.is_none() && storage.supabase_url.is_none()
+    {
+        return Err(invalid(
+            "STORAGE_VERIFY_ROOT",
+            "AI_BACKEND=local needs the submission files: set STORAGE_VERIFY_ROOT (the shared volume) and/or SUPABASE_URL",
+        ));
+    }
+    Ok(())
+}
+
 fn non_empty(name: &'static str, value: &str) -> Result<String, ConfigError> {
     let v = value.trim();
     if v.is_empty() {
@@ -402,8 +466,9 @@ pub fn runner_config(settings: &Settings) -> Result<RunnerConfig, ConfigError> {
             .clone()
             .filter(|s| !s.trim().is_empty()),
         service_role_key: settings.supabase_service_role_key.clone(),
-        bucket: non_empty("LEARNING_STORAGE_BUCKET", &settings.learning_storage_bucket)?,
+        bucket: bucket_name(&settings.learning_storage_bucket)?,
     };
+    check_storage(&storage, ai.backend)?;
 
     let addr = settings.http_addr.parse::<SocketAddr>().map_err(|_| {
         invalid(
@@ -489,11 +554,14 @@ mod tests {
             assert!(problem(&["--gustav-env", env]).contains("refused"), "{env}");
         }
         assert!(runner_config(&settings(&["--gustav-env", "dev"])).is_ok());
+        let root = std::env::temp_dir().display().to_string();
         assert!(runner_config(&settings(&[
             "--gustav-env",
             "prod",
             "--ai-backend",
-            "local"
+            "local",
+            "--storage-verify-root",
+            &root
         ]))
         .is_ok());
     }
@@ -578,6 +646,49 @@ mod tests {
         assert!(runner_config(&settings(&["--ollama-keep-alive", "-1"])).is_ok());
         assert!(problem(&["--ollama-keep-alive", "soon"]).starts_with("OLLAMA_KEEP_ALIVE"));
         assert!(problem(&["--ollama-keep-alive", "5mh"]).starts_with("OLLAMA_KEEP_ALIVE"));
+    }
+
+    #[test]
+    fn the_local_backend_needs_a_place_to_read_files_from() {
+        assert!(problem(&["--ai-backend", "local"])
+            .contains("AI_BACKEND=local needs the submission files"));
+        let root = std::env::temp_dir().display().to_string();
+        assert!(runner_config(&settings(&[
+            "--ai-backend",
+            "local",
+            "--storage-verify-root",
+            &root
+        ]))
+        .is_ok());
+        assert!(problem(&["--storage-verify-root", "/nonexistent/lr-root"])
+            .starts_with("STORAGE_VERIFY_ROOT"));
+        let remote = [
+            "--ai-backend",
+            "local",
+            "--supabase-url",
+            "http://kong:8000",
+            "--supabase-service-role-key",
+            "k",
+        ];
+        assert!(runner_config(&settings(&remote)).is_ok());
+    }
+
+    #[test]
+    fn supabase_settings_and_bucket_names_are_checked() {
+        assert!(problem(&[
+            "--supabase-url",
+            "http://kong:8000/storage",
+            "--supabase-service-role-key",
+            "k"
+        ])
+        .starts_with("SUPABASE_URL"));
+        assert!(problem(&["--supabase-url", "http://kong:8000"])
+            .starts_with("SUPABASE_SERVICE_ROLE_KEY"));
+        assert!(
+            problem(&["--learning-storage-bucket", "a/b"]).starts_with("LEARNING_STORAGE_BUCKET")
+        );
+        assert!(problem(&["--learning-storage-bucket", "my bucket"])
+            .starts_with("LEARNING_STORAGE_BUCKET"));
     }
 
     #[test]

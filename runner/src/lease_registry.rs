@@ -36,6 +36,17 @@ impl LeaseRegistry {
         self.lock().remove(&job_id);
     }
 
+    /// Forgets `lease` if it is still held with that key; true when it was.
+    pub fn remove_exact(&self, lease: LeaseRef) -> bool {
+        let mut held = self.lock();
+        if held.get(&lease.job_id) == Some(&lease.lease_key) {
+            held.remove(&lease.job_id);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Every held lease.
     pub fn snapshot(&self) -> Vec<LeaseRef> {
         self.lock()
@@ -55,7 +66,10 @@ impl LeaseRegistry {
     }
 }
 
-/// Extends every held lease once; returns how many were lost.
+/// Extends every held lease once; returns how many were lost. A lease counts as lost only
+/// when its job is still registered with the same key (a job that simply finished between the
+/// snapshot and the statement is not lost); lost leases are forgotten so they are reported
+/// once, and the job's finish is refused by the fence anyway.
 pub async fn beat_once(
     pool: &PgPool,
     registry: &LeaseRegistry,
@@ -67,20 +81,21 @@ pub async fn beat_once(
         return Ok(0);
     }
     let extended = queue::extend_leases(pool, &held, lease).await?;
-    let lost = held.len() - extended.len();
     metrics
         .heartbeats
         .with_label_values(&["extended"])
         .inc_by(extended.len() as u64);
-    if lost > 0 {
-        metrics
-            .heartbeats
-            .with_label_values(&["lost"])
-            .inc_by(lost as u64);
-        for gone in held.iter().filter(|h| !extended.contains(h)) {
+    let mut lost = 0;
+    for gone in held.iter().filter(|h| !extended.contains(h)) {
+        if registry.remove_exact(*gone) {
+            lost += 1;
             tracing::warn!(event = "learning.lease.lost", job_id = %gone.job_id, "lease could not be extended; another runner holds the job now");
         }
     }
+    metrics
+        .heartbeats
+        .with_label_values(&["lost"])
+        .inc_by(lost as u64);
     Ok(lost)
 }
 
@@ -122,6 +137,14 @@ mod tests {
         };
         r.insert(a);
         assert_eq!(r.snapshot(), vec![a]);
+        let other_key = LeaseRef {
+            job_id: a.job_id,
+            lease_key: Uuid::new_v4(),
+        };
+        assert!(!r.remove_exact(other_key), "another key does not remove it");
+        assert!(r.remove_exact(a));
+        assert!(r.is_empty());
+        r.insert(a);
         r.remove(a.job_id);
         assert!(r.is_empty());
     }

@@ -5,10 +5,27 @@
 pub const MAX_MESSAGE_CHARS: usize = 1024;
 const ELLIPSIS: &str = "...";
 
+/// Removes NUL characters, which PostgreSQL `text` and `jsonb` cannot store (a model that
+/// emits one would otherwise make every finishing statement fail).
+pub fn strip_nul(text: &str) -> String {
+    text.replace('\0', "")
+}
+
+/// Removes NUL characters from every string inside a JSON value.
+pub fn strip_nul_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => *s = strip_nul(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nul_json),
+        serde_json::Value::Object(map) => map.values_mut().for_each(strip_nul_json),
+        _ => {}
+    }
+}
+
 /// Trims `message` and, when it is longer than [`MAX_MESSAGE_CHARS`] characters, keeps the
 /// first 1021 characters followed by `...`. Never splits a UTF-8 sequence.
 pub fn truncate_message(message: &str) -> String {
-    let trimmed = message.trim();
+    let cleaned = strip_nul(message);
+    let trimmed = cleaned.trim();
     if trimmed.chars().count() <= MAX_MESSAGE_CHARS {
         return trimmed.to_owned();
     }
@@ -43,6 +60,14 @@ mod tests {
         assert_eq!(cut.chars().count(), MAX_MESSAGE_CHARS);
         assert!(cut.ends_with("..."));
         assert!(cut.starts_with(&"y".repeat(1021)));
+    }
+
+    #[test]
+    fn nul_characters_are_removed_everywhere() {
+        assert_eq!(truncate_message("a\0b"), "ab");
+        let mut v = serde_json::json!({"a": ["x\0y", {"b": "\0"}], "n": 1});
+        strip_nul_json(&mut v);
+        assert_eq!(v, serde_json::json!({"a": ["xy", {"b": ""}], "n": 1}));
     }
 
     #[test]

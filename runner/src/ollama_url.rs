@@ -24,11 +24,13 @@ pub enum OllamaUrlError {
     NotLocal(String),
 }
 
+/// A DNS-1035 label (a Kubernetes service name): a letter first, then letters, digits or `-`,
+/// not ending in `-`. Digit-only or `0x…` names are refused: URL parsers read them as IPv4
+/// addresses (`http://134744072` is 8.8.8.8).
 fn is_service_name(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 63
+    host.len() <= 63
+        && host.starts_with(|c: char| c.is_ascii_alphabetic())
         && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !host.starts_with('-')
         && !host.ends_with('-')
 }
 
@@ -124,6 +126,24 @@ mod tests {
             validate_ollama_base_url("http://10.0.0.5:11434"),
             Err(OllamaUrlError::NotLocal(_))
         ));
+    }
+
+    #[test]
+    fn refuses_numeric_hosts_that_parsers_read_as_addresses() {
+        for bad in [
+            "http://134744072:11434",
+            "http://0x08080808",
+            "http://0134744072",
+            "http://1ollama",
+        ] {
+            assert!(
+                matches!(
+                    validate_ollama_base_url(bad),
+                    Err(OllamaUrlError::NotLocal(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,9 @@ pub const CACHED_TEXT_KEY: &str = "cached_text_md";
 /// Companion of [`CACHED_TEXT_KEY`]: metadata the vision step returned.
 pub const CACHED_METADATA_KEY: &str = "cached_raw_metadata";
 
+/// Key the lease statement increments when it takes over an expired lease.
+pub const TAKEOVERS_KEY: &str = "lease_takeovers";
+
 /// What the runner needs from a job payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobPayload {
@@ -25,6 +28,9 @@ pub struct JobPayload {
     pub hints_md: Option<String>,
     /// A vision result cached by an earlier attempt.
     pub cached_text_md: Option<String>,
+    /// How often this job's lease expired in a runner's hands (crash, OOM, lost database)
+    /// and was taken over; counted by the lease statement.
+    pub lease_takeovers: u32,
 }
 
 /// Why a payload could not be used.
@@ -115,6 +121,11 @@ pub fn parse_payload(payload: &Value, job_submission_id: Uuid) -> Result<JobPayl
         instruction_md: optional_text(map, "instruction_md"),
         hints_md: optional_text(map, "hints_md"),
         cached_text_md: optional_text(map, CACHED_TEXT_KEY),
+        lease_takeovers: map
+            .get(TAKEOVERS_KEY)
+            .and_then(Value::as_u64)
+            .map(|n| n.min(u64::from(u32::MAX)) as u32)
+            .unwrap_or(0),
     })
 }
 

@@ -305,6 +305,7 @@ async fn test_submission(pool: &PgPool, adapters: &Adapters, lines: &mut Vec<Che
         criteria: criteria.clone(),
         instruction_md: Some("Erkläre die Photosynthese in zwei Sätzen.".into()),
         hints_md: None,
+        final_attempt: true,
     };
     let started = Instant::now();
     let output = match adapters.feedback.feedback(&request).await {

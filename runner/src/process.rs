@@ -17,7 +17,7 @@ use crate::adapters::{
 };
 use crate::backoff::BackoffPolicy;
 use crate::error_code::{ErrorCode, Phase};
-use crate::message::truncate_message;
+use crate::message::{strip_nul, strip_nul_json, truncate_message};
 use crate::metrics::Metrics;
 use crate::outcome::{decide, Decision, JobError};
 use crate::payload::{parse_payload, JobPayload};
@@ -73,6 +73,27 @@ pub struct JobContext {
     pub timeout_feedback: Duration,
 }
 
+/// Keeps `analysis_jobs_inflight` right even when a job's future is dropped (drain abort)
+/// or unwinds.
+struct InflightGuard(prometheus::IntGauge);
+
+impl InflightGuard {
+    fn enter(metrics: &Metrics) -> Self {
+        metrics.inflight.inc();
+        InflightGuard(metrics.inflight.clone())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// After this many lease takeovers (the job's holder crashed, ran out of memory or lost the
+/// database mid-job) the job is failed instead of being handed to the next runner to crash.
+pub const MAX_LEASE_TAKEOVERS: u32 = 3;
+
 /// What the pipeline decided before the finishing transaction.
 enum Finish {
     Complete {
@@ -93,7 +114,7 @@ pub async fn process_job(ctx: &JobContext, job: LeasedJob) -> JobOutcome {
     let span = tracing::info_span!("job", job_id = %job.id, submission_id = %job.submission_id, retry = job.retry_count);
     async {
         let started = Instant::now();
-        ctx.metrics.inflight.inc();
+        let _inflight = InflightGuard::enter(&ctx.metrics);
         let finish = run_pipeline(ctx, &job).await;
         let outcome = match finish {
             Ok(finish) => record(ctx, &job, finish).await,
@@ -103,7 +124,6 @@ pub async fn process_job(ctx: &JobContext, job: LeasedJob) -> JobOutcome {
                 JobOutcome::Abandoned
             }
         };
-        ctx.metrics.inflight.dec();
         ctx.metrics.processed.with_label_values(&[outcome.as_str()]).inc();
         ctx.metrics
             .job_duration
@@ -142,10 +162,36 @@ async fn run_pipeline(ctx: &JobContext, job: &LeasedJob) -> Result<Finish, sqlx:
     if !matches!(row.analysis_status.as_str(), "pending" | "extracted") {
         return Ok(Finish::Discard);
     }
-    Ok(analyse(ctx, &payload, &row).await)
+    if payload.lease_takeovers >= MAX_LEASE_TAKEOVERS {
+        let phase = if row.kind == "text" {
+            Phase::Feedback
+        } else {
+            Phase::Vision
+        };
+        return Ok(Finish::Error {
+            error: JobError {
+                phase,
+                transient: false,
+                code: None,
+                reason: "lease_takeovers",
+                message: format!(
+                    "processing was interrupted {} times (runner crash, out of memory or database error); giving up so the queue keeps moving",
+                    payload.lease_takeovers
+                ),
+            },
+            cache: None,
+        });
+    }
+    let final_attempt = u32::try_from(job.retry_count.max(0)).unwrap_or(0) >= ctx.max_retries;
+    Ok(analyse(ctx, &payload, &row, final_attempt).await)
 }
 
-async fn analyse(ctx: &JobContext, payload: &JobPayload, row: &SubmissionRow) -> Finish {
+async fn analyse(
+    ctx: &JobContext,
+    payload: &JobPayload,
+    row: &SubmissionRow,
+    final_attempt: bool,
+) -> Finish {
     let text = match obtain_text(ctx, payload, row).await {
         Ok(text) => text,
         Err(error) => return Finish::Error { error, cache: None },
@@ -156,6 +202,7 @@ async fn analyse(ctx: &JobContext, payload: &JobPayload, row: &SubmissionRow) ->
         criteria: payload.criteria.clone(),
         instruction_md: payload.instruction_md.clone(),
         hints_md: payload.hints_md.clone(),
+        final_attempt,
     };
     let feedback = ctx.adapters.feedback.clone();
     let started = Instant::now();
@@ -168,16 +215,24 @@ async fn analyse(ctx: &JobContext, payload: &JobPayload, row: &SubmissionRow) ->
         .with_label_values(&["feedback"])
         .observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(out) => Finish::Complete {
-            text: text.text_md,
-            feedback_md: out.feedback_md,
-            analysis: out.analysis_json,
-        },
+        Ok(out) => {
+            let mut analysis = out.analysis_json;
+            strip_nul_json(&mut analysis);
+            Finish::Complete {
+                text: strip_nul(&text.text_md),
+                feedback_md: strip_nul(&out.feedback_md),
+                analysis,
+            }
+        }
         Err(error) => Finish::Error {
             error,
-            cache: text.fresh_vision.then_some(VisionCache {
-                text_md: text.text_md,
-                raw_metadata: text.raw_metadata,
+            cache: text.fresh_vision.then(|| {
+                let mut raw_metadata = text.raw_metadata;
+                strip_nul_json(&mut raw_metadata);
+                VisionCache {
+                    text_md: strip_nul(&text.text_md),
+                    raw_metadata,
+                }
             }),
         },
     }

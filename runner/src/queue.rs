@@ -153,7 +153,15 @@ pub async fn lease_jobs(
            set status = 'leased',
                lease_key = gen_random_uuid(),
                leased_until = now() + make_interval(secs => $2),
-               updated_at = now()
+               updated_at = now(),
+               -- a lease that expired in someone's hands: count the takeover (poison-job guard)
+               payload = case
+                   when j.status = 'leased' and jsonb_typeof(j.payload) = 'object' then
+                       jsonb_set(j.payload, '{lease_takeovers}', to_jsonb(1 + case
+                           when jsonb_typeof(j.payload -> 'lease_takeovers') = 'number'
+                           then least(greatest((j.payload ->> 'lease_takeovers')::numeric, 0), 1000)::int
+                           else 0 end))
+                   else j.payload end
           from candidates
          where j.id = candidates.id
         returning j.id, j.submission_id, j.payload, j.retry_count, j.lease_key, j.leased_until, j.visible_at, j.created_at
@@ -485,15 +493,27 @@ pub async fn health_probe(pool: &PgPool) -> Result<(String, Vec<ProbeCheck>), sq
     Ok((role, checks))
 }
 
-/// Whether the queue table and the three update functions exist (readiness).
+/// Whether the queue table and the three update functions exist and the login role may use
+/// them (readiness): SELECT on submissions, SELECT/UPDATE/DELETE on jobs, EXECUTE on the
+/// functions. A missing grant would otherwise fail every finish while the runner looked ready.
 pub async fn schema_present(pool: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         r#"
-        select to_regclass('public.learning_submission_jobs') is not null
-           and to_regclass('public.learning_submissions') is not null
-           and (select count(distinct proname) from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-                 where n.nspname = 'public'
-                   and proname in ('learning_worker_update_completed', 'learning_worker_update_failed', 'learning_worker_mark_retry')) = 3
+        select case
+            when to_regclass('public.learning_submission_jobs') is null
+              or to_regclass('public.learning_submissions') is null
+              or to_regprocedure('public.learning_worker_update_completed(uuid,text,text,jsonb)') is null
+              or to_regprocedure('public.learning_worker_update_failed(uuid,text,text)') is null
+              or to_regprocedure('public.learning_worker_mark_retry(uuid,text,text,timestamptz)') is null
+            then false
+            else has_table_privilege('public.learning_submissions', 'select')
+             and has_table_privilege('public.learning_submission_jobs', 'select')
+             and has_table_privilege('public.learning_submission_jobs', 'update')
+             and has_table_privilege('public.learning_submission_jobs', 'delete')
+             and has_function_privilege('public.learning_worker_update_completed(uuid,text,text,jsonb)', 'execute')
+             and has_function_privilege('public.learning_worker_update_failed(uuid,text,text)', 'execute')
+             and has_function_privilege('public.learning_worker_mark_retry(uuid,text,text,timestamptz)', 'execute')
+            end
         "#,
     )
     .fetch_one(pool)

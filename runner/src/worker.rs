@@ -16,7 +16,7 @@ use crate::config::WorkerConfig;
 use crate::lease_registry::{run_heartbeat, LeaseRegistry};
 use crate::metrics::Metrics;
 use crate::process::{process_job, JobContext, JobOutcome};
-use crate::queue;
+use crate::queue::{self, LeaseRef};
 
 /// Whether the AI backend can take work now. While it cannot (Ollama down, models missing),
 /// the loop leases nothing, so an outage does not burn the students' retries.
@@ -31,8 +31,6 @@ const GATE_RECHECK: Duration = Duration::from_secs(1);
 /// Live state shared with the HTTP probes.
 #[derive(Debug, Default)]
 pub struct RunnerState {
-    /// The last lease statement succeeded.
-    pub database_ok: AtomicBool,
     /// Shutdown has begun; no new jobs are leased.
     pub draining: AtomicBool,
 }
@@ -164,6 +162,11 @@ impl Worker {
             while let Ok(p) = slots.clone().try_acquire_owned() {
                 permits.push(p);
             }
+            // The wait for a slot can be long: look at the gate again before leasing.
+            if !self.gate.as_ref().is_none_or(|g| g.ready()) {
+                drop(permits);
+                continue;
+            }
 
             match queue::lease_jobs(
                 self.pool(),
@@ -173,7 +176,6 @@ impl Worker {
             .await
             {
                 Ok(jobs) => {
-                    self.state.database_ok.store(true, Ordering::Relaxed);
                     db_pause = Duration::ZERO;
                     if jobs.is_empty() {
                         drop(permits);
@@ -197,9 +199,13 @@ impl Worker {
                         let ctx = self.ctx.clone();
                         let registry = registry.clone();
                         tasks.spawn(async move {
-                            let job_id = job.id;
+                            // Forgets the lease however the task ends (finished, aborted, panicked),
+                            // so the heartbeat never extends a lease nobody works on.
+                            let _held = HeldLease {
+                                registry,
+                                job_id: job.id,
+                            };
                             let outcome = process_job(&ctx, job).await;
-                            registry.remove(job_id);
                             drop(permit);
                             outcome
                         });
@@ -207,7 +213,6 @@ impl Worker {
                 }
                 Err(e) => {
                     drop(permits);
-                    self.state.database_ok.store(false, Ordering::Relaxed);
                     self.metrics().db_errors.with_label_values(&["lease"]).inc();
                     db_pause = next_db_pause(db_pause);
                     tracing::warn!(event = "learning.worker.lease_failed", error = %e, retry_in_s = db_pause.as_secs_f64(),
@@ -221,9 +226,10 @@ impl Worker {
         }
 
         self.state.draining.store(true, Ordering::Relaxed);
-        summary.released = self.drain(&mut tasks, &registry, &mut summary).await;
+        let unfinished = self.drain(&mut tasks, &registry, &mut summary).await;
         heartbeat_stop.cancel();
         let _ = heartbeat.await;
+        summary.released = self.release(&unfinished).await;
         tracing::info!(
             event = "learning.worker.stopped",
             completed = summary.completed,
@@ -255,16 +261,16 @@ impl Worker {
         }
     }
 
-    /// Lets running jobs finish within the grace period, then aborts the rest and gives their
-    /// jobs back to the queue. Returns how many jobs were released.
+    /// Lets running jobs finish within the grace period, then aborts the rest. Returns the
+    /// leases of the aborted jobs (taken before the abort, which forgets them).
     async fn drain(
         &self,
         tasks: &mut JoinSet<JobOutcome>,
         registry: &LeaseRegistry,
         summary: &mut RunSummary,
-    ) -> u64 {
+    ) -> Vec<LeaseRef> {
         if tasks.is_empty() {
-            return 0;
+            return Vec::new();
         }
         tracing::info!(
             event = "learning.worker.draining",
@@ -276,16 +282,24 @@ impl Worker {
             tokio::select! {
                 done = tasks.join_next() => match done {
                     Some(done) => summary.add(done.unwrap_or(JobOutcome::Abandoned)),
-                    None => return 0,
+                    None => return Vec::new(),
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => break,
             }
         }
+        let unfinished = registry.snapshot();
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        let unfinished = registry.snapshot();
-        self.metrics().inflight.sub(unfinished.len() as i64);
-        match queue::release(self.pool(), &unfinished).await {
+        unfinished
+    }
+
+    /// Gives the aborted jobs back to the queue (fenced: a job that finished meanwhile is not
+    /// touched). Returns how many were released.
+    async fn release(&self, unfinished: &[LeaseRef]) -> u64 {
+        if unfinished.is_empty() {
+            return 0;
+        }
+        match queue::release(self.pool(), unfinished).await {
             Ok(n) => {
                 tracing::info!(
                     event = "learning.worker.released",
@@ -300,6 +314,18 @@ impl Worker {
                 0
             }
         }
+    }
+}
+
+/// Removes a job's lease from the registry when dropped.
+struct HeldLease {
+    registry: LeaseRegistry,
+    job_id: uuid::Uuid,
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        self.registry.remove(self.job_id);
     }
 }
 

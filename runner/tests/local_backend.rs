@@ -243,7 +243,7 @@ async fn a_vision_timeout_is_vision_retrying_and_a_feedback_timeout_is_feedback_
 }
 
 #[tokio::test]
-async fn repeated_garbage_from_the_model_gives_the_deterministic_fallback() {
+async fn unusable_answers_are_retried_and_the_final_attempt_gives_the_deterministic_fallback() {
     let db = TestDb::new().await;
     let pool = db.worker_pool(4).await;
     let fake = fake_with_models().await;
@@ -257,16 +257,34 @@ async fn repeated_garbage_from_the_model_gives_the_deterministic_fallback() {
             &["--learning-dspy-json-adapter", "false"],
         ),
     );
-    fake.script(
-        Endpoint::Chat,
-        FEEDBACK_MODEL,
+    let garbage = || {
         vec![
             text("Ich bewerte das gern! Insgesamt gut."),
             text("{\"kaputt\": "),
-            text(""),
-        ],
-    );
-    let (sub, _) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "Text")).await;
+        ]
+    };
+    fake.script(Endpoint::Chat, FEEDBACK_MODEL, garbage());
+    let (sub, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "Text")).await;
+
+    // Retries left: "model returned nothing usable" is transient (contract §6.6).
+    assert_eq!(process_next(&ctx).await, JobOutcome::Retried);
+    let s = fixtures::submission(&db.admin, sub).await;
+    assert_eq!(s.error_code.as_deref(), Some("feedback_retrying"));
+    assert!(s
+        .feedback_last_error
+        .unwrap()
+        .contains("no usable analysis"));
+
+    // The final attempt: the deterministic fallback, still a valid criteria.v2.
+    sqlx::query(
+        "update learning_submission_jobs set retry_count = 3, visible_at = now() where id = $1",
+    )
+    .bind(job)
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    fake.script(Endpoint::Chat, FEEDBACK_MODEL, garbage());
+    fake.script(Endpoint::Chat, FEEDBACK_MODEL, vec![text("")]);
     assert_eq!(process_next(&ctx).await, JobOutcome::Completed);
     let s = fixtures::submission(&db.admin, sub).await;
     let analysis = analysis_of(s.analysis_json);
@@ -289,7 +307,11 @@ async fn repeated_garbage_from_the_model_gives_the_deterministic_fallback() {
         1
     );
     let chats = fake.requests_to("/api/chat");
-    assert_eq!(chats.len(), 3, "two analysis attempts, then synthesis");
+    assert_eq!(
+        chats.len(),
+        5,
+        "two analysis tries, then two more and the synthesis"
+    );
     assert!(
         chats[0].get("format").is_none(),
         "structured output off: no schema"
@@ -300,6 +322,34 @@ async fn repeated_garbage_from_the_model_gives_the_deterministic_fallback() {
             .unwrap()
             .contains("criteria_results"),
         "JSON asked for in the prompt"
+    );
+}
+
+#[tokio::test]
+async fn a_model_answer_with_nul_characters_is_stored_without_them() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let fake = fake_with_models().await;
+    let root = StorageRoot::new();
+    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    let analysis = analysis_answer(&["Inhalt", "Struktur"], 6)
+        .replace("Begründung zu Inhalt", "Begr\\u0000ündung");
+    fake.script(
+        Endpoint::Chat,
+        FEEDBACK_MODEL,
+        vec![text(&analysis), text("Gut\u{0}gemacht")],
+    );
+    let (sub, _) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "Text")).await;
+    assert_eq!(
+        process_next(&ctx).await,
+        JobOutcome::Completed,
+        "PostgreSQL cannot store NUL; the runner strips it"
+    );
+    let s = fixtures::submission(&db.admin, sub).await;
+    assert_eq!(s.feedback_md.as_deref(), Some("Gutgemacht"));
+    assert_eq!(
+        analysis_of(s.analysis_json).criteria_results[0].explanation_md,
+        "Begründung"
     );
 }
 

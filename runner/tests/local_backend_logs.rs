@@ -108,10 +108,10 @@ fn a_full_local_run_logs_no_student_text_keys_or_secrets() {
             fake.script(
                 Endpoint::Chat,
                 FEEDBACK_MODEL,
-                vec![FakeAnswer::Text(analysis_answer(
-                    &["Rechenweg", "Ergebnis"],
-                    8,
-                ))],
+                vec![
+                    FakeAnswer::Text(analysis_answer(&["Rechenweg", "Ergebnis"], 8)),
+                    FakeAnswer::Text("Gut gerechnet.".into()),
+                ],
             );
             fixtures::enqueue(
                 &db.admin,
@@ -127,8 +127,16 @@ fn a_full_local_run_logs_no_student_text_keys_or_secrets() {
                 FakeAnswer::Text("auch kaputt".into()),
             ],
         );
-        fixtures::enqueue(&db.admin, &NewSubmission::text(student, secret_text)).await;
-        let summary = common::run_until_drained(&pool, ctx, 2).await;
+        let (_, text_job) =
+            fixtures::enqueue(&db.admin, &NewSubmission::text(student, secret_text)).await;
+        // Its final attempt, so the unusable answers end in the fallback instead of a retry.
+        sqlx::query("update learning_submission_jobs set retry_count = 3 where id = $1")
+            .bind(text_job)
+            .execute(&db.admin)
+            .await
+            .unwrap();
+        // One slot: the scripted answers are consumed in job order (analysis, feedback per image).
+        let summary = common::run_until_drained(&pool, ctx, 1).await;
         assert_eq!(summary.completed, 3, "{summary:?}");
     });
 

@@ -2,7 +2,9 @@
 //! one database per test), the GUSTAV schema migrated into each database, and fixtures that
 //! insert submissions and jobs the way GUSTAV's web app does.
 //!
-//! The cluster comes from `DATABASE_URL` (a superuser URL) when set, else from
+//! The cluster comes from `LEARNING_TEST_DATABASE_URL` (a superuser URL of a cluster you can
+//! spare: the tests create `lrt_*` databases and give `gustav_worker` a known test password)
+//! when set, else from
 //! `scripts/throwaway-pg.sh`, which starts one from the distro's binaries. A reaper process
 //! stops that cluster when the test process exits, however it exits. There is no silent skip:
 //! when PostgreSQL cannot be started, the test fails with the script's message.
@@ -39,7 +41,9 @@ pub fn workspace_root() -> PathBuf {
 }
 
 fn start_cluster() -> Cluster {
-    if let Ok(url) = std::env::var("DATABASE_URL") {
+    // Deliberately not DATABASE_URL: that is also the runner's DSN variable and often points
+    // at a real database in a developer's shell.
+    if let Ok(url) = std::env::var("LEARNING_TEST_DATABASE_URL") {
         if !url.trim().is_empty() {
             return Cluster {
                 admin_url: url,
@@ -63,7 +67,7 @@ fn start_cluster() -> Cluster {
     assert!(
         out.status.success(),
         "TEST SETUP FAILED: could not start a throwaway PostgreSQL (see the message above); \
-         install the `postgresql` package or set DATABASE_URL to a superuser URL"
+         install the `postgresql` package or set LEARNING_TEST_DATABASE_URL to a superuser URL of a spare cluster"
     );
     let admin_url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     // Never waited for on purpose: the reaper must outlive this process to stop the cluster.
@@ -102,7 +106,7 @@ impl TestDb {
     /// Creates a fresh database, applies the migrations, and makes `gustav_worker` a login role.
     pub async fn new() -> TestDb {
         let base = PgConnectOptions::from_str(&cluster().admin_url)
-            .expect("DATABASE_URL is not a postgres URL");
+            .expect("LEARNING_TEST_DATABASE_URL is not a postgres URL");
         let server = PgPoolOptions::new()
             .max_connections(1)
             .connect_with(base.clone())

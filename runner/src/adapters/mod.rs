@@ -89,6 +89,9 @@ pub struct FeedbackRequest {
     pub instruction_md: Option<String>,
     /// The teacher's hints, context only.
     pub hints_md: Option<String>,
+    /// No retry follows this attempt: an unusable model answer must give the deterministic
+    /// fallback now instead of a transient error (contract §6.6 retries it otherwise).
+    pub final_attempt: bool,
 }
 
 /// Output of the feedback step.

@@ -1,12 +1,13 @@
 //! The local feedback adapter, two steps through Ollama's chat API:
 //! 1. *analysis* — the criteria JSON, schema-constrained when structured output is on, parsed
-//!    tolerantly otherwise, always normalised (contract §5); asked twice at most, then the
-//!    deterministic fallback;
+//!    tolerantly otherwise, always normalised (contract §5); asked twice per attempt;
 //! 2. *synthesis* — short formative feedback in German prose from the analysis and the
-//!    teacher's context; a deterministic text when the model gives nothing usable.
+//!    teacher's context.
 //!
-//! Timeouts, connection errors and 5xx are transient errors of the feedback phase; a model
-//! that answers with garbage is not (its answer is replaced by the fallback).
+//! Timeouts, connection errors and 5xx are transient errors of the feedback phase. An answer
+//! that stays unusable is transient too ("model returned nothing usable", contract §6.6)
+//! while retries remain; on the job's final attempt the step uses its deterministic fallback
+//! instead, so the submission still completes with a valid `criteria.v2`.
 
 use std::time::Duration;
 
@@ -108,6 +109,12 @@ impl OllamaFeedback {
                 "the model's analysis was not usable JSON"
             );
         }
+        if !request.final_attempt {
+            return Err(AdapterError::transient(
+                "unusable_answer",
+                format!("the model gave no usable analysis in {ANALYSIS_ATTEMPTS} tries"),
+            ));
+        }
         Ok((fallback_analysis(&request.criteria), ParseStatus::Fallback))
     }
 
@@ -129,6 +136,12 @@ impl OllamaFeedback {
             .map_err(|e| e.into_adapter_error())?;
         let text = strip_code_fence(&answer).trim().to_owned();
         if text.is_empty() || text.starts_with('{') {
+            if !request.final_attempt {
+                return Err(AdapterError::transient(
+                    "unusable_answer",
+                    "the model gave no usable feedback text",
+                ));
+            }
             return Ok((fallback_feedback(analysis), true));
         }
         Ok((text, false))

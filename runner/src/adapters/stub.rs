@@ -173,6 +173,7 @@ mod tests {
             criteria: criteria.iter().map(|c| c.to_string()).collect(),
             instruction_md: None,
             hints_md: None,
+            final_attempt: true,
         }
     }
 

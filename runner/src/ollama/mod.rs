@@ -103,6 +103,18 @@ fn shorten(text: &str) -> String {
     }
 }
 
+/// Describes a JSON decoding failure without quoting the body (serde's message may quote
+/// model output, which may echo student text).
+fn json_problem(what: &str, e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "unexpected JSON shape",
+        serde_json::error::Category::Eof => "truncated JSON",
+    };
+    format!("{what}: {kind} at line {} column {}", e.line(), e.column())
+}
+
 fn classify_transport(e: &reqwest::Error, limit: Duration) -> OllamaError {
     if e.is_timeout() {
         OllamaError::Timeout(limit)
@@ -171,7 +183,7 @@ impl OllamaClient {
             .bytes()
             .await
             .map_err(|e| classify_transport(&e, METADATA_TIMEOUT))?;
-        serde_json::from_slice(&bytes).map_err(|e| OllamaError::Malformed(format!("{path}: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| OllamaError::Malformed(json_problem(path, &e)))
     }
 
     /// One whole (non-streamed) answer of `T` from `path`.
@@ -188,7 +200,7 @@ impl OllamaClient {
             .await
             .map_err(|e| classify_transport(&e, limit))?;
         let answer: T = serde_json::from_slice(&bytes)
-            .map_err(|e| OllamaError::Malformed(format!("{path}: {e}")))?;
+            .map_err(|e| OllamaError::Malformed(json_problem(path, &e)))?;
         if let Some(err) = answer.error() {
             return Err(OllamaError::Server {
                 status: 200,
@@ -390,7 +402,7 @@ async fn read_ndjson<T: DeserializeOwned>(
                 continue;
             }
             let parsed: T = serde_json::from_slice(line)
-                .map_err(|e| OllamaError::Malformed(format!("stream line: {e}")))?;
+                .map_err(|e| OllamaError::Malformed(json_problem("stream line", &e)))?;
             if on_line(&parsed)? {
                 return Ok(());
             }

@@ -33,6 +33,11 @@ pub fn base_env(db: &TestDb, port: u16) -> HashMap<String, String> {
     env.insert("LOG_LEVEL".into(), "info".into());
     env.insert("AI_BACKEND".into(), "stub".into());
     env.insert("WORKER_POLL_INTERVAL".into(), "0.05".into());
+    // The local backend must have somewhere to read files from; an empty directory will do.
+    env.insert(
+        "STORAGE_VERIFY_ROOT".into(),
+        std::env::temp_dir().display().to_string(),
+    );
     env
 }
 
