@@ -342,3 +342,33 @@ async fn a_backend_outage_pauses_leasing_instead_of_burning_retries() {
         "completed"
     );
 }
+
+#[tokio::test]
+async fn a_job_whose_runners_keep_dying_is_failed_after_three_takeovers() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let adapters = Scripted::stub();
+    let ctx = context(&pool, adapters.adapters());
+    let (sub, job) = fixtures::enqueue(&db.admin, &NewSubmission::image("s1")).await;
+    // Two earlier takeovers; this runner's lease statement counts the third.
+    sqlx::query(
+        "update learning_submission_jobs set status = 'leased', lease_key = gen_random_uuid(), leased_until = now() - interval '1 second', \
+         payload = payload || '{\"lease_takeovers\": 2}' where id = $1",
+    )
+    .bind(job)
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
+    assert_eq!(
+        adapters.vision_count(),
+        0,
+        "the poison job is not run again"
+    );
+    let s = fixtures::submission(&db.admin, sub).await;
+    assert_eq!(
+        (s.status.as_str(), s.error_code.as_deref()),
+        ("failed", Some("vision_failed"))
+    );
+    assert!(s.vision_last_error.unwrap().contains("interrupted 3 times"));
+}

@@ -4,7 +4,6 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use learning_runner::adapters::stub::stub_transcript;
 use learning_runner::adapters::AdapterError;
@@ -210,7 +209,10 @@ async fn case_06_counters_move_and_the_inflight_gauge_returns_to_zero() {
 async fn case_07_concurrency_n_processes_n_jobs_at_once() {
     let db = TestDb::new().await;
     let pool = db.worker_pool(12).await;
-    let adapters = Scripted::with(vec![Script::Sleep(Duration::from_millis(400)); 8], vec![]);
+    // Two rounds of a 4-party barrier: the jobs can only get past it when exactly 4 run at
+    // once (fewer would wait forever and hit the drain timeout; more would show in max_active).
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(4));
+    let adapters = Scripted::with(vec![Script::Barrier(barrier); 8], vec![]);
     let ctx = context(&pool, adapters.adapters());
     for i in 0..8 {
         fixtures::enqueue(&db.admin, &NewSubmission::image(&format!("s{i}"))).await;
@@ -385,24 +387,28 @@ async fn case_13_health_probe_reports_a_missing_role_as_degraded() {
 async fn fencing_a_runner_whose_lease_was_taken_over_drops_its_result_and_counts_it() {
     let db = TestDb::new().await;
     let pool = db.worker_pool(4).await;
-    let adapters = Scripted::with(vec![], vec![Script::Sleep(Duration::from_millis(300))]);
+    let entered = std::sync::Arc::new(tokio::sync::Notify::new());
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let adapters = Scripted::with(vec![], vec![Script::Gate(entered.clone(), release.clone())]);
     let ctx = context(&pool, adapters.adapters());
     let (sub, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "x")).await;
     let leased = queue::lease_jobs(&pool, 1, common::LEASE)
         .await
         .unwrap()
         .remove(0);
-    let admin = db.admin.clone();
-    let thief = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        sqlx::query("update learning_submission_jobs set lease_key = gen_random_uuid(), leased_until = now() + interval '1 minute' where id = $1")
-            .bind(job)
-            .execute(&admin)
-            .await
-            .unwrap();
-    });
-    let outcome = learning_runner::process::process_job(&ctx, leased).await;
-    thief.await.unwrap();
+    let running = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { learning_runner::process::process_job(&ctx, leased).await })
+    };
+    // While the model "runs", another runner takes the job over.
+    entered.notified().await;
+    sqlx::query("update learning_submission_jobs set lease_key = gen_random_uuid(), leased_until = now() + interval '1 minute' where id = $1")
+        .bind(job)
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    release.notify_one();
+    let outcome = running.await.unwrap();
     assert_eq!(outcome, JobOutcome::LeaseLost);
     assert_eq!(ctx.metrics.lease_lost.get(), 1);
     assert_eq!(

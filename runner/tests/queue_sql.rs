@@ -444,3 +444,133 @@ async fn expired_leases_and_queued_jobs_are_taken_in_one_visible_at_order() {
         vec![queued]
     );
 }
+
+#[tokio::test]
+async fn taking_over_an_expired_lease_counts_the_takeover_in_the_payload() {
+    let db = TestDb::new().await;
+    let worker = db.worker_pool(2).await;
+    let (_, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
+    queue::lease_jobs(&worker, 1, Duration::from_millis(100))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let taken = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(taken.payload["lease_takeovers"], 1);
+    assert_eq!(
+        taken.payload["student_sub"], "s1",
+        "the rest of the payload is kept"
+    );
+    queue::release(&worker, &[taken.lease_ref()]).await.unwrap();
+    let released = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        released.payload["lease_takeovers"], 1,
+        "a graceful release is not a takeover"
+    );
+    // A garbage counter never breaks the lease statement.
+    sqlx::query("update learning_submission_jobs set payload = payload || '{\"lease_takeovers\": \"viele\"}', leased_until = now() - interval '1 second' where id = $1")
+        .bind(job)
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let again = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(again.payload["lease_takeovers"], 1);
+}
+
+#[tokio::test]
+async fn readiness_requires_the_grants_not_just_the_names() {
+    let db = TestDb::new().await;
+    let worker = db.worker_pool(2).await;
+    assert!(queue::schema_present(&worker).await.unwrap());
+    sqlx::query("revoke execute on function learning_worker_update_completed(uuid, text, text, jsonb) from gustav_worker")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    assert!(
+        !queue::schema_present(&worker).await.unwrap(),
+        "a missing EXECUTE grant makes the runner unready"
+    );
+}
+
+#[tokio::test]
+async fn the_heartbeat_reports_a_taken_lease_once_and_forgets_it() {
+    use learning_runner::lease_registry::{beat_once, LeaseRegistry};
+    let db = TestDb::new().await;
+    let worker = db.worker_pool(2).await;
+    let metrics = learning_runner::metrics::Metrics::new().unwrap();
+    fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
+    fixtures::enqueue(&db.admin, &NewSubmission::text("s2", "b")).await;
+    let jobs = queue::lease_jobs(&worker, 2, LEASE).await.unwrap();
+    let registry = LeaseRegistry::default();
+    jobs.iter().for_each(|j| registry.insert(j.lease_ref()));
+    assert_eq!(
+        beat_once(&worker, &registry, &metrics, LEASE)
+            .await
+            .unwrap(),
+        0
+    );
+    sqlx::query("update learning_submission_jobs set lease_key = gen_random_uuid() where id = $1")
+        .bind(jobs[0].id)
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        beat_once(&worker, &registry, &metrics, LEASE)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        registry.snapshot(),
+        vec![jobs[1].lease_ref()],
+        "the lost lease is forgotten"
+    );
+    assert_eq!(
+        beat_once(&worker, &registry, &metrics, LEASE)
+            .await
+            .unwrap(),
+        0,
+        "reported once"
+    );
+    assert_eq!(metrics.heartbeats.with_label_values(&["lost"]).get(), 1);
+}
+
+#[tokio::test]
+async fn the_sql_functions_refuse_bad_codes_and_phases_and_take_both_json_types() {
+    let db = TestDb::new().await;
+    let worker = db.worker_pool(2).await;
+    let (sub, _) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
+    let bad_code = sqlx::query("select learning_worker_update_failed($1, 'oops', 'x')")
+        .bind(sub)
+        .execute(&worker)
+        .await;
+    assert!(bad_code.is_err(), "update_failed raises on an unknown code");
+    let bad_phase = sqlx::query("select learning_worker_mark_retry($1, 'ocr', 'x', now())")
+        .bind(sub)
+        .execute(&worker)
+        .await;
+    assert!(bad_phase.is_err(), "mark_retry raises on an unknown phase");
+    sqlx::query("select learning_worker_update_completed($1, 't', 'f', '{\"schema\": \"criteria.v2\"}'::json)")
+        .bind(sub)
+        .execute(&worker)
+        .await
+        .expect("the json overload works");
+    assert_eq!(
+        fixtures::submission(&db.admin, sub).await.status,
+        "completed"
+    );
+    fixtures::enqueue(&db.admin, &NewSubmission::text("s2", "b")).await;
+    let (_, checks) = queue::health_probe(&worker).await.unwrap();
+    assert_eq!(
+        checks[1].detail, "visible_jobs=2",
+        "both jobs are queued and visible"
+    );
+}

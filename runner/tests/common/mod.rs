@@ -32,6 +32,10 @@ pub enum Script {
     Sleep(Duration),
     /// Panic.
     Panic,
+    /// Signal `entered`, wait for `release`, then behave like the stub.
+    Gate(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>),
+    /// Wait at the barrier (all N parties must be inside at once), then behave like the stub.
+    Barrier(Arc<tokio::sync::Barrier>),
 }
 
 /// An adapter pair whose behaviour is scripted per call and whose calls are counted.
@@ -109,6 +113,18 @@ impl VisionAdapter for Scripted {
                 self.stub.extract(request).await
             }
             Script::Panic => panic!("scripted vision panic"),
+            Script::Gate(entered, release) => {
+                entered.notify_one();
+                release.notified().await;
+                self.stub.extract(request).await
+            }
+            Script::Barrier(barrier) => {
+                let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_active.fetch_max(now, Ordering::SeqCst);
+                barrier.wait().await;
+                self.active.fetch_sub(1, Ordering::SeqCst);
+                self.stub.extract(request).await
+            }
         }
     }
 }
@@ -129,6 +145,18 @@ impl FeedbackAdapter for Scripted {
                 self.stub.feedback(request).await
             }
             Script::Panic => panic!("scripted feedback panic"),
+            Script::Gate(entered, release) => {
+                entered.notify_one();
+                release.notified().await;
+                self.stub.feedback(request).await
+            }
+            Script::Barrier(barrier) => {
+                let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_active.fetch_max(now, Ordering::SeqCst);
+                barrier.wait().await;
+                self.active.fetch_sub(1, Ordering::SeqCst);
+                self.stub.feedback(request).await
+            }
         }
     }
 }
