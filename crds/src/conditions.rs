@@ -96,6 +96,9 @@ pub mod reasons {
     pub const MODEL_PULL_IN_PROGRESS: &str = "ModelPullInProgress";
     /// The model-pull Job failed.
     pub const MODEL_PULL_FAILED: &str = "ModelPullFailed";
+    /// `spec.ollama.storage` asks for a smaller size or another class than the existing model
+    /// PersistentVolumeClaim has; the claim is kept as it is.
+    pub const STORAGE_CHANGE_REFUSED: &str = "StorageChangeRefused";
     /// Every loaded model is fully in GPU memory.
     pub const MODELS_ON_GPU: &str = "ModelsOnGPU";
     /// A loaded model runs (partly) on the CPU although a GPU was requested.

@@ -21,6 +21,9 @@ pub const DEFAULT_IMAGE_GENERIC: &str = "docker.io/ollama/ollama:0.12.3";
 /// `localhost`, a loopback address, or a dot-less in-cluster service name.
 pub const LOCAL_URL_PATTERN: &str = r"^https?://(localhost|127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|\[::1\]|[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)(:[0-9]{1,5})?(/[-A-Za-z0-9._~/]*)?$";
 
+/// A Kubernetes resource quantity (the pattern controller-gen gives `resource.Quantity`).
+pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+
 /// The model server.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -223,14 +226,21 @@ pub enum GpuVendor {
     None,
 }
 
-/// The model volume.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+/// The model volume. A PersistentVolumeClaim's class cannot change and its size cannot
+/// shrink: the rules refuse such edits (the operator keeps the claim as it is if one slips
+/// through and reports `Degraded`, reason `StorageChangeRefused`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storageClassName is immutable (the model PersistentVolumeClaim's class cannot change; delete the claim to change it)"),
+    validation = Rule::new("quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0").message("size may grow but not shrink (a PersistentVolumeClaim cannot shrink)")
+)]
 pub struct ModelStorage {
-    /// Size of the PersistentVolumeClaim for models (can grow if the storage class allows it).
+    /// Size of the PersistentVolumeClaim for models; may grow (if the class allows it), never shrink.
     #[serde(default = "default_storage_size")]
+    #[schemars(extend("maxLength" = 32, "pattern" = QUANTITY_PATTERN))]
     pub size: Quantity,
-    /// Storage class of the claim. Default: the cluster's default class.
+    /// Storage class of the claim. Default: the cluster's default class. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub storage_class_name: Option<String>,

@@ -141,6 +141,58 @@ fn each_invalid_spec_is_refused_by_cel_and_by_the_rust_rules() {
 }
 
 #[test]
+fn the_model_volume_may_grow_but_neither_shrink_nor_change_its_class() {
+    let schema = common::open_api_schema();
+    let mut old = base();
+    old["spec"]["ollama"]["storage"] = json!({"size": "60Gi", "storageClassName": "fast"});
+    let edit = |change: &dyn Fn(&mut Value)| {
+        let mut new = old.clone();
+        change(&mut new["spec"]["ollama"]["storage"]);
+        Validator::new().validate(&schema, &new, Some(&old))
+    };
+    assert!(edit(&|_| {}).is_ok(), "unchanged");
+    assert!(edit(&|s| s["size"] = json!("100Gi")).is_ok(), "grow");
+    assert!(
+        edit(&|s| s["size"] = json!("61440Mi")).is_ok(),
+        "the same size in other units"
+    );
+    for (case, change, message) in [
+        (
+            "shrink",
+            Box::new(|s: &mut Value| s["size"] = json!("50Gi")) as Box<dyn Fn(&mut Value)>,
+            "size may grow but not shrink",
+        ),
+        (
+            "shrink in other units",
+            Box::new(|s: &mut Value| s["size"] = json!("60G")),
+            "size may grow but not shrink",
+        ),
+        (
+            "other class",
+            Box::new(|s: &mut Value| s["storageClassName"] = json!("slow")),
+            "storageClassName is immutable",
+        ),
+        (
+            "class removed",
+            Box::new(|s: &mut Value| {
+                s.as_object_mut().unwrap().remove("storageClassName");
+            }),
+            "storageClassName is immutable",
+        ),
+    ] {
+        let errors = edit(&change).expect_err(case);
+        assert!(
+            errors.iter().any(|e| e.message.contains(message)),
+            "{case}: {errors:?}"
+        );
+    }
+    // Creating with any size or class is fine: transition rules need an old object.
+    let mut fresh = old.clone();
+    fresh["spec"]["ollama"]["storage"] = json!({"size": "1Gi"});
+    assert!(Validator::new().validate(&schema, &fresh, None).is_ok());
+}
+
+#[test]
 fn cel_defaults_make_a_minimal_spec_valid() {
     let schema = common::open_api_schema();
     let minimal = json!({

@@ -47,36 +47,48 @@ where
     Ok(())
 }
 
-/// Applies every child, dependencies first (ServiceAccount, policies, volume, Ollama, Job, runners).
+/// Applies every child, dependencies first (ServiceAccount, policies, volume, Ollama, Job,
+/// runners). One refused child (e.g. an immutable field) does not stop the others: every
+/// child is tried and the failures are returned together.
 pub async fn apply_children(client: &Client, ns: &str, c: &Children) -> Result<(), ReconcileError> {
+    let mut failures = Vec::new();
+    let mut record = |r: Result<(), ReconcileError>| {
+        if let Err(e) = r {
+            failures.push(e);
+        }
+    };
     if let Some(o) = &c.runner_service_account {
-        apply_one(client, ns, o).await?;
+        record(apply_one(client, ns, o).await);
     }
     for p in &c.network_policies {
-        apply_one(client, ns, p).await?;
+        record(apply_one(client, ns, p).await);
     }
     if let Some(o) = &c.ollama_pvc {
-        apply_one(client, ns, o).await?;
+        record(apply_one(client, ns, o).await);
     }
     if let Some(o) = &c.ollama_service {
-        apply_one(client, ns, o).await?;
+        record(apply_one(client, ns, o).await);
     }
     if let Some(o) = &c.ollama_deployment {
-        apply_one(client, ns, o).await?;
+        record(apply_one(client, ns, o).await);
     }
     if let Some(o) = &c.model_pull_job {
-        apply_one(client, ns, o).await?;
+        record(apply_one(client, ns, o).await);
     }
     if let Some(o) = &c.runner_service {
-        apply_one(client, ns, o).await?;
+        record(apply_one(client, ns, o).await);
     }
     if let Some(o) = &c.runner_pdb {
-        apply_one(client, ns, o).await?;
+        record(apply_one(client, ns, o).await);
     }
     if let Some(o) = &c.runner_deployment {
-        apply_one(client, ns, o).await?;
+        record(apply_one(client, ns, o).await);
     }
-    Ok(())
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        _ => Err(ReconcileError::ApplyChildren(failures)),
+    }
 }
 
 /// Lists the candidate children of one kind (metadata only, by the operator's labels).

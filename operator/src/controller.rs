@@ -161,6 +161,7 @@ async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, R
                 .and_then(|s| s.queue.as_ref())
                 .map(|q| q.visible)
         }),
+        models_claim: observed.models_claim.clone(),
     };
     let children = desired::children(lw, &render);
     let applied = match apply::apply_children(&ctx.client, &ns, &children).await {

@@ -35,6 +35,9 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    /// Server-side apply of several children failed (each was tried).
+    #[error("applying {} failed: {}", kinds(.0), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    ApplyChildren(Vec<ReconcileError>),
     /// Reading children or pods failed.
     #[error("reading {what} failed: {source}")]
     Observe {
@@ -72,11 +75,27 @@ pub enum ReconcileError {
     },
 }
 
+/// The kinds of failed applies, e.g. `PersistentVolumeClaim, Job`.
+fn kinds(failures: &[ReconcileError]) -> String {
+    let mut kinds: Vec<&str> = Vec::new();
+    for f in failures {
+        if let ReconcileError::ApplyChild { kind, .. } = f {
+            if !kinds.contains(kind) {
+                kinds.push(kind);
+            }
+        }
+    }
+    kinds.join(", ")
+}
+
 impl ReconcileError {
     /// Bounded label for metrics and Event reasons.
     pub fn category(&self) -> &'static str {
         match self {
             ReconcileError::MissingMetadata => "invalid_object",
+            ReconcileError::ApplyChildren(all) => {
+                all.first().map_or("api_other", ReconcileError::category)
+            }
             ReconcileError::ApplyChild { source, .. }
             | ReconcileError::Observe { source, .. }
             | ReconcileError::PatchStatus(source)
@@ -89,6 +108,7 @@ impl ReconcileError {
     /// Whether the error is a write conflict (retried soon rather than backed off).
     pub fn is_conflict(&self) -> bool {
         match self {
+            ReconcileError::ApplyChildren(all) => all.iter().all(ReconcileError::is_conflict),
             ReconcileError::ApplyChild { source, .. }
             | ReconcileError::PatchStatus(source)
             | ReconcileError::DeleteChild { source, .. } => status_code(source) == Some(409),

@@ -15,6 +15,7 @@ pub mod observe;
 pub mod pod_issues;
 pub mod probes;
 pub mod prune;
+pub mod quantity;
 pub mod rbac;
 pub mod render;
 pub mod run;

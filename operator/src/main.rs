@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
             let ctx = RenderContext {
                 operator_namespace: args.operator_namespace,
                 models_to_pull: (!args.pull.is_empty()).then_some(args.pull),
-                queue_visible: None,
+                ..RenderContext::default()
             };
             print!("{}", learning_operator::render::render_yaml(&input, &ctx)?);
             Ok(())

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::ListParams;
 use kube::{Api, Client};
 use learning_crds::LearningWorker;
@@ -196,6 +196,13 @@ pub async fn observe(
             .await
             .map_err(observe_err("Ollama pods"))?;
         o.ollama_pods = pod_issues::issues(&ollama_pods.items);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+        o.models_claim = claims
+            .get_opt(&names::models_pvc(&worker))
+            .await
+            .map_err(observe_err("the model PersistentVolumeClaim"))?
+            .as_ref()
+            .map(ollama::ExistingClaim::of);
         let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
         let mut list = jobs
             .list(&selector(&worker, ollama::PULL_COMPONENT))

@@ -52,10 +52,17 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         api_group: "",
-        resources: &["persistentvolumeclaims", "serviceaccounts", "services"],
+        resources: &["persistentvolumeclaims"],
+        verbs: &["get", "list", "watch", "patch", "delete"],
+        scope: Scope::Watched,
+        why: "children: Ollama's model volume (get: its size and class, which never shrink or change)",
+    },
+    Rule {
+        api_group: "",
+        resources: &["serviceaccounts", "services"],
         verbs: CHILD_VERBS,
         scope: Scope::Watched,
-        why: "children: Ollama's model volume, the runner ServiceAccount, the Services",
+        why: "children: the runner ServiceAccount, the Services",
     },
     Rule {
         api_group: "",

@@ -14,7 +14,7 @@ use learning_crds::status::{
 use learning_crds::validate::SpecError;
 use learning_crds::LearningWorker;
 
-use crate::desired::ollama::required_models;
+use crate::desired::ollama::{refused_storage_change, required_models, ExistingClaim};
 use crate::pod_issues::PodIssue;
 use crate::probes::{same_model, LoadedModel, Probe};
 
@@ -65,6 +65,8 @@ pub struct Observed {
     pub pull_job: Option<PullJob>,
     /// The URL the runners use for Ollama.
     pub ollama_url: Option<String>,
+    /// The model PersistentVolumeClaim, when it exists.
+    pub models_claim: Option<ExistingClaim>,
 }
 
 impl Default for Observed {
@@ -81,6 +83,7 @@ impl Default for Observed {
             ps: Probe::Skipped,
             pull_job: None,
             ollama_url: None,
+            models_claim: None,
         }
     }
 }
@@ -597,6 +600,11 @@ pub fn compute(
             r::MODEL_PULL_FAILED,
             models_ready.message.clone(),
         )
+    } else if let Some(why) = managed
+        .then(|| refused_storage_change(lw, o.models_claim.as_ref()))
+        .flatten()
+    {
+        c(t::DEGRADED, true, r::STORAGE_CHANGE_REFUSED, why)
     } else if gpu.reason == r::CPU_FALLBACK {
         c(t::DEGRADED, true, r::CPU_FALLBACK, gpu.message.clone())
     } else {

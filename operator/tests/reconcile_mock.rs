@@ -34,8 +34,17 @@ struct Recorded {
 #[derive(Default, Clone)]
 struct Cluster {
     deployments: Vec<Value>,
-    /// Returned by lists of their resource (`kind` decides which).
+    /// Returned by lists of their resource (`kind` decides which), and by gets by name.
     listed: Vec<Value>,
+    /// Resources (plural) whose server-side applies the server refuses with 422 Invalid.
+    refuse_apply: Vec<&'static str>,
+}
+
+fn invalid(message: &str) -> (u16, Value) {
+    (
+        422,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422, "message": message}),
+    )
 }
 
 fn not_found() -> (u16, Value) {
@@ -64,6 +73,20 @@ fn answer(cluster: &Cluster, method: &str, uri: &str, body: &Value) -> (u16, Val
             .iter()
             .find(|d| d["metadata"]["name"] == attrs.name.as_deref().unwrap())
             .map_or_else(not_found, |d| (200, d.clone())),
+        ("GET", "get") => cluster
+            .listed
+            .iter()
+            .find(|o| {
+                plural(o["kind"].as_str().unwrap()) == attrs.resource
+                    && o["metadata"]["name"] == attrs.name.as_deref().unwrap()
+            })
+            .map_or_else(not_found, |o| (200, o.clone())),
+        ("PATCH", _) if cluster.refuse_apply.contains(&attrs.resource.as_str()) => {
+            invalid(&format!(
+                "{} is invalid: spec: Forbidden: field is immutable",
+                attrs.resource
+            ))
+        }
         ("GET", "list") => {
             let items: Vec<Value> = cluster
                 .listed
@@ -375,6 +398,7 @@ async fn the_health_report_of_running_but_unready_runners_names_the_database() {
             available_deployment("school-a-ollama", 1),
         ],
         listed: vec![running_runner_pod("school-a-runner-1")],
+        ..Cluster::default()
     };
     let (client, log) = fake_api_server(cluster);
     let prober = healthy_endpoints("degraded");
@@ -399,6 +423,91 @@ async fn the_health_report_of_running_but_unready_runners_names_the_database() {
         .find(|r| r.uri.contains("/services/school-a-runner?"))
         .unwrap();
     assert_eq!(service.body["spec"]["publishNotReadyAddresses"], true);
+}
+
+#[tokio::test]
+async fn a_refused_child_does_not_stop_the_others_and_the_failure_names_the_kinds() {
+    let cluster = Cluster {
+        refuse_apply: vec!["persistentvolumeclaims", "poddisruptionbudgets"],
+        ..Cluster::default()
+    };
+    let (client, log) = fake_api_server(cluster);
+    let error = reconcile(
+        Arc::new(example(1)),
+        ctx(client, ScriptedProber::unreachable()),
+    )
+    .await
+    .unwrap_err();
+    let log = finish(&log);
+    let applied: Vec<String> = patches(&log)
+        .iter()
+        .map(|r| r.body["kind"].as_str().unwrap().to_owned())
+        .collect();
+    for kind in ["Service", "Deployment", "NetworkPolicy", "ServiceAccount"] {
+        assert!(
+            applied.iter().any(|k| k == kind),
+            "{kind} applied: {applied:?}"
+        );
+    }
+    let runner = patches(&log)
+        .into_iter()
+        .filter(|r| r.uri.contains("/deployments/school-a-runner?"))
+        .count();
+    assert_eq!(runner, 1, "the runners applied after the refused PVC");
+    assert!(
+        log.iter().all(|r| r.method != "DELETE"),
+        "nothing pruned after a failed apply"
+    );
+    let ready = condition(&status_patch(&log).body, "Ready").clone();
+    assert_eq!(ready["reason"], "ApplyFailed");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("applying PersistentVolumeClaim, PodDisruptionBudget failed:"),
+        "{message}"
+    );
+    assert_eq!(error.category(), "invalid");
+}
+
+#[tokio::test]
+async fn an_existing_larger_model_claim_is_kept_and_the_refused_shrink_reported() {
+    let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "school-a-ollama-models", "namespace": "gustav"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+            "resources": {"requests": {"storage": "100Gi"}}}});
+    let cluster = Cluster {
+        deployments: vec![
+            available_deployment("school-a-runner", 2),
+            available_deployment("school-a-ollama", 1),
+        ],
+        listed: vec![claim],
+        ..Cluster::default()
+    };
+    let (client, log) = fake_api_server(cluster);
+    reconcile(
+        Arc::new(example(1)),
+        ctx(client, healthy_endpoints("healthy")),
+    )
+    .await
+    .unwrap();
+    let log = finish(&log);
+    let pvc = patches(&log)
+        .into_iter()
+        .find(|r| {
+            r.uri
+                .contains("/persistentvolumeclaims/school-a-ollama-models?")
+        })
+        .unwrap();
+    assert_eq!(
+        pvc.body["spec"]["resources"]["requests"]["storage"], "100Gi",
+        "never shrunk (the example asks for 60Gi)"
+    );
+    assert_eq!(pvc.body["spec"]["storageClassName"], "standard");
+    let status = &status_patch(&log).body;
+    assert_eq!(
+        condition(status, "Degraded")["reason"],
+        "StorageChangeRefused"
+    );
+    assert_eq!(condition(status, "Ready")["status"], "True");
 }
 
 #[tokio::test]

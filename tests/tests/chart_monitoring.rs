@@ -506,8 +506,7 @@ fn service_monitors_select_the_operator_and_the_runner_services() {
     let example = std::fs::read_to_string(root().join("crds/examples/cpu-only.yaml")).unwrap();
     let ctx = learning_operator::desired::RenderContext {
         operator_namespace: NAMESPACE.to_owned(),
-        models_to_pull: None,
-        queue_visible: None,
+        ..Default::default()
     };
     let children = docs(&learning_operator::render::render_yaml(&example, &ctx).unwrap());
     let runner_svc = children

@@ -28,7 +28,7 @@ pub const COMPONENT: &str = "app.kubernetes.io/component";
 pub const INSTANCE: &str = "app.kubernetes.io/instance";
 
 /// What the builders need besides the resource itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RenderContext {
     /// Namespace the operator runs in (NetworkPolicies admit it to health and Ollama APIs).
     pub operator_namespace: String,
@@ -36,6 +36,9 @@ pub struct RenderContext {
     pub models_to_pull: Option<Vec<String>>,
     /// Waiting jobs last reported by the runners (drives autoscaling).
     pub queue_visible: Option<i64>,
+    /// The model PersistentVolumeClaim as it exists: it is never shrunk and its class never
+    /// changed (both are refused by the API server and would block the apply).
+    pub models_claim: Option<ollama::ExistingClaim>,
 }
 
 /// Deterministic child names.
@@ -133,7 +136,7 @@ pub fn children(lw: &LearningWorker, ctx: &RenderContext) -> Children {
         runner_deployment: Some(runner::deployment(lw, ctx.queue_visible)),
         runner_service: Some(runner::service(lw)),
         runner_pdb: Some(runner::pdb(lw)),
-        ollama_pvc: managed.then(|| ollama::pvc(lw)),
+        ollama_pvc: managed.then(|| ollama::pvc(lw, ctx.models_claim.as_ref())),
         ollama_deployment: managed.then(|| ollama::deployment(lw)),
         ollama_service: managed.then(|| ollama::service(lw)),
         model_pull_job: match (&ctx.models_to_pull, managed && spec.ollama.pull_models) {
@@ -167,8 +170,7 @@ pub(crate) mod fixtures {
     pub fn ctx() -> super::RenderContext {
         super::RenderContext {
             operator_namespace: "learning-system".into(),
-            models_to_pull: None,
-            queue_visible: None,
+            ..super::RenderContext::default()
         }
     }
 }

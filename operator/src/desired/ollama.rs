@@ -66,21 +66,92 @@ pub fn required_models(lw: &LearningWorker) -> Vec<String> {
     models
 }
 
-/// The model volume claim.
-pub fn pvc(lw: &LearningWorker) -> PersistentVolumeClaim {
+/// The model PersistentVolumeClaim as it exists in the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExistingClaim {
+    /// Its requested size (`spec.resources.requests.storage`).
+    pub size: Option<String>,
+    /// Its storage class (set by the default-class admission when the spec named none).
+    pub storage_class_name: Option<String>,
+}
+
+impl ExistingClaim {
+    /// What matters of an existing claim.
+    pub fn of(pvc: &PersistentVolumeClaim) -> Self {
+        let spec = pvc.spec.as_ref();
+        ExistingClaim {
+            size: spec
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage"))
+                .map(|q| q.0.clone()),
+            storage_class_name: spec.and_then(|s| s.storage_class_name.clone()),
+        }
+    }
+}
+
+fn smaller(a: &str, b: &str) -> bool {
+    matches!(
+        (crate::quantity::parse(a), crate::quantity::parse(b)),
+        (Some(x), Some(y)) if x < y
+    )
+}
+
+/// Why the spec's model storage cannot be applied to the existing claim (a smaller size, or
+/// another storage class), if it cannot; the claim is then kept as it is.
+pub fn refused_storage_change(
+    lw: &LearningWorker,
+    existing: Option<&ExistingClaim>,
+) -> Option<String> {
+    let existing = existing?;
     let storage = &lw.spec.ollama.storage;
+    let mut why = Vec::new();
+    if let Some(current) = &existing.size {
+        if smaller(&storage.size.0, current) {
+            why.push(format!(
+                "spec.ollama.storage.size {} is smaller than the claim's {current} (a PersistentVolumeClaim cannot shrink)",
+                storage.size.0
+            ));
+        }
+    }
+    if let Some(class) = &storage.storage_class_name {
+        if existing.storage_class_name.as_ref() != Some(class) {
+            why.push(format!(
+                "spec.ollama.storage.storageClassName {class} differs from the claim's {} (immutable)",
+                existing.storage_class_name.as_deref().unwrap_or("(none)")
+            ));
+        }
+    }
+    (!why.is_empty()).then(|| {
+        format!(
+            "{}: the claim {} is kept as it is; delete it to recreate it (the models are pulled again)",
+            why.join("; "),
+            names::models_pvc(&worker(lw))
+        )
+    })
+}
+
+/// The model volume claim. When it exists already, it keeps its storage class and never
+/// shrinks (only a larger size is applied): the API server refuses both changes.
+pub fn pvc(lw: &LearningWorker, existing: Option<&ExistingClaim>) -> PersistentVolumeClaim {
+    let storage = &lw.spec.ollama.storage;
+    let size = match existing.and_then(|e| e.size.as_ref()) {
+        Some(current) if smaller(&storage.size.0, current) => Quantity(current.clone()),
+        _ => storage.size.clone(),
+    };
+    let storage_class_name = match existing {
+        Some(e) => e.storage_class_name.clone(),
+        None => storage.storage_class_name.clone(),
+    };
     PersistentVolumeClaim {
         metadata: child_meta(lw, names::models_pvc(&worker(lw)), COMPONENT),
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_owned(),
-                    storage.size.clone(),
-                )])),
+                requests: Some(BTreeMap::from([("storage".to_owned(), size)])),
                 limits: None,
             }),
-            storage_class_name: storage.storage_class_name.clone(),
+            storage_class_name,
             ..PersistentVolumeClaimSpec::default()
         }),
         status: None,
@@ -289,15 +360,13 @@ pub fn service(lw: &LearningWorker) -> Service {
     }
 }
 
-/// A short, stable hash of the models to pull and the image (the Job's name suffix: a new
-/// list gives a new Job, since Jobs cannot be changed).
-pub fn pull_hash(models: &[String], image: &str) -> String {
+/// A short, stable hash of the pull Job's whole pod template (the Job's name suffix): a Job's
+/// template is immutable, so any change — models, image, scheduling, security — gives a new Job
+/// instead of an apply the API server refuses.
+pub fn pull_hash(template: &PodTemplateSpec) -> String {
     let mut h = Sha256::new();
-    for m in models {
-        h.update(m.as_bytes());
-        h.update(b"\n");
-    }
-    h.update(image.as_bytes());
+    // Serialising a typed object cannot fail (no maps with non-string keys).
+    h.update(serde_json::to_vec(template).unwrap_or_default());
     h.finalize()
         .iter()
         .take(5)
@@ -332,38 +401,39 @@ pub fn model_pull_job(lw: &LearningWorker, models: &[String]) -> Job {
         volume_mounts: Some(vec![tmp_mount]),
         ..Container::default()
     };
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(&name, PULL_COMPONENT)),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            security_context: Some(PodSecurityContext {
+                supplemental_groups: None,
+                fs_group: None,
+                fs_group_change_policy: None,
+                ..pod_security(lw)
+            }),
+            containers: vec![container],
+            volumes: Some(vec![tmp]),
+            node_selector: o.node_selector.clone(),
+            tolerations: (!tolerations.is_empty()).then_some(tolerations),
+            ..PodSpec::default()
+        }),
+    };
     Job {
         metadata: child_meta(
             lw,
-            names::model_pull(&name, &pull_hash(models, image)),
+            names::model_pull(&name, &pull_hash(&template)),
             PULL_COMPONENT,
         ),
         spec: Some(JobSpec {
             backoff_limit: Some(3),
             active_deadline_seconds: Some(6 * 3600),
             ttl_seconds_after_finished: Some(PULL_JOB_TTL_SECONDS),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(&name, PULL_COMPONENT)),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        supplemental_groups: None,
-                        fs_group: None,
-                        fs_group_change_policy: None,
-                        ..pod_security(lw)
-                    }),
-                    containers: vec![container],
-                    volumes: Some(vec![tmp]),
-                    node_selector: o.node_selector.clone(),
-                    tolerations: (!tolerations.is_empty()).then_some(tolerations),
-                    ..PodSpec::default()
-                }),
-            },
+            template,
             ..JobSpec::default()
         }),
         status: None,
@@ -475,13 +545,68 @@ mod tests {
 
     #[test]
     fn pvc_holds_the_models() {
-        let p = pvc(&example("nvidia-gpu.yaml")).spec.unwrap();
+        let p = pvc(&example("nvidia-gpu.yaml"), None).spec.unwrap();
         assert_eq!(
             p.resources.unwrap().requests.unwrap()["storage"],
             Quantity("40Gi".into())
         );
         assert_eq!(p.storage_class_name.as_deref(), Some("local-path"));
         assert_eq!(p.access_modes.unwrap(), ["ReadWriteOnce"]);
+    }
+
+    #[test]
+    fn an_existing_claim_only_grows_and_keeps_its_class() {
+        let lw = example("nvidia-gpu.yaml"); // 40Gi, local-path
+        let request = |p: &PersistentVolumeClaim| {
+            p.spec
+                .as_ref()
+                .unwrap()
+                .resources
+                .as_ref()
+                .unwrap()
+                .requests
+                .as_ref()
+                .unwrap()["storage"]
+                .clone()
+        };
+        let class = |p: &PersistentVolumeClaim| p.spec.as_ref().unwrap().storage_class_name.clone();
+        let claim = |size: &str, class: Option<&str>| ExistingClaim {
+            size: Some(size.into()),
+            storage_class_name: class.map(Into::into),
+        };
+        // Larger claim (e.g. grown by hand, or the spec shrunk): kept, and reported.
+        let big = claim("100Gi", Some("local-path"));
+        assert_eq!(request(&pvc(&lw, Some(&big))), Quantity("100Gi".into()));
+        assert!(refused_storage_change(&lw, Some(&big))
+            .unwrap()
+            .contains("cannot shrink"));
+        // Smaller claim: the spec grows it, nothing refused.
+        let small = claim("20Gi", Some("local-path"));
+        assert_eq!(request(&pvc(&lw, Some(&small))), Quantity("40Gi".into()));
+        assert_eq!(refused_storage_change(&lw, Some(&small)), None);
+        // The same size in other units is no shrink.
+        assert_eq!(
+            refused_storage_change(&lw, Some(&claim("40960Mi", Some("local-path")))),
+            None
+        );
+        // Another class: the claim keeps its own.
+        let other = claim("40Gi", Some("fast"));
+        assert_eq!(class(&pvc(&lw, Some(&other))).as_deref(), Some("fast"));
+        assert!(refused_storage_change(&lw, Some(&other))
+            .unwrap()
+            .contains("immutable"));
+        // No class in the spec, the default class filled in by the API server: not a change.
+        let mut no_class = lw.clone();
+        no_class.spec.ollama.storage.storage_class_name = None;
+        let defaulted = claim("40Gi", Some("standard"));
+        assert_eq!(
+            class(&pvc(&no_class, Some(&defaulted))).as_deref(),
+            Some("standard")
+        );
+        assert_eq!(refused_storage_change(&no_class, Some(&defaulted)), None);
+        // No claim yet: the spec as it is.
+        assert_eq!(class(&pvc(&lw, None)).as_deref(), Some("local-path"));
+        assert_eq!(refused_storage_change(&lw, None), None);
     }
 
     #[test]
@@ -516,7 +641,38 @@ mod tests {
         assert_eq!(env_of(c)["OLLAMA_HOST"], "http://school-e-ollama:11434");
         assert!(c.resources.is_none(), "the pull needs no GPU");
         // Another list, another Job; the same list, the same Job.
-        assert_ne!(pull_hash(&missing, "i"), pull_hash(&["x".into()], "i"));
-        assert_eq!(pull_hash(&missing, "i"), pull_hash(&missing, "i"));
+        let name_of = |lw: &LearningWorker, models: &[String]| {
+            model_pull_job(lw, models).metadata.name.unwrap()
+        };
+        assert_ne!(name_of(&lw, &missing), name_of(&lw, &["x".into()]));
+        assert_eq!(name_of(&lw, &missing), name_of(&lw, &missing));
+    }
+
+    #[test]
+    fn any_change_of_the_pull_pod_gives_a_new_job_name() {
+        // A Job's pod template is immutable: a changed template under the old name would be
+        // refused by the API server and block the apply.
+        let lw = example("amd-gpu.yaml");
+        let models = vec!["gpt-oss:20b".to_owned()];
+        let name = |lw: &LearningWorker| model_pull_job(lw, &models).metadata.name.unwrap();
+        let before = name(&lw);
+        let mut moved = lw.clone();
+        moved
+            .spec
+            .ollama
+            .node_selector
+            .get_or_insert_with(BTreeMap::new)
+            .insert("gustav.dev/pool".into(), "b".into());
+        let mut other_user = lw.clone();
+        other_user.spec.ollama.run_as_user = 2000;
+        let mut tolerant = lw.clone();
+        tolerant.spec.ollama.tolerations = Some(vec![Toleration {
+            key: Some("x".into()),
+            operator: Some("Exists".into()),
+            ..Toleration::default()
+        }]);
+        for changed in [moved, other_user, tolerant] {
+            assert_ne!(name(&changed), before);
+        }
     }
 }

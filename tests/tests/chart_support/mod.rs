@@ -332,8 +332,7 @@ pub fn check_learningworker(doc: &Value, what: &str) {
     let yaml = serde_yaml_ng::to_string(doc).expect("yaml");
     let ctx = learning_operator::desired::RenderContext {
         operator_namespace: NAMESPACE.to_owned(),
-        models_to_pull: None,
-        queue_visible: None,
+        ..Default::default()
     };
     let children = learning_operator::render::render_yaml(&yaml, &ctx)
         .unwrap_or_else(|e| panic!("{what}: the operator refuses the LearningWorker: {e}"));
