@@ -34,8 +34,11 @@ fn container_issue(c: &ContainerStatus) -> Option<(u8, &'static str, String)> {
     };
     let state = c.state.as_ref();
     let last = c.last_state.as_ref();
+    // `lastState` keeps the OOM kill for the life of the container: it counts only while the
+    // restarted container has not recovered (waiting, e.g. in back-off, or not ready yet).
+    let recovering = state.is_some_and(|s| s.waiting.is_some()) || !c.ready;
     if terminated_oom(state.and_then(|s| s.terminated.as_ref()))
-        || terminated_oom(last.and_then(|s| s.terminated.as_ref()))
+        || (recovering && terminated_oom(last.and_then(|s| s.terminated.as_ref())))
     {
         return Some((
             0,
@@ -165,6 +168,14 @@ mod tests {
                 Some(reasons::OOM_KILLED),
             ),
             (
+                "restarted after an OOM kill, not ready yet",
+                container(
+                    json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}),
+                    json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}),
+                ),
+                Some(reasons::OOM_KILLED),
+            ),
+            (
                 "missing secret key",
                 container(
                     json!({"waiting": {"reason": "CreateContainerConfigError", "message": "couldn't find key dsn in Secret gustav/learning-db"}}),
@@ -197,6 +208,17 @@ mod tests {
         for (case, status, want) in table {
             assert_eq!(pod_issue(&pod(status)).map(|i| i.reason), want, "{case}");
         }
+    }
+
+    #[test]
+    fn an_old_oom_kill_clears_once_the_container_runs_ready_again() {
+        let p = pod(
+            json!({"containerStatuses": [{"name": "c", "image": "img:1", "imageID": "",
+            "ready": true, "restartCount": 1,
+            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
+        );
+        assert_eq!(pod_issue(&p), None);
     }
 
     #[test]
