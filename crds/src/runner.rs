@@ -42,6 +42,9 @@ pub const RESERVED_ENV: &[&str] = &[
     "LEARNING_HTTP_ADDR",
     "LOG_LEVEL",
     "LOG_FORMAT",
+    // The health report would answer 401 to the operator, which reads it without a token (the
+    // operator reads no Secrets): status would never see the runners' health.
+    "LEARNING_HEALTH_TOKEN",
 ];
 
 /// The runner pods.
@@ -50,7 +53,7 @@ pub const RESERVED_ENV: &[&str] = &[
 #[x_kube(
     validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("set either replicas or autoscaling, not both"),
     validation = Rule::new("!has(self.backoffSeconds) || !has(self.backoffMaxSeconds) || self.backoffSeconds <= self.backoffMaxSeconds").message("backoffSeconds must not exceed backoffMaxSeconds"),
-    validation = Rule::new("!has(self.env) || self.env.all(e, !(e.name in ['LEARNING_DATABASE_URL', 'LEARNING_DB_URL', 'DATABASE_URL', 'LEARNING_ALLOW_SUPERUSER_DSN', 'SUPABASE_SERVICE_ROLE_KEY', 'SUPABASE_URL', 'STORAGE_VERIFY_ROOT', 'LEARNING_STORAGE_BUCKET', 'AI_BACKEND', 'GUSTAV_ENV', 'OLLAMA_BASE_URL', 'AI_VISION_MODEL', 'AI_FEEDBACK_MODEL', 'AI_TIMEOUT_VISION', 'AI_TIMEOUT_FEEDBACK', 'LEARNING_DSPY_JSON_ADAPTER', 'AI_THINK_LEVEL', 'WORKER_MAX_RETRIES', 'WORKER_BACKOFF_SECONDS', 'WORKER_BACKOFF_MAX_SECONDS', 'WORKER_LEASE_SECONDS', 'WORKER_LEASE_MULTIPLIER', 'WORKER_CONCURRENCY', 'WORKER_POLL_INTERVAL', 'WORKER_LISTEN_NOTIFY', 'WORKER_DRAIN_GRACE_SECONDS', 'WORKER_EXIT_WHEN_DRAINED', 'LEARNING_HTTP_ADDR', 'LOG_LEVEL', 'LOG_FORMAT']))").message("env must not set variables the operator manages (the DSN and the Supabase key come only from Secret references; use the dedicated spec fields for the rest)")
+    validation = Rule::new("!has(self.env) || self.env.all(e, !(e.name in ['LEARNING_DATABASE_URL', 'LEARNING_DB_URL', 'DATABASE_URL', 'LEARNING_ALLOW_SUPERUSER_DSN', 'SUPABASE_SERVICE_ROLE_KEY', 'SUPABASE_URL', 'STORAGE_VERIFY_ROOT', 'LEARNING_STORAGE_BUCKET', 'AI_BACKEND', 'GUSTAV_ENV', 'OLLAMA_BASE_URL', 'AI_VISION_MODEL', 'AI_FEEDBACK_MODEL', 'AI_TIMEOUT_VISION', 'AI_TIMEOUT_FEEDBACK', 'LEARNING_DSPY_JSON_ADAPTER', 'AI_THINK_LEVEL', 'WORKER_MAX_RETRIES', 'WORKER_BACKOFF_SECONDS', 'WORKER_BACKOFF_MAX_SECONDS', 'WORKER_LEASE_SECONDS', 'WORKER_LEASE_MULTIPLIER', 'WORKER_CONCURRENCY', 'WORKER_POLL_INTERVAL', 'WORKER_LISTEN_NOTIFY', 'WORKER_DRAIN_GRACE_SECONDS', 'WORKER_EXIT_WHEN_DRAINED', 'LEARNING_HTTP_ADDR', 'LOG_LEVEL', 'LOG_FORMAT', 'LEARNING_HEALTH_TOKEN']))").message("env must not set variables the operator manages (the DSN and the Supabase key come only from Secret references; use the dedicated spec fields for the rest; LEARNING_HEALTH_TOKEN would lock the operator out of the health report)")
 )]
 pub struct RunnerSpec {
     /// Container image of `learning-runner`. Pin a version tag or a digest.

@@ -193,6 +193,34 @@ fn the_model_volume_may_grow_but_neither_shrink_nor_change_its_class() {
 }
 
 #[test]
+fn every_reserved_env_name_is_refused_by_cel_and_by_the_rust_rules() {
+    // The CEL rule spells the list out; it must cover exactly RESERVED_ENV.
+    let schema = common::open_api_schema();
+    for name in learning_crds::runner::RESERVED_ENV {
+        let mut value = base();
+        value["spec"]["runner"]["env"] = json!([{"name": name, "value": "x"}]);
+        let errors = Validator::new()
+            .validate(&schema, &value, None)
+            .expect_err(name);
+        assert!(
+            errors.iter().any(|e| e
+                .message
+                .contains("env must not set variables the operator manages")),
+            "{name}: {errors:?}"
+        );
+        let lw: LearningWorker = serde_json::from_value(value).unwrap();
+        assert!(
+            !learning_crds::validate::validate("school-a", &lw.spec).is_empty(),
+            "{name}: the Rust rules accepted it"
+        );
+    }
+    assert!(learning_crds::runner::RESERVED_ENV.contains(&"LEARNING_HEALTH_TOKEN"));
+    let mut value = base();
+    value["spec"]["runner"]["env"] = json!([{"name": "RUST_BACKTRACE", "value": "1"}]);
+    Validator::new().validate(&schema, &value, None).unwrap();
+}
+
+#[test]
 fn cel_defaults_make_a_minimal_spec_valid() {
     let schema = common::open_api_schema();
     let minimal = json!({
