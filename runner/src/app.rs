@@ -190,10 +190,21 @@ async fn prepare_ollama(monitor: &OllamaMonitor, pull_missing: bool) {
     monitor.refresh().await;
 }
 
-/// Refuses a role that bypasses RLS unless allowed; an unreachable database is not an error
-/// here (the loop waits for it).
-async fn check_role(pool: &PgPool, allow_privileged: bool) -> Result<(), StartError> {
-    match tokio::time::timeout(Duration::from_secs(5), queue::role_bypasses_rls(pool)).await {
+/// Refuses a role that bypasses RLS unless allowed. It uses one direct connection (the pool
+/// would refuse such a role itself, connection by connection, and retry); an unreachable
+/// database is not an error here — the loop waits for it, and the pool keeps the guard.
+async fn check_role(
+    connect: &sqlx::postgres::PgConnectOptions,
+    allow_privileged: bool,
+) -> Result<(), StartError> {
+    use sqlx::{ConnectOptions, Connection};
+    let probe = async {
+        let mut conn = connect.connect().await?;
+        let bypasses = queue::role_bypasses_rls_on(&mut conn).await;
+        let _ = conn.close().await;
+        bypasses
+    };
+    match tokio::time::timeout(Duration::from_secs(5), probe).await {
         Ok(Ok(true)) if !allow_privileged => Err(StartError::PrivilegedRole),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => {
@@ -225,12 +236,12 @@ async fn refresh_queue_metrics(pool: PgPool, metrics: Metrics, stop: Cancellatio
 }
 
 /// Runs the job loop until a signal (or, with `exit_when_drained`, an empty queue).
-pub async fn run(config: RunnerConfig, allow_privileged: bool) -> anyhow::Result<RunSummary> {
+pub async fn run(config: RunnerConfig, allow_privileged: bool) -> Result<RunSummary, StartError> {
     let metrics = Metrics::new()?;
     let (adapters, ollama) = select_adapters(&config, &metrics)?;
     metrics.set_build_info(adapters.backend);
     let pool = crate::db::lazy_pool(&config.database);
-    check_role(&pool, allow_privileged).await?;
+    check_role(&config.database.connect, allow_privileged).await?;
     let state = Arc::new(RunnerState::default());
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::shutdown::cancel_on_signal(shutdown.clone()));
@@ -248,8 +259,10 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> anyhow::Result
     let bound = listener.local_addr().unwrap_or(config.http.addr);
     tracing::info!(event = "learning.http.listening", addr = %bound);
     let http_stop = CancellationToken::new();
+    // The probes get their own two connections: a busy job loop must not make them time out.
+    let probe_pool = crate::db::lazy_pool_sized(&config.database, 2);
     let router = http::router(HttpState {
-        pool: pool.clone(),
+        pool: probe_pool.clone(),
         metrics: metrics.clone(),
         runner: state.clone(),
         health_token: config.http.health_token.clone(),
@@ -280,7 +293,13 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> anyhow::Result
     ));
     let gate: Option<Arc<dyn BackendGate>> = match ollama {
         Some(monitor) => {
-            prepare_ollama(&monitor, config.ai.pull_missing).await;
+            // A model pull can take long: a SIGTERM meanwhile stops it (the loop then drains at once).
+            tokio::select! {
+                _ = prepare_ollama(&monitor, config.ai.pull_missing) => {}
+                _ = shutdown.cancelled() => {
+                    tracing::info!(event = "learning.ollama.pull_interrupted", "start-up interrupted by a signal");
+                }
+            }
             tokio::spawn(monitor.clone().run(OLLAMA_REFRESH, background_stop.clone()));
             Some(Arc::new(monitor))
         }
@@ -308,6 +327,7 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> anyhow::Result
     http_stop.cancel();
     let _ = server.await;
     pool.close().await;
+    probe_pool.close().await;
     Ok(summary)
 }
 

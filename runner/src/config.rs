@@ -81,6 +81,8 @@ pub struct DatabaseConfig {
     pub connect: PgConnectOptions,
     /// Pool size.
     pub max_connections: u32,
+    /// Whether a login role that bypasses RLS may connect (tests, and `migrate`).
+    pub allow_privileged: bool,
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -204,6 +206,7 @@ pub fn database_config(
     Ok(DatabaseConfig {
         connect: connect.application_name("learning-runner"),
         max_connections,
+        allow_privileged: !guard_privileged || settings.allow_superuser_dsn,
     })
 }
 

@@ -1,5 +1,7 @@
-//! The connection pool. It connects lazily so that a runner started while the database is
-//! down keeps running, reports itself unready, and recovers by itself.
+//! The connection pools. They connect lazily so that a runner started while the database is
+//! down keeps running, reports itself unready, and recovers by itself. Every new connection
+//! is checked: a login role that bypasses row-level security is refused (unless allowed), so
+//! the guard holds even when the database was unreachable at start.
 
 use std::time::Duration;
 
@@ -8,12 +10,36 @@ use sqlx::PgPool;
 
 use crate::config::DatabaseConfig;
 
-/// A pool that opens connections on demand.
-pub fn lazy_pool(config: &DatabaseConfig) -> PgPool {
+/// The message of a connection refused because its role bypasses RLS.
+pub const PRIVILEGED_ROLE_REFUSED: &str =
+    "the database role bypasses row-level security (superuser or BYPASSRLS); use the gustav_worker login role";
+
+/// A pool that opens up to `max_connections` on demand.
+pub fn lazy_pool_sized(config: &DatabaseConfig, max_connections: u32) -> PgPool {
+    let allow_privileged = config.allow_privileged;
     PgPoolOptions::new()
-        .max_connections(config.max_connections)
+        .max_connections(max_connections)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if !allow_privileged {
+                    let bypasses: bool =
+                        sqlx::query_scalar("select rolsuper or rolbypassrls from pg_roles where rolname = current_user")
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    if bypasses {
+                        return Err(sqlx::Error::Configuration(PRIVILEGED_ROLE_REFUSED.into()));
+                    }
+                }
+                Ok(())
+            })
+        })
         .connect_lazy_with(config.connect.clone())
+}
+
+/// A pool of the configured size.
+pub fn lazy_pool(config: &DatabaseConfig) -> PgPool {
+    lazy_pool_sized(config, config.max_connections)
 }

@@ -520,6 +520,13 @@ pub async fn schema_present(pool: &PgPool) -> Result<bool, sqlx::Error> {
     .await
 }
 
+/// Like [`role_bypasses_rls`], on one connection.
+pub async fn role_bypasses_rls_on(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select rolsuper or rolbypassrls from pg_roles where rolname = current_user")
+        .fetch_one(conn)
+        .await
+}
+
 /// Whether the login role bypasses row-level security (superuser or BYPASSRLS).
 pub async fn role_bypasses_rls(pool: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("select rolsuper or rolbypassrls from pg_roles where rolname = current_user")

@@ -372,3 +372,36 @@ async fn a_job_whose_runners_keep_dying_is_failed_after_three_takeovers() {
     );
     assert!(s.vision_last_error.unwrap().contains("interrupted 3 times"));
 }
+
+#[tokio::test]
+async fn the_pool_refuses_a_role_that_bypasses_rls_on_every_new_connection() {
+    use std::str::FromStr;
+    let db = TestDb::new().await;
+    let alias = format!("bypass_{}", &db.name[4..14]);
+    sqlx::query(&format!(
+        "create role {alias} login bypassrls password 'pw'"
+    ))
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    let url = db.worker_url().replace(
+        &format!("gustav_worker:{}", learning_tests::WORKER_PASSWORD),
+        &format!("{alias}:pw"),
+    );
+    let config = learning_runner::config::DatabaseConfig {
+        connect: sqlx::postgres::PgConnectOptions::from_str(&url).unwrap(),
+        max_connections: 1,
+        allow_privileged: false,
+    };
+    let pool = learning_runner::db::lazy_pool(&config);
+    let refused = sqlx::query("select 1").execute(&pool).await;
+    sqlx::query(&format!("drop role {alias}"))
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let err = refused.expect_err("a BYPASSRLS role gets no connection");
+    assert!(
+        err.to_string().contains("bypasses row-level security"),
+        "{err}"
+    );
+}

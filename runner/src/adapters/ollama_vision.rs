@@ -114,7 +114,14 @@ impl OllamaVision {
                 for key in keys.iter().take(MAX_PAGES) {
                     pages.push(self.storage.read(key, &Expected::default()).await?);
                 }
-                let (bytes, used) = stitch_pages(&pages).map_err(|e| {
+                // Decoding and stitching are CPU-heavy: keep them off the async workers so the
+                // heartbeat and the probes stay responsive.
+                let stitched = tokio::task::spawn_blocking(move || stitch_pages(&pages))
+                    .await
+                    .map_err(|_| {
+                        AdapterError::transient("internal_error", "page stitching was interrupted")
+                    })?;
+                let (bytes, used) = stitched.map_err(|e| {
                     AdapterError::permanent_with_code(
                         ErrorCode::InputCorrupt,
                         "bad_page",

@@ -12,6 +12,12 @@ pub const MAX_PAGES: usize = 100;
 pub const MAX_WIDTH: u32 = 1800;
 /// White rows between pages.
 pub const PAGE_GAP: u32 = 24;
+/// The stitched image stops growing at this height (pages beyond it are left out), which
+/// bounds its memory to `MAX_WIDTH × MAX_TOTAL_HEIGHT` bytes of greyscale.
+pub const MAX_TOTAL_HEIGHT: u32 = 40_000;
+/// Decoding limits per page: no page may make the decoder allocate more than this.
+const MAX_PAGE_ALLOC: u64 = 256 * 1024 * 1024;
+const MAX_PAGE_SIDE: u32 = 30_000;
 
 /// Why pages could not be stitched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,11 +42,7 @@ pub fn stitch_pages(pages: &[Vec<u8>]) -> Result<(Vec<u8>, usize), StitchError> 
         .iter()
         .take(MAX_PAGES)
         .enumerate()
-        .map(|(i, bytes)| {
-            image::load_from_memory_with_format(bytes, ImageFormat::Png)
-                .map(|img| img.to_luma8())
-                .map_err(|_| StitchError::BadPage(i + 1))
-        })
+        .map(|(i, bytes)| decode_page(bytes).ok_or(StitchError::BadPage(i + 1)))
         .collect::<Result<_, _>>()?;
     let width = decoded
         .iter()
@@ -61,11 +63,21 @@ pub fn stitch_pages(pages: &[Vec<u8>]) -> Result<(Vec<u8>, usize), StitchError> 
             }
         })
         .collect();
-    let gaps = PAGE_GAP * (scaled.len() as u32 - 1);
-    let height = scaled.iter().map(GrayImage::height).sum::<u32>() + gaps;
+    // Keep whole pages while they fit under the height cap (always at least the first).
+    let mut height = 0u32;
+    let mut kept = 0usize;
+    for page in &scaled {
+        let next = height + if kept == 0 { 0 } else { PAGE_GAP } + page.height();
+        if kept > 0 && next > MAX_TOTAL_HEIGHT {
+            break;
+        }
+        height = next.min(MAX_TOTAL_HEIGHT);
+        kept += 1;
+    }
+    let scaled = &scaled[..kept];
     let mut canvas = GrayImage::from_pixel(width, height, Luma([255]));
     let mut y = 0;
-    for page in &scaled {
+    for page in scaled {
         imageops::replace(&mut canvas, page, 0, i64::from(y));
         y += page.height() + PAGE_GAP;
     }
@@ -74,6 +86,18 @@ pub fn stitch_pages(pages: &[Vec<u8>]) -> Result<(Vec<u8>, usize), StitchError> 
         .write_to(&mut out, ImageFormat::Png)
         .map_err(|e| StitchError::Encode(e.to_string()))?;
     Ok((out.into_inner(), scaled.len()))
+}
+
+/// Decodes one PNG page to greyscale under the decoding limits; `None` when it is not a PNG
+/// or too large.
+fn decode_page(bytes: &[u8]) -> Option<GrayImage> {
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), ImageFormat::Png);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_PAGE_SIDE);
+    limits.max_image_height = Some(MAX_PAGE_SIDE);
+    limits.max_alloc = Some(MAX_PAGE_ALLOC);
+    reader.limits(limits);
+    reader.decode().ok().map(|img| img.to_luma8())
 }
 
 /// Whether `bytes` start like a PNG or JPEG file, matching `mime`.
@@ -128,6 +152,15 @@ mod tests {
         let (bytes, _) = stitch_pages(&[png(MAX_WIDTH * 2, 100, [255, 255, 255])]).unwrap();
         let img = image::load_from_memory(&bytes).unwrap();
         assert_eq!((img.width(), img.height()), (MAX_WIDTH, 50));
+    }
+
+    #[test]
+    fn the_stitched_height_is_capped_by_leaving_out_whole_pages() {
+        let tall = png(10, MAX_TOTAL_HEIGHT / 2 + 10, [0, 0, 0]);
+        let (bytes, used) = stitch_pages(&[tall.clone(), tall.clone(), tall]).unwrap();
+        assert_eq!(used, 1, "a second page would pass the cap");
+        let img = image::load_from_memory(&bytes).unwrap();
+        assert_eq!(img.height(), MAX_TOTAL_HEIGHT / 2 + 10);
     }
 
     #[test]
