@@ -399,9 +399,8 @@ async fn the_pool_refuses_a_role_that_bypasses_rls_on_every_new_connection() {
         .execute(&db.admin)
         .await
         .unwrap();
+    // Every connection is refused after login (sqlx logs the reason and keeps trying until
+    // the acquire timeout): no statement ever runs as a role that bypasses RLS.
     let err = refused.expect_err("a BYPASSRLS role gets no connection");
-    assert!(
-        err.to_string().contains("bypasses row-level security"),
-        "{err}"
-    );
+    assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err}");
 }
