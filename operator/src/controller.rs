@@ -1,8 +1,10 @@
 //! The controller: shared context, the reconcile pipeline (observe → validate → desire → apply
-//! → prune → report), the error policy (exponential backoff with jitter, short retry on conflicts), and
-//! the watches (`owns()` on every child kind). After each status write the worker's condition
-//! and queue metrics follow it; series of LearningWorkers no longer in the watch cache are
-//! dropped after every reconcile result (including the "object not found" a deleted one gives).
+//! → prune → report), the error policy (exponential backoff with jitter, short retry on
+//! conflicts), and the watches: the LearningWorker stream filtered to spec changes (new object,
+//! new generation, deletion — never a status write), `owns()` on every child kind. After each
+//! status write the worker's condition and queue metrics follow it; series of LearningWorkers no
+//! longer in the watch cache are dropped after every reconcile result (including the "object
+//! not found" a deleted one gives).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServiceAccount};
@@ -20,7 +22,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{watcher, Controller};
+use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use learning_crds::LearningWorker;
 
@@ -230,6 +232,33 @@ where
     }
 }
 
+/// The LearningWorker events that call for a reconcile: a new object, a new `generation` (a
+/// spec change) and a deletion — not the operator's own status writes (nor other
+/// metadata-only changes), which would otherwise reconcile every worker once more after each
+/// reconcile. Polling (health, queue, models) is the timed requeue's job.
+pub fn spec_changes<S>(events: S) -> impl Stream<Item = Result<LearningWorker, watcher::Error>>
+where
+    S: Stream<Item = Result<watcher::Event<LearningWorker>, watcher::Error>>,
+{
+    let mut generations: HashMap<ObjectRef<LearningWorker>, Option<i64>> = HashMap::new();
+    events.filter_map(move |event| {
+        let out = match event {
+            Ok(watcher::Event::Apply(lw) | watcher::Event::InitApply(lw)) => {
+                let generation = lw.metadata.generation;
+                let seen = generations.insert(ObjectRef::from_obj(&lw), generation);
+                (seen != Some(generation)).then_some(Ok(lw))
+            }
+            Ok(watcher::Event::Delete(lw)) => {
+                generations.remove(&ObjectRef::from_obj(&lw));
+                Some(Ok(lw))
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(e) => Some(Err(e)),
+        };
+        futures::future::ready(out)
+    })
+}
+
 /// Runs the controller until `shutdown` completes, then lets running reconciles finish;
 /// `ready` is set once the LearningWorker watch has completed its initial list (the first
 /// sync), even when there is nothing to reconcile.
@@ -243,17 +272,21 @@ pub async fn run(
     let ns = namespace.as_deref();
     let children =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
-    let controller = Controller::new(
+    let (reader, writer) = reflector::store();
+    let workers = watcher(
         api::<LearningWorker>(&client, ns),
         watcher::Config::default(),
     )
-    .owns(api::<Deployment>(&client, ns), children.clone())
-    .owns(api::<Service>(&client, ns), children.clone())
-    .owns(api::<ServiceAccount>(&client, ns), children.clone())
-    .owns(api::<PodDisruptionBudget>(&client, ns), children.clone())
-    .owns(api::<PersistentVolumeClaim>(&client, ns), children.clone())
-    .owns(api::<Job>(&client, ns), children.clone())
-    .owns(api::<NetworkPolicy>(&client, ns), children);
+    .default_backoff()
+    .reflect(writer);
+    let controller = Controller::for_stream(spec_changes(workers), reader)
+        .owns(api::<Deployment>(&client, ns), children.clone())
+        .owns(api::<Service>(&client, ns), children.clone())
+        .owns(api::<ServiceAccount>(&client, ns), children.clone())
+        .owns(api::<PodDisruptionBudget>(&client, ns), children.clone())
+        .owns(api::<PersistentVolumeClaim>(&client, ns), children.clone())
+        .owns(api::<Job>(&client, ns), children.clone())
+        .owns(api::<NetworkPolicy>(&client, ns), children);
     let store = controller.store();
     let synced = {
         let ready = ready.clone();

@@ -674,6 +674,87 @@ async fn invalid_spec_gives_a_condition_and_an_event_and_no_hot_loop() {
     audit(&server);
 }
 
+/// Status patches of LearningWorker `name` (one per reconcile of an invalid spec).
+fn status_patches(server: &FakeApiServer, name: &str) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "PATCH" && r.path.ends_with(&format!("/learningworkers/{name}/status"))
+        })
+        .count()
+}
+
+/// Creates another invalid worker `name` and waits until it is reconciled: the watch delivers
+/// events in order, so every event on the other workers before its creation has reached the
+/// controller by then.
+async fn barrier(server: &FakeApiServer, name: &str) {
+    let mut obj = example("amd-gpu.yaml");
+    obj["metadata"]["name"] = name.into();
+    obj["spec"]["runner"]["autoscaling"] = json!({"minReplicas": 1, "maxReplicas": 2});
+    server.create(obj);
+    eventually(&format!("{name} reconciled"), WAIT, || {
+        let lw = server
+            .get(LW_API, "LearningWorker", NS, name)
+            .ok_or("gone")?;
+        (condition(&lw, "Ready").map(|c| c.1) == Some("InvalidSpec".into()))
+            .then_some(())
+            .ok_or(format!("{}", lw["status"]))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn status_writes_alone_do_not_trigger_a_reconcile_but_spec_changes_do() {
+    let server = server().await;
+    // No timer requeue, and invalid specs (no children, so no owned-object events): every
+    // reconcile here is triggered by a LearningWorker watch event, and writes the status once.
+    let _op = replica(
+        &server,
+        "operator-0",
+        ScriptedProber::unreachable(),
+        WATCH_DRIVEN,
+    );
+    create_worker(&server, |spec| {
+        spec["runner"]["autoscaling"] = json!({"minReplicas": 1, "maxReplicas": 2});
+    })
+    .await;
+    wait_condition(&server, "Ready", "False", "InvalidSpec").await;
+    // The operator's own status write has come back through the watch by now.
+    barrier(&server, "barrier-1").await;
+    assert_eq!(
+        status_patches(&server, "school-a"),
+        1,
+        "the operator's own status write triggered another reconcile"
+    );
+
+    // Someone else writes the status: not a spec change either.
+    let mut status = lw(&server).unwrap()["status"].clone();
+    status["health"] = json!({"status": "healthy"});
+    server.set_status(LW_API, "LearningWorker", NS, "school-a", status);
+    barrier(&server, "barrier-2").await;
+    assert_eq!(
+        status_patches(&server, "school-a"),
+        1,
+        "a status patch triggered a reconcile"
+    );
+
+    // A spec change (generation 2) does.
+    server.modify(LW_API, "LearningWorker", NS, "school-a", |lw| {
+        lw["spec"]["runner"]["autoscaling"]["maxReplicas"] = 3.into();
+    });
+    eventually("the spec change reconciled", WAIT, || {
+        let lw = lw(&server)?;
+        (lw["status"]["observedGeneration"] == 2)
+            .then_some(())
+            .ok_or(format!("{}", lw["status"]))
+    })
+    .await;
+    barrier(&server, "barrier-3").await;
+    assert_eq!(status_patches(&server, "school-a"), 2);
+    audit(&server);
+}
+
 #[tokio::test]
 async fn deleting_the_worker_leaves_nothing_that_owner_references_would_not_collect() {
     let server = server().await;
