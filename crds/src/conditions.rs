@@ -103,6 +103,9 @@ pub mod reasons {
     pub const MODELS_ON_GPU: &str = "ModelsOnGPU";
     /// A loaded model runs (partly) on the CPU although a GPU was requested.
     pub const CPU_FALLBACK: &str = "CPUFallback";
+    /// AMD GPU without `gpu.renderGroupId`: the non-root Ollama most likely cannot open the
+    /// GPU devices (nothing loaded on the GPU yet to show otherwise).
+    pub const DEVICE_GROUPS_MISSING: &str = "DeviceGroupsMissing";
     /// No model is loaded right now, so GPU use cannot be seen.
     pub const NO_MODEL_LOADED: &str = "NoModelLoaded";
     /// `gpu.vendor: none`.

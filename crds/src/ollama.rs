@@ -148,7 +148,8 @@ pub enum OllamaMode {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("has(self.vendor) && self.vendor == 'amd' ? true : !has(self.hsaOverrideGfxVersion) && !has(self.hipVisibleDevices)").message("hsaOverrideGfxVersion and hipVisibleDevices apply to AMD GPUs only"),
-    validation = Rule::new("has(self.vendor) && self.vendor == 'none' ? !has(self.resourceName) : true").message("resourceName needs a GPU vendor (amd or nvidia)")
+    validation = Rule::new("has(self.vendor) && self.vendor == 'none' ? !has(self.resourceName) : true").message("resourceName needs a GPU vendor (amd or nvidia)"),
+    validation = Rule::new("!has(self.hipVisibleDevices) || self.hipVisibleDevices.split(',').size() <= (has(self.count) ? self.count : 1)").message("hipVisibleDevices lists more GPUs than gpu.count requests (the pod gets only count devices)")
 )]
 pub struct GpuSpec {
     /// `amd` (default; ROCm, resource `amd.com/gpu`), `nvidia` (`nvidia.com/gpu`) or `none` (CPU only).
@@ -162,7 +163,8 @@ pub struct GpuSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3, max = 253), pattern(RESOURCE_NAME))]
     pub resource_name: Option<String>,
-    /// `HIP_VISIBLE_DEVICES`: which of the node's AMD GPUs Ollama sees, e.g. `0` or `0,1`.
+    /// `HIP_VISIBLE_DEVICES`: which of the GPUs given to the pod Ollama sees, e.g. `0` or `0,1`;
+    /// at most `count` entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[0-9]+(,[0-9]+)*$"))]
     pub hip_visible_devices: Option<String>,
@@ -175,7 +177,9 @@ pub struct GpuSpec {
     )]
     pub hsa_override_gfx_version: Option<String>,
     /// Group id of the node's `render` group (owner of `/dev/dri/renderD*`), added to the
-    /// Ollama pod's supplemental groups so a non-root Ollama can open the GPU.
+    /// Ollama pod's supplemental groups so a non-root Ollama can open the GPU. Unset on AMD:
+    /// `GPUAccelerated=False`, reason `DeviceGroupsMissing` (unless containerd's
+    /// `device_ownership_from_security_context` gives the devices to the pod's user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 2147483647))]
     pub render_group_id: Option<i64>,

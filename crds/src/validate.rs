@@ -118,6 +118,14 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
             "hsaOverrideGfxVersion and hipVisibleDevices apply to AMD GPUs only",
         ));
     }
+    if let Some(devices) = &o.gpu.hip_visible_devices {
+        if devices.split(',').count() > usize::try_from(o.gpu.count).unwrap_or(0) {
+            errors.push(err(
+                "spec.ollama.gpu.hipVisibleDevices",
+                "lists more GPUs than gpu.count requests (the pod gets only count devices)",
+            ));
+        }
+    }
     if o.gpu.vendor == GpuVendor::None && o.gpu.resource_name.is_some() {
         errors.push(err(
             "spec.ollama.gpu.resourceName",

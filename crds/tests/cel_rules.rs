@@ -89,6 +89,13 @@ fn invalid_cases() -> Vec<Case> {
             "apply to AMD GPUs only",
         ),
         (
+            "more visible devices than GPUs",
+            Box::new(|v: &mut Value| {
+                v["spec"]["ollama"]["gpu"]["hipVisibleDevices"] = json!("0,1");
+            }),
+            "hipVisibleDevices lists more GPUs than gpu.count",
+        ),
+        (
             "resource name without a GPU",
             Box::new(|v: &mut Value| {
                 v["spec"]["ollama"]["gpu"] =
@@ -217,6 +224,29 @@ fn every_reserved_env_name_is_refused_by_cel_and_by_the_rust_rules() {
     assert!(learning_crds::runner::RESERVED_ENV.contains(&"LEARNING_HEALTH_TOKEN"));
     let mut value = base();
     value["spec"]["runner"]["env"] = json!([{"name": "RUST_BACKTRACE", "value": "1"}]);
+    Validator::new().validate(&schema, &value, None).unwrap();
+}
+
+#[test]
+fn as_many_visible_devices_as_gpus_are_fine() {
+    let schema = common::open_api_schema();
+    let mut value = base();
+    value["spec"]["ollama"]["gpu"]["count"] = json!(2);
+    value["spec"]["ollama"]["gpu"]["hipVisibleDevices"] = json!("0,1");
+    Validator::new().validate(&schema, &value, None).unwrap();
+    let lw: LearningWorker = serde_json::from_value(value).unwrap();
+    assert!(learning_crds::validate::validate("school-a", &lw.spec).is_empty());
+}
+
+#[test]
+fn an_amd_gpu_without_device_groups_is_admitted() {
+    // Reported in status (GPUAccelerated=False/DeviceGroupsMissing), not refused: containerd
+    // may hand the devices to the pod's user instead.
+    let schema = common::open_api_schema();
+    let mut value = base();
+    let gpu = value["spec"]["ollama"]["gpu"].as_object_mut().unwrap();
+    gpu.remove("renderGroupId");
+    gpu.remove("videoGroupId");
     Validator::new().validate(&schema, &value, None).unwrap();
 }
 

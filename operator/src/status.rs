@@ -537,6 +537,26 @@ pub fn compute(
         }
     };
 
+    // A non-root Ollama opens /dev/kfd and /dev/dri/renderD* only through the node's render
+    // group: without `renderGroupId` it most likely runs on the CPU. What /api/ps shows wins.
+    let gpu = if managed
+        && spec.ollama.gpu.vendor == GpuVendor::Amd
+        && spec.ollama.gpu.render_group_id.is_none()
+        && gpu.reason != r::MODELS_ON_GPU
+    {
+        let hint = "gpu.renderGroupId is unset: the non-root Ollama cannot open /dev/kfd and /dev/dri/renderD* unless the node's render group is a supplemental group (set renderGroupId, e.g. from `getent group render` on the node) or containerd gives devices to the pod's user (device_ownership_from_security_context = true)";
+        if gpu.reason == r::CPU_FALLBACK {
+            C {
+                message: format!("{}; {hint}", gpu.message),
+                ..gpu
+            }
+        } else {
+            c(t::GPU_ACCELERATED, false, r::DEVICE_GROUPS_MISSING, hint)
+        }
+    } else {
+        gpu
+    };
+
     // Progressing.
     let rolling = o.runner.as_ref().is_some_and(|w| {
         !w.observed_current

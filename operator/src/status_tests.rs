@@ -460,3 +460,57 @@ fn external_urls_reachable_from_the_operator() {
     assert_eq!(operator_reachable_url("http://localhost:11434", "g"), None);
     assert_eq!(operator_reachable_url("http://127.0.0.1:11434", "g"), None);
 }
+
+#[test]
+fn amd_without_the_render_group_reports_device_groups_missing_until_a_model_runs_on_the_gpu() {
+    let mut lw = example("amd-gpu.yaml");
+    lw.spec.ollama.gpu.render_group_id = None;
+    let mut obs = all_good();
+    obs.ps = Probe::Ok(vec![]);
+    let o = compute(&lw, &obs, None, now());
+    assert_eq!(
+        summary(&o, t::GPU_ACCELERATED),
+        s("False", r::DEVICE_GROUPS_MISSING)
+    );
+    let message = &cond(&o, t::GPU_ACCELERATED).message;
+    assert!(
+        message.contains("renderGroupId")
+            && message.contains("device_ownership_from_security_context"),
+        "{message}"
+    );
+    assert!(o
+        .transitions
+        .iter()
+        .any(|tr| tr.condition.type_ == t::GPU_ACCELERATED && tr.warning));
+    assert_eq!(
+        cond(&o, t::READY).status,
+        "True",
+        "a warning, not a blocker"
+    );
+
+    // What /api/ps shows wins: fully on the GPU (e.g. containerd hands the devices over).
+    let o = compute(&lw, &all_good(), None, now());
+    assert_eq!(summary(&o, t::GPU_ACCELERATED), s("True", r::MODELS_ON_GPU));
+
+    // On the CPU: CPUFallback, with the likely cause.
+    let mut obs = all_good();
+    obs.ps = Probe::Ok(vec![LoadedModel {
+        name: "gpt-oss:20b".into(),
+        size: 100,
+        size_vram: 0,
+    }]);
+    let o = compute(&lw, &obs, None, now());
+    assert_eq!(summary(&o, t::GPU_ACCELERATED), s("False", r::CPU_FALLBACK));
+    assert!(cond(&o, t::GPU_ACCELERATED)
+        .message
+        .contains("renderGroupId"));
+
+    // NVIDIA needs no groups.
+    let mut obs = all_good();
+    obs.ps = Probe::Ok(vec![]);
+    let o = compute(&example("nvidia-gpu.yaml"), &obs, None, now());
+    assert_eq!(
+        summary(&o, t::GPU_ACCELERATED),
+        s("Unknown", r::NO_MODEL_LOADED)
+    );
+}
