@@ -39,7 +39,8 @@ pub const MAX_NAME_LEN: usize = 40;
     printcolumn(name = "Oldest", type_ = "integer", json_path = ".status.queue.oldestJobAgeSeconds", description = "Age of the oldest waiting job in seconds", priority = "1"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS label of at most 40 characters starting with a letter (child objects append suffixes)"),
-    validation = Rule::new("has(self.spec.environment) && has(self.spec.ai) && has(self.spec.ai.backend) && self.spec.ai.backend == 'stub' ? !(self.spec.environment.lowerAscii() in ['prod', 'production', 'stage', 'staging']) : true").message("the stub AI backend is refused in production and staging environments")
+    validation = Rule::new("has(self.spec.environment) && has(self.spec.ai) && has(self.spec.ai.backend) && self.spec.ai.backend == 'stub' ? !(self.spec.environment.lowerAscii() in ['prod', 'production', 'stage', 'staging']) : true").message("the stub AI backend is refused in production and staging environments"),
+    validation = Rule::new("!has(self.spec.network) || !has(self.spec.network.runnerEgress) || !has(self.spec.storage) || !has(self.spec.storage.supabase) || has(self.spec.network.runnerEgress.supabase)").message("network.runnerEgress.supabase is required when storage.supabase is set (the runners must reach it)")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LearningWorkerSpec {
@@ -82,21 +83,75 @@ pub struct DatabaseSpec {
 /// Network isolation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.runnerEgress) || !has(self.policies) || self.policies").message("runnerEgress needs policies: true"))]
 pub struct NetworkSpec {
     /// Create NetworkPolicies (default true): Ollama accepts traffic only from this worker's
     /// runners, its model-pull Job and the operator; runners accept traffic only on their HTTP
     /// port from the operator and `metricsFrom`.
     #[serde(default = "crate::runner::default_true")]
     pub policies: bool,
-    /// Let Ollama reach the internet on ports 443 and 80 to pull models (default true). When
+    /// Let Ollama reach public addresses on `modelPullPorts` to pull models (default true) —
+    /// only while a pull is wanted (models missing or a pull Job running); otherwise, and when
     /// false, Ollama has no egress but DNS and models must be provided on the volume.
     #[serde(default = "crate::runner::default_true")]
     pub allow_model_pulls: bool,
+    /// TCP ports Ollama may reach on public addresses while pulling (default `[443]`; add 80
+    /// only for a registry served over plain HTTP).
+    #[serde(default = "default_model_pull_ports")]
+    #[schemars(length(min = 1, max = 4), inner(range(min = 1, max = 65535)))]
+    pub model_pull_ports: Vec<i32>,
+    /// Address blocks (CIDR) of DNS servers outside the cluster's pods that the policed pods
+    /// may ask on port 53, in addition to DNS pods in any namespace. Default: NodeLocal
+    /// DNSCache's link-local `169.254.20.10/32`; add the cluster DNS Service's IP block if
+    /// your network plugin evaluates policies before Service translation.
+    #[serde(default = "default_dns_cidrs")]
+    #[schemars(
+        length(max = 8),
+        inner(
+            length(min = 9, max = 43),
+            regex(pattern = r"^[0-9a-fA-F:.]+/[0-9]{1,3}$")
+        )
+    )]
+    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("dnsCidrs must be CIDRs, e.g. 169.254.20.10/32"))]
+    pub dns_cidrs: Vec<String>,
     /// Extra peers allowed to reach the runners' HTTP port (health and `/metrics`), e.g. the
     /// Prometheus namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub metrics_from: Vec<NetworkPolicyPeer>,
+    /// Opt in to restricting the runners' egress too: DNS, this worker's managed Ollama, and
+    /// the peers given here for the database, Supabase and anything else. Unset (default): the
+    /// runners' egress is not restricted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_egress: Option<RunnerEgress>,
+}
+
+/// Where the runners may connect when their egress is restricted (besides DNS and the managed
+/// Ollama, which are always allowed).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerEgress {
+    /// The PostgreSQL server(s) of `database.secretRef`'s DSN.
+    pub database: EgressTarget,
+    /// Supabase (needed when `storage.supabase` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supabase: Option<EgressTarget>,
+    /// Anything else the runners must reach, e.g. an external Ollama's pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub others: Vec<EgressTarget>,
+}
+
+/// Peers and TCP ports of one egress destination.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressTarget {
+    /// Who: pods (`podSelector`, `namespaceSelector`) or addresses (`ipBlock`).
+    #[schemars(length(min = 1, max = 16))]
+    pub to: Vec<NetworkPolicyPeer>,
+    /// TCP ports, e.g. `[5432]` for PostgreSQL, `[443]` or `[8000]` for Supabase.
+    #[schemars(length(min = 1, max = 8), inner(range(min = 1, max = 65535)))]
+    pub ports: Vec<i32>,
 }
 
 impl Default for NetworkSpec {
@@ -104,9 +159,21 @@ impl Default for NetworkSpec {
         NetworkSpec {
             policies: true,
             allow_model_pulls: true,
+            model_pull_ports: default_model_pull_ports(),
+            dns_cidrs: default_dns_cidrs(),
             metrics_from: Vec::new(),
+            runner_egress: None,
         }
     }
+}
+
+fn default_model_pull_ports() -> Vec<i32> {
+    vec![443]
+}
+
+/// NodeLocal DNSCache's usual address.
+fn default_dns_cidrs() -> Vec<String> {
+    vec!["169.254.20.10/32".into()]
 }
 
 impl LearningWorkerSpec {

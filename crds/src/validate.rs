@@ -132,6 +132,27 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
             "needs a GPU vendor (amd or nvidia)",
         ));
     }
+    let n = &spec.network;
+    for cidr in &n.dns_cidrs {
+        if !is_cidr(cidr) {
+            errors.push(err(
+                "spec.network.dnsCidrs",
+                format!("{cidr:?} is not a CIDR, e.g. 169.254.20.10/32"),
+            ));
+        }
+    }
+    if let Some(egress) = &n.runner_egress {
+        if !n.policies {
+            errors.push(err("spec.network.runnerEgress", "needs policies: true"));
+        }
+        if egress.supabase.is_none() && spec.storage.as_ref().is_some_and(|s| s.supabase.is_some())
+        {
+            errors.push(err(
+                "spec.network.runnerEgress.supabase",
+                "required when storage.supabase is set (the runners must reach it)",
+            ));
+        }
+    }
     if let Some(s) = &spec.storage {
         if s.submissions_volume.is_none() && s.supabase.is_none() {
             errors.push(err(
@@ -141,6 +162,19 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
         }
     }
     errors
+}
+
+/// `address/prefix` with a prefix that fits the address family.
+fn is_cidr(s: &str) -> bool {
+    let Some((addr, prefix)) = s.split_once('/') else {
+        return false;
+    };
+    let max = match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => 32,
+        Ok(std::net::IpAddr::V6(_)) => 128,
+        Err(_) => return false,
+    };
+    prefix.parse::<u8>().is_ok_and(|p| p <= max) && !prefix.starts_with('+')
 }
 
 fn is_dns_label_starting_with_letter(name: &str) -> bool {

@@ -104,6 +104,30 @@ fn invalid_cases() -> Vec<Case> {
             "resourceName needs a GPU vendor",
         ),
         (
+            "runner egress without policies",
+            Box::new(|v: &mut Value| {
+                v["spec"]["network"] = json!({"policies": false, "runnerEgress": {
+                    "database": {"to": [{"ipBlock": {"cidr": "10.0.5.0/24"}}], "ports": [5432]},
+                    "supabase": {"to": [{"ipBlock": {"cidr": "10.0.6.0/24"}}], "ports": [8000]}}});
+            }),
+            "runnerEgress needs policies: true",
+        ),
+        (
+            "runner egress without a way to Supabase",
+            Box::new(|v: &mut Value| {
+                v["spec"]["network"] = json!({"runnerEgress": {
+                    "database": {"to": [{"ipBlock": {"cidr": "10.0.5.0/24"}}], "ports": [5432]}}});
+            }),
+            "network.runnerEgress.supabase is required when storage.supabase is set",
+        ),
+        (
+            "DNS block that is no CIDR",
+            Box::new(|v: &mut Value| {
+                v["spec"]["network"] = json!({"dnsCidrs": ["999.1.2.3/32"]});
+            }),
+            "dnsCidrs must be CIDRs",
+        ),
+        (
             "empty storage",
             Box::new(|v: &mut Value| {
                 v["spec"]["storage"] = json!({});
@@ -225,6 +249,21 @@ fn every_reserved_env_name_is_refused_by_cel_and_by_the_rust_rules() {
     let mut value = base();
     value["spec"]["runner"]["env"] = json!([{"name": "RUST_BACKTRACE", "value": "1"}]);
     Validator::new().validate(&schema, &value, None).unwrap();
+}
+
+#[test]
+fn an_opted_in_runner_egress_is_valid() {
+    let schema = common::open_api_schema();
+    let mut value = base();
+    value["spec"]["network"] = json!({"dnsCidrs": ["169.254.20.10/32", "fd00::a/128"],
+        "modelPullPorts": [443, 80], "runnerEgress": {
+        "database": {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "db"}}}], "ports": [5432]},
+        "supabase": {"to": [{"ipBlock": {"cidr": "10.0.6.0/24"}}], "ports": [8000]},
+        "others": [{"to": [{"podSelector": {"matchLabels": {"app": "ollama"}}}], "ports": [11434]}]}});
+    Validator::new().validate(&schema, &value, None).unwrap();
+    assert!(common::check(&schema["properties"]["spec"], &value["spec"], "spec").is_empty());
+    let lw: LearningWorker = serde_json::from_value(value).unwrap();
+    assert!(learning_crds::validate::validate("school-a", &lw.spec).is_empty());
 }
 
 #[test]

@@ -164,6 +164,7 @@ async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, R
                 .map(|q| q.visible)
         }),
         models_claim: observed.models_claim.clone(),
+        pull_active: observed.pull_active,
     };
     let children = desired::children(lw, &render);
     let applied = match apply::apply_children(&ctx.client, &ns, &children).await {

@@ -215,6 +215,10 @@ pub async fn observe(
                 .cmp(&b.metadata.creation_timestamp)
         });
         o.pull_job = list.last().map(pull_job);
+        o.pull_active = list.iter().any(|job| {
+            let j = pull_job(job);
+            job.metadata.deletion_timestamp.is_none() && !j.succeeded && j.failed.is_none()
+        });
         o.ollama
             .as_ref()
             .filter(|w| w.counts.ready > 0)

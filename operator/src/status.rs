@@ -61,8 +61,10 @@ pub struct Observed {
     pub tags: Probe<Vec<String>>,
     /// `/api/ps`.
     pub ps: Probe<Vec<LoadedModel>>,
-    /// The pull Job, when one exists.
+    /// The newest pull Job, when one exists.
     pub pull_job: Option<PullJob>,
+    /// Some pull Job of this worker is still running.
+    pub pull_active: bool,
     /// The URL the runners use for Ollama.
     pub ollama_url: Option<String>,
     /// The model PersistentVolumeClaim, when it exists.
@@ -82,6 +84,7 @@ impl Default for Observed {
             tags: Probe::Skipped,
             ps: Probe::Skipped,
             pull_job: None,
+            pull_active: false,
             ollama_url: None,
             models_claim: None,
         }

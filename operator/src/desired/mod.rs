@@ -39,6 +39,9 @@ pub struct RenderContext {
     /// The model PersistentVolumeClaim as it exists: it is never shrunk and its class never
     /// changed (both are refused by the API server and would block the apply).
     pub models_claim: Option<ollama::ExistingClaim>,
+    /// A model-pull Job of this worker is still running: no second one is started, and
+    /// Ollama's pull egress stays open until it ends.
+    pub pull_active: bool,
 }
 
 /// Deterministic child names.
@@ -144,7 +147,7 @@ pub fn children(lw: &LearningWorker, ctx: &RenderContext) -> Children {
             _ => None,
         },
         network_policies: if spec.network.policies {
-            network::policies(lw, &ctx.operator_namespace)
+            network::policies(lw, ctx)
         } else {
             Vec::new()
         },
