@@ -352,7 +352,8 @@ pub fn service(lw: &LearningWorker) -> Service {
     }
 }
 
-/// The runner PodDisruptionBudget: at most one runner evicted at a time (it drains first).
+/// The runner PodDisruptionBudget: at most one healthy runner evicted at a time (it drains
+/// first); unhealthy (unready) runners may always be evicted.
 pub fn pdb(lw: &LearningWorker) -> PodDisruptionBudget {
     let name = worker(lw);
     PodDisruptionBudget {
@@ -363,6 +364,9 @@ pub fn pdb(lw: &LearningWorker) -> PodDisruptionBudget {
                 match_labels: Some(selector_labels(&name, COMPONENT)),
                 match_expressions: None,
             }),
+            // Runners are unready while the database or Ollama is down; such pods must not
+            // block a node drain (the default policy only evicts them when the budget allows).
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
             ..PodDisruptionBudgetSpec::default()
         }),
         status: None,
@@ -518,6 +522,11 @@ mod tests {
         );
         let pdb = pdb(&lw).spec.unwrap();
         assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(
+            pdb.unhealthy_pod_eviction_policy.as_deref(),
+            Some("AlwaysAllow"),
+            "unready runners never block a drain"
+        );
         assert_eq!(
             service_account(&lw).automount_service_account_token,
             Some(false)
