@@ -6,7 +6,7 @@ use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
@@ -163,9 +163,8 @@ async fn list_any(
         ChildKind::PodDisruptionBudget => {
             list_kind::<PodDisruptionBudget>(client, ns, kind, selector).await
         }
-        ChildKind::PersistentVolumeClaim => {
-            list_kind::<PersistentVolumeClaim>(client, ns, kind, selector).await
-        }
+        // Never pruned (not in `ChildKind::PRUNED`).
+        ChildKind::PersistentVolumeClaim => Ok(Vec::new()),
         ChildKind::ServiceAccount => list_kind::<ServiceAccount>(client, ns, kind, selector).await,
         ChildKind::NetworkPolicy => list_kind::<NetworkPolicy>(client, ns, kind, selector).await,
     }
@@ -177,9 +176,8 @@ async fn delete_any(client: &Client, ns: &str, e: &Existing) -> Result<(), Recon
         ChildKind::Deployment => delete_kind::<Deployment>(client, ns, e).await,
         ChildKind::Service => delete_kind::<Service>(client, ns, e).await,
         ChildKind::PodDisruptionBudget => delete_kind::<PodDisruptionBudget>(client, ns, e).await,
-        ChildKind::PersistentVolumeClaim => {
-            delete_kind::<PersistentVolumeClaim>(client, ns, e).await
-        }
+        // Never pruned: the model volume goes with the LearningWorker, or by hand.
+        ChildKind::PersistentVolumeClaim => Ok(()),
         ChildKind::ServiceAccount => delete_kind::<ServiceAccount>(client, ns, e).await,
         ChildKind::NetworkPolicy => delete_kind::<NetworkPolicy>(client, ns, e).await,
     }
@@ -196,7 +194,7 @@ pub async fn prune_children(
 ) -> Result<Vec<Existing>, ReconcileError> {
     let selector = prune::selector(&lw.name_any());
     let mut existing = Vec::new();
-    for kind in ChildKind::ALL {
+    for kind in ChildKind::PRUNED {
         existing.extend(list_any(client, ns, kind, &selector).await?);
     }
     let unwanted = prune::unwanted(lw, desired, &existing);

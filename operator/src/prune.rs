@@ -41,6 +41,19 @@ impl ChildKind {
         ChildKind::NetworkPolicy,
     ];
 
+    /// The kinds pruning lists and may delete: every kind but the PersistentVolumeClaim (the
+    /// model volume is never pruned — switching to an external Ollama or the stub backend and
+    /// back must not throw the pulled models away; deleting the LearningWorker still deletes it
+    /// through its owner reference, or delete it by hand).
+    pub const PRUNED: [ChildKind; 6] = [
+        ChildKind::Job,
+        ChildKind::Deployment,
+        ChildKind::Service,
+        ChildKind::PodDisruptionBudget,
+        ChildKind::ServiceAccount,
+        ChildKind::NetworkPolicy,
+    ];
+
     /// The Kubernetes kind.
     pub fn kind(self) -> &'static str {
         match self {
@@ -116,7 +129,7 @@ pub fn pull_wanted(lw: &LearningWorker) -> bool {
 }
 
 /// The children to delete, in `ChildKind::ALL` order: owned by this worker (controller owner
-/// reference with its uid) and not wanted. Model-pull Jobs are deleted only when the worker
+/// reference with its uid), not wanted, and of a pruned kind (never the model volume). Model-pull Jobs are deleted only when the worker
 /// wants no pull step any more; otherwise a Job that is not in the desired set is left to its
 /// `ttlSecondsAfterFinished` (a running pull is never interrupted because `/api/tags` was
 /// briefly unknown, and a failed one stays visible until it expires and is retried).
@@ -131,6 +144,7 @@ pub fn unwanted(lw: &LearningWorker, desired: &Children, existing: &[Existing]) 
         .filter(|e| e.controller_uid.as_deref() == Some(uid))
         .filter(|e| !wanted.contains(&(e.kind, e.name.clone())))
         .filter(|e| !(e.kind == ChildKind::Job && keep_jobs))
+        .filter(|e| ChildKind::PRUNED.contains(&e.kind))
         .cloned()
         .collect();
     out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
@@ -191,7 +205,8 @@ mod tests {
     }
 
     #[test]
-    fn switching_to_external_ollama_prunes_every_ollama_object_and_the_pull_job() {
+    fn switching_to_external_ollama_prunes_the_ollama_objects_and_the_pull_job_but_not_the_models()
+    {
         let mut lw = example("amd-gpu.yaml");
         lw.spec.ollama.mode = OllamaMode::External;
         lw.spec.ollama.url = Some("http://ollama:11434".into());
@@ -202,11 +217,28 @@ mod tests {
                 (ChildKind::Job, "school-a-model-pull-0123456789"),
                 (ChildKind::Deployment, "school-a-ollama"),
                 (ChildKind::Service, "school-a-ollama"),
-                (ChildKind::PersistentVolumeClaim, "school-a-ollama-models"),
                 (ChildKind::NetworkPolicy, "school-a-model-pull"),
                 (ChildKind::NetworkPolicy, "school-a-ollama"),
-            ]
+            ],
+            "the model PVC stays"
         );
+    }
+
+    #[test]
+    fn the_model_volume_survives_a_toggle_to_the_stub_backend() {
+        let mut lw = example("amd-gpu.yaml");
+        lw.spec.ai.backend = learning_crds::ai::Backend::Stub;
+        lw.spec.environment = Some("demo".into());
+        let c = children(&lw, &ctx());
+        assert!(c.ollama_pvc.is_none(), "not wanted any more");
+        let pruned = unwanted(&lw, &c, &full_set());
+        assert!(
+            !pruned
+                .iter()
+                .any(|e| e.kind == ChildKind::PersistentVolumeClaim),
+            "{pruned:?}"
+        );
+        assert!(pruned.iter().any(|e| e.name == "school-a-ollama"));
     }
 
     #[test]

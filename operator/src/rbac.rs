@@ -53,9 +53,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         api_group: "",
         resources: &["persistentvolumeclaims"],
-        verbs: &["get", "list", "watch", "patch", "delete"],
+        verbs: &["get", "list", "watch", "patch"],
         scope: Scope::Watched,
-        why: "children: Ollama's model volume (get: its size and class, which never shrink or change)",
+        why: "children: Ollama's model volume (get: its size and class, which never shrink or change; never deleted: pruning keeps it)",
     },
     Rule {
         api_group: "",

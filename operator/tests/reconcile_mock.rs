@@ -687,11 +687,11 @@ async fn switching_to_external_ollama_prunes_only_this_workers_ollama_objects() 
             "/apis/batch/v1/namespaces/gustav/jobs/school-a-model-pull-0123456789",
             "/apis/apps/v1/namespaces/gustav/deployments/school-a-ollama",
             "/api/v1/namespaces/gustav/services/school-a-ollama",
-            "/api/v1/namespaces/gustav/persistentvolumeclaims/school-a-ollama-models",
             "/apis/networking.k8s.io/v1/namespaces/gustav/networkpolicies/school-a-model-pull",
             "/apis/networking.k8s.io/v1/namespaces/gustav/networkpolicies/school-a-ollama",
         ],
-        "owned and unwanted only; the other owner's Service and the unowned PVC stay"
+        "owned and unwanted only; the model PVC (never pruned), the other owner's Service and \
+         the unowned PVC stay"
     );
     // Deletes come after the applies (the runner is re-pointed first), lists use the labels.
     let first_delete = log.iter().position(|r| r.method == "DELETE").unwrap();
@@ -707,7 +707,11 @@ async fn switching_to_external_ollama_prunes_only_this_workers_ollama_objects() 
                 && r.uri.contains("labelSelector=app.kubernetes.io%2Fname%3Dlearning-worker%2Capp.kubernetes.io%2Finstance%3Dschool-a%2Capp.kubernetes.io%2Fmanaged-by%3Dlearning-operator")
         })
         .collect();
-    assert_eq!(lists.len(), 7, "one list per child kind: {log:#?}");
+    assert_eq!(
+        lists.len(),
+        6,
+        "one list per pruned kind (not PersistentVolumeClaims): {log:#?}"
+    );
     let runner = patches(&log)
         .into_iter()
         .find(|r| r.uri.contains("/deployments/school-a-runner?"))

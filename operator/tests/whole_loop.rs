@@ -543,11 +543,13 @@ async fn unwanted_children_are_pruned_and_a_pruned_jobs_pods_go_with_it() {
         lw["spec"]["ollama"]["url"] = "http://ollama:11434".into();
         lw["spec"]["network"]["policies"] = false.into();
     });
+    // The model volume stays (never pruned): switching back finds the models.
     let expected = pairs(&[
         ("ServiceAccount", "school-a-runner"),
         ("Deployment", "school-a-runner"),
         ("Service", "school-a-runner"),
         ("PodDisruptionBudget", "school-a-runner"),
+        ("PersistentVolumeClaim", "school-a-ollama-models"),
     ]);
     wait_for_children(&server, &uid, &expected).await;
     assert!(
@@ -583,7 +585,6 @@ async fn unwanted_children_are_pruned_and_a_pruned_jobs_pods_go_with_it() {
         format!("{job_name} jobs"),
         "school-a-ollama deployments".to_owned(),
         "school-a-ollama services".to_owned(),
-        "school-a-ollama-models persistentvolumeclaims".to_owned(),
         "school-a-ollama networkpolicies".to_owned(),
         "school-a-model-pull networkpolicies".to_owned(),
         "school-a-runner networkpolicies".to_owned(),
@@ -1115,11 +1116,13 @@ async fn the_declared_rbac_is_exactly_what_the_operator_uses() {
         lw["spec"]["ollama"]["url"] = "http://ollama:11434".into();
         lw["spec"]["network"]["policies"] = false.into();
     });
+    // The model volume stays (never pruned): switching back finds the models.
     let expected = pairs(&[
         ("ServiceAccount", "school-a-runner"),
         ("Deployment", "school-a-runner"),
         ("Service", "school-a-runner"),
         ("PodDisruptionBudget", "school-a-runner"),
+        ("PersistentVolumeClaim", "school-a-ollama-models"),
     ]);
     wait_for_children(&server, &uid, &expected).await;
     eventually("a renewed Lease", WAIT, || {
