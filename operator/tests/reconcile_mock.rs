@@ -568,6 +568,42 @@ async fn missing_models_start_a_pull_job_for_exactly_those() {
 }
 
 #[tokio::test]
+async fn no_second_pull_job_starts_while_one_of_the_worker_runs() {
+    // A Job pulling both models is still running; one of them has arrived meanwhile, so the
+    // missing list (and the Job name it would give) changed.
+    let running = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "school-a-model-pull-0123456789", "namespace": "gustav",
+            "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"template": {"spec": {"containers": [{"name": "pull", "args": ["model-pull", "qwen2.5vl:3b", "gpt-oss:20b"]}]}}},
+        "status": {"active": 1}});
+    let cluster = Cluster {
+        deployments: vec![
+            available_deployment("school-a-runner", 2),
+            available_deployment("school-a-ollama", 1),
+        ],
+        listed: vec![running],
+        ..Cluster::default()
+    };
+    let (client, log) = fake_api_server(cluster);
+    let prober = healthy_endpoints("healthy");
+    prober.set("/api/tags", 200, &tags(&["qwen2.5vl:3b"]));
+    reconcile(Arc::new(example(1)), ctx(client, prober))
+        .await
+        .unwrap();
+    let log = finish(&log);
+    let jobs: Vec<&str> = patches(&log)
+        .into_iter()
+        .filter(|r| r.uri.contains("/jobs/"))
+        .map(|r| r.uri.as_str())
+        .collect();
+    assert!(jobs.is_empty(), "a second pull Job: {jobs:?}");
+    assert_eq!(
+        condition(&status_patch(&log).body, "ModelsReady")["reason"],
+        "ModelPullInProgress"
+    );
+}
+
+#[tokio::test]
 async fn invalid_spec_reports_a_condition_and_an_event_applies_nothing_and_waits() {
     let (client, log) = fake_api_server(Cluster::default());
     let context = ctx(client, ScriptedProber::unreachable());

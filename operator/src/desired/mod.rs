@@ -142,8 +142,12 @@ pub fn children(lw: &LearningWorker, ctx: &RenderContext) -> Children {
         ollama_pvc: managed.then(|| ollama::pvc(lw, ctx.models_claim.as_ref())),
         ollama_deployment: managed.then(|| ollama::deployment(lw)),
         ollama_service: managed.then(|| ollama::service(lw)),
+        // One pull at a time: while a pull Job runs, none is started (a shorter missing list
+        // would otherwise give another Job, pulling the same models twice over).
         model_pull_job: match (&ctx.models_to_pull, managed && spec.ollama.pull_models) {
-            (Some(models), true) if !models.is_empty() => Some(ollama::model_pull_job(lw, models)),
+            (Some(models), true) if !models.is_empty() && !ctx.pull_active => {
+                Some(ollama::model_pull_job(lw, models))
+            }
             _ => None,
         },
         network_policies: if spec.network.policies {
@@ -215,6 +219,27 @@ mod tests {
                 && external.ollama_pvc.is_none()
         );
         assert!(external.runner_deployment.is_some());
+    }
+
+    #[test]
+    fn no_second_pull_job_while_one_runs() {
+        let lw = example("amd-gpu.yaml");
+        let mut c = ctx();
+        c.models_to_pull = Some(vec!["gpt-oss:20b".into()]);
+        assert!(children(&lw, &c).model_pull_job.is_some());
+        c.pull_active = true;
+        let busy = children(&lw, &c);
+        assert!(
+            busy.model_pull_job.is_none(),
+            "the running Job finishes first"
+        );
+        assert!(
+            busy.network_policies.iter().any(|p| {
+                p.metadata.name.as_deref() == Some("school-a-ollama")
+                    && p.spec.as_ref().unwrap().egress.as_ref().unwrap().len() == 2
+            }),
+            "its pull egress stays open"
+        );
     }
 
     #[test]
