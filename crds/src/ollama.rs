@@ -17,9 +17,12 @@ pub const OLLAMA_VERSION: &str = "0.12.3";
 pub const DEFAULT_IMAGE_AMD: &str = "docker.io/ollama/ollama:0.12.3-rocm";
 /// Default image for NVIDIA GPUs and CPU-only (the CUDA build also runs on CPU).
 pub const DEFAULT_IMAGE_GENERIC: &str = "docker.io/ollama/ollama:0.12.3";
-/// The runner's URL rule for `OLLAMA_BASE_URL` (contract §8): http(s), and a host that is
-/// `localhost`, a loopback address, or a dot-less in-cluster service name.
-pub const LOCAL_URL_PATTERN: &str = r"^https?://(localhost|127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|\[::1\]|[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)(:[0-9]{1,5})?(/[-A-Za-z0-9._~/]*)?$";
+/// An external Ollama's URL: http(s) and a dot-less in-cluster service name starting with a
+/// letter (the runner's `OLLAMA_BASE_URL` rule, contract §8, minus `localhost` and loopback
+/// addresses: those would be the runner pod itself, which runs no Ollama). `localhost` also
+/// matches the name part and is refused by a CEL rule.
+pub const EXTERNAL_URL_PATTERN: &str =
+    r"^https?://[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(:[0-9]{1,5})?(/[-A-Za-z0-9._~/]*)?$";
 
 /// A Kubernetes resource quantity (the pattern controller-gen gives `resource.Quantity`).
 pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
@@ -29,17 +32,19 @@ pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("has(self.mode) && self.mode == 'external' ? has(self.url) : true").message("url is required when mode is external"),
-    validation = Rule::new("has(self.mode) && self.mode == 'external' ? true : !has(self.url)").message("url is only allowed when mode is external (the operator gives runners the URL of a managed Ollama)")
+    validation = Rule::new("has(self.mode) && self.mode == 'external' ? true : !has(self.url)").message("url is only allowed when mode is external (the operator gives runners the URL of a managed Ollama)"),
+    validation = Rule::new("!has(self.url) || !self.url.lowerAscii().matches('^https?://localhost([:/]|$)')").message("url must not be localhost: it would be the runner pod itself, which runs no Ollama; use the external Ollama's in-cluster service name")
 )]
 pub struct OllamaSpec {
     /// `managed` (default): the operator runs Ollama; `external`: use `url`, create no Ollama objects.
     #[serde(default)]
     pub mode: OllamaMode,
-    /// Base URL of an external Ollama (`OLLAMA_BASE_URL`); only with `mode: external`. The runner
-    /// accepts only local or in-cluster hosts: `localhost`, a loopback address, or a service name
-    /// without dots in the worker's namespace, e.g. `http://ollama:11434`.
+    /// Base URL of an external Ollama (`OLLAMA_BASE_URL`); only with `mode: external`: the
+    /// in-cluster service name (without dots, starting with a letter) in the worker's
+    /// namespace, e.g. `http://ollama:11434`. Not `localhost` or a loopback address (that would
+    /// be the runner pod itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 8, max = 256), pattern(LOCAL_URL_PATTERN))]
+    #[schemars(length(min = 8, max = 256), pattern(EXTERNAL_URL_PATTERN))]
     pub url: Option<String>,
     /// Ollama image. Default: a pinned release, the ROCm build for AMD GPUs
     /// (`docker.io/ollama/ollama:<version>-rocm`), else the generic build.

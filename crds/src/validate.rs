@@ -101,7 +101,7 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
             errors.push(err("spec.ollama.url", "required when mode is external"))
         }
         (OllamaMode::External, Some(url)) => {
-            if let Err(why) = check_local_url(url) {
+            if let Err(why) = check_external_url(url) {
                 errors.push(err("spec.ollama.url", why));
             }
         }
@@ -228,6 +228,29 @@ pub fn check_local_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// The rule for an external Ollama's URL: the runner's rule ([`check_local_url`]), and a
+/// dot-less service name that starts with a letter — not `localhost` or a loopback address,
+/// which would point into the runner pod (the operator runs no Ollama sidecar there) and which
+/// the operator could never probe.
+pub fn check_external_url(url: &str) -> Result<(), String> {
+    check_local_url(url)?;
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("host {host:?} would be the runner pod itself (no Ollama runs there): use the in-cluster service name of the external Ollama, e.g. http://ollama:11434"));
+    }
+    if !host.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "host {host:?} must be a service name starting with a letter"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +276,28 @@ mod tests {
             "http://-x",
         ] {
             assert!(check_local_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn external_urls_must_name_a_service_not_the_runner_pod() {
+        for ok in [
+            "http://ollama:11434",
+            "https://gpu-ollama/",
+            "http://Ollama:8080/api",
+        ] {
+            assert_eq!(check_external_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://localhost:11434",
+            "http://LOCALHOST",
+            "https://127.0.0.1:8443",
+            "http://127.1.2.3",
+            "http://[::1]:11434",
+            "http://1ollama:11434",
+            "https://api.example.com",
+        ] {
+            assert!(check_external_url(bad).is_err(), "{bad}");
         }
     }
 }

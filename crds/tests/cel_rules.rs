@@ -33,6 +33,20 @@ fn invalid_cases() -> Vec<Case> {
             "url is only allowed when mode is external",
         ),
         (
+            "external Ollama on localhost",
+            Box::new(|v: &mut Value| {
+                v["spec"]["ollama"] = json!({"mode": "external", "url": "http://localhost:11434"});
+            }),
+            "url must not be localhost",
+        ),
+        (
+            "external Ollama on localhost, upper case",
+            Box::new(|v: &mut Value| {
+                v["spec"]["ollama"] = json!({"mode": "external", "url": "http://LocalHost"});
+            }),
+            "url must not be localhost",
+        ),
+        (
             "min above max",
             Box::new(|v: &mut Value| {
                 v["spec"]["runner"]
@@ -248,6 +262,33 @@ fn every_reserved_env_name_is_refused_by_cel_and_by_the_rust_rules() {
     assert!(learning_crds::runner::RESERVED_ENV.contains(&"LEARNING_HEALTH_TOKEN"));
     let mut value = base();
     value["spec"]["runner"]["env"] = json!([{"name": "RUST_BACKTRACE", "value": "1"}]);
+    Validator::new().validate(&schema, &value, None).unwrap();
+}
+
+#[test]
+fn external_urls_on_loopback_addresses_fail_the_schema_pattern() {
+    let schema = common::open_api_schema();
+    for url in [
+        "http://127.0.0.1:11434",
+        "http://[::1]:11434",
+        "http://1ollama",
+    ] {
+        let mut value = base();
+        value["spec"]["ollama"] = json!({"mode": "external", "url": url});
+        let errors = common::check(&schema["properties"]["spec"], &value["spec"], "spec");
+        assert!(
+            errors.iter().any(|e| e.starts_with("spec.ollama.url")),
+            "{url}: {errors:?}"
+        );
+        let lw: LearningWorker = serde_json::from_value(value).unwrap();
+        assert!(
+            !learning_crds::validate::validate("school-a", &lw.spec).is_empty(),
+            "{url}: the Rust rules accepted it"
+        );
+    }
+    let mut value = base();
+    value["spec"]["ollama"] = json!({"mode": "external", "url": "http://ollama:11434"});
+    assert!(common::check(&schema["properties"]["spec"], &value["spec"], "spec").is_empty());
     Validator::new().validate(&schema, &value, None).unwrap();
 }
 
