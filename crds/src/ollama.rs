@@ -84,13 +84,11 @@ pub struct OllamaSpec {
     /// volume by other means; status still reports which are missing.
     #[serde(default = "crate::runner::default_true")]
     pub pull_models: bool,
-    /// How long a model stays loaded after its last use (`OLLAMA_KEEP_ALIVE`), e.g. `30m`,
-    /// `24h`, or `-1` for forever.
+    /// How long a model stays loaded after its last use (`OLLAMA_KEEP_ALIVE`): whole seconds,
+    /// minutes or hours (`30s`, `30m`, `24h`; a bare number is seconds), or `-1` for forever —
+    /// the runner's rule.
     #[serde(default = "default_keep_alive")]
-    #[schemars(
-        length(min = 1, max = 16),
-        regex(pattern = r"^(-1|[0-9]+(\.[0-9]+)?(ms|s|m|h)?)$")
-    )]
+    #[schemars(length(min = 1, max = 16), regex(pattern = r"^(-1|[0-9]+[smh]?)$"))]
     pub keep_alive: String,
     /// Requests one model serves at once (`OLLAMA_NUM_PARALLEL`). Default: Ollama's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]

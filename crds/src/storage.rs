@@ -40,10 +40,11 @@ pub struct SubmissionsVolume {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SupabaseStorage {
-    /// Base URL of the Supabase instance (`SUPABASE_URL`).
+    /// Base URL of the Supabase instance (`SUPABASE_URL`): http(s), no credentials, query or
+    /// fragment (the runner appends the object path).
     #[schemars(
         length(min = 8, max = 2048),
-        regex(pattern = r"^https?://[^\s@/]+(/.*)?$")
+        regex(pattern = r"^https?://[^\s@/?#]+(/[^\s@?#]*)?$")
     )]
     pub url: String,
     /// Secret key holding the service-role key (`SUPABASE_SERVICE_ROLE_KEY`).

@@ -85,7 +85,7 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
     if spec.ai.backend == Backend::Stub
         && spec.environment.as_deref().is_some_and(|e| {
             matches!(
-                e.to_ascii_lowercase().as_str(),
+                e.trim().to_ascii_lowercase().as_str(),
                 "prod" | "production" | "stage" | "staging"
             )
         })
@@ -132,6 +132,16 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
             "needs a GPU vendor (amd or nvidia)",
         ));
     }
+    if let Some(url) = spec
+        .storage
+        .as_ref()
+        .and_then(|s| s.supabase.as_ref())
+        .map(|s| &s.url)
+    {
+        if let Err(why) = check_supabase_url(url) {
+            errors.push(err("spec.storage.supabase.url", why));
+        }
+    }
     let n = &spec.network;
     for cidr in &n.dns_cidrs {
         if !is_cidr(cidr) {
@@ -162,6 +172,20 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
         }
     }
     errors
+}
+
+/// The runner's `SUPABASE_URL` rule: http(s) and a non-empty rest without `@` (userinfo), `?`,
+/// `#` or spaces (the object path is appended to it).
+pub fn check_supabase_url(url: &str) -> Result<(), String> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() || rest.contains(['@', '?', '#', ' ']) {
+        return Err("must be a plain base URL: no credentials, query (?) or fragment (#)".into());
+    }
+    Ok(())
 }
 
 /// `address/prefix` with a prefix that fits the address family.

@@ -96,6 +96,14 @@ fn invalid_cases() -> Vec<Case> {
             "stub AI backend is refused",
         ),
         (
+            "stub in production, padded",
+            Box::new(|v: &mut Value| {
+                v["spec"]["ai"]["backend"] = json!("stub");
+                v["spec"]["environment"] = json!(" production ");
+            }),
+            "stub AI backend is refused",
+        ),
+        (
             "gfx override on nvidia",
             Box::new(|v: &mut Value| {
                 v["spec"]["ollama"]["gpu"]["vendor"] = json!("nvidia");
@@ -290,6 +298,59 @@ fn external_urls_on_loopback_addresses_fail_the_schema_pattern() {
     value["spec"]["ollama"] = json!({"mode": "external", "url": "http://ollama:11434"});
     assert!(common::check(&schema["properties"]["spec"], &value["spec"], "spec").is_empty());
     Validator::new().validate(&schema, &value, None).unwrap();
+}
+
+#[test]
+fn supabase_urls_and_keep_alive_follow_the_runners_rules() {
+    let schema = common::open_api_schema();
+    let errors_for = |change: &dyn Fn(&mut Value)| {
+        let mut value = base();
+        change(&mut value);
+        common::check(&schema["properties"]["spec"], &value["spec"], "spec")
+    };
+    for ok in [
+        "http://supabase-kong:8000",
+        "https://db.example.org/",
+        "https://example.org/base/path",
+    ] {
+        let errors = errors_for(&|v| v["spec"]["storage"]["supabase"]["url"] = json!(ok));
+        assert!(errors.is_empty(), "{ok}: {errors:?}");
+    }
+    for bad in [
+        "https://user:pw@example.org",
+        "https://example.org/?token=x",
+        "https://example.org/base#frag",
+        "https://example.org?x",
+        "ftp://example.org",
+    ] {
+        let errors = errors_for(&|v| v["spec"]["storage"]["supabase"]["url"] = json!(bad));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("spec.storage.supabase.url")),
+            "{bad}: {errors:?}"
+        );
+        let mut value = base();
+        value["spec"]["storage"]["supabase"]["url"] = json!(bad);
+        let lw: LearningWorker = serde_json::from_value(value).unwrap();
+        assert!(
+            !learning_crds::validate::validate("school-a", &lw.spec).is_empty(),
+            "{bad}: the Rust rules accepted it"
+        );
+    }
+    for ok in ["-1", "0", "300", "30s", "10m", "24h"] {
+        let errors = errors_for(&|v| v["spec"]["ollama"]["keepAlive"] = json!(ok));
+        assert!(errors.is_empty(), "{ok}: {errors:?}");
+    }
+    for bad in ["1.5", "1.5h", "500ms", "5mh", "soon", "-2"] {
+        let errors = errors_for(&|v| v["spec"]["ollama"]["keepAlive"] = json!(bad));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("spec.ollama.keepAlive")),
+            "{bad}: {errors:?}"
+        );
+    }
 }
 
 #[test]
