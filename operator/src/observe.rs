@@ -9,7 +9,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use learning_crds::LearningWorker;
 
-use crate::desired::{names, ollama, runner, INSTANCE, OLLAMA_PORT, RUNNER_PORT};
+use crate::desired::{names, ollama, runner, OLLAMA_PORT, RUNNER_PORT};
 use crate::error::ReconcileError;
 use crate::pod_issues;
 use crate::probes::{self, Probe};
@@ -127,11 +127,15 @@ pub fn is_running(pod: &Pod) -> bool {
             .is_some_and(|s| s.phase.as_deref() == Some("Running"))
 }
 
+/// Pods and Jobs of one component of `worker`: its selector labels (the name label too, so
+/// another app's pods with the same instance and component labels are not mistaken for it).
 fn selector(worker: &str, component: &str) -> ListParams {
-    ListParams::default().labels(&format!(
-        "{INSTANCE}={worker},{}={component}",
-        crate::desired::COMPONENT
-    ))
+    let labels = crate::desired::selector_labels(worker, component)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    ListParams::default().labels(&labels)
 }
 
 fn observe_err(what: &'static str) -> impl Fn(kube::Error) -> ReconcileError {

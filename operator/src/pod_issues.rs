@@ -62,11 +62,27 @@ fn container_issue(c: &ContainerStatus) -> Option<(u8, &'static str, String)> {
             reasons::CREATE_CONTAINER_CONFIG_ERROR,
             format!("container {}: {message}", c.name),
         )),
-        "CrashLoopBackOff" => Some((
-            3,
-            reasons::CRASH_LOOP_BACK_OFF,
-            format!("container {} keeps crashing: {message}", c.name),
-        )),
+        "CrashLoopBackOff" => {
+            // The last termination says why (with `FallbackToLogsOnError`, the log tail).
+            let last_exit = last.and_then(|s| s.terminated.as_ref()).map(|t| {
+                let why = t
+                    .message
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .or(t.reason.as_deref())
+                    .unwrap_or("");
+                format!(" (exit {}): {why}", t.exit_code)
+            });
+            Some((
+                3,
+                reasons::CRASH_LOOP_BACK_OFF,
+                match last_exit {
+                    Some(exit) => format!("container {} keeps crashing{exit}; {message}", c.name),
+                    None => format!("container {} keeps crashing: {message}", c.name),
+                },
+            ))
+        }
         _ => None,
     }
 }
@@ -100,10 +116,23 @@ pub fn pod_issue(pod: &Pod) -> Option<PodIssue> {
         })
 }
 
+/// How bad a reason is, worst first: a pod that cannot be scheduled, then the container
+/// ranks (`OOMKilled`, `ImagePullBackOff`, `CreateContainerConfigError`, `CrashLoopBackOff`).
+fn severity(reason: &str) -> u8 {
+    match reason {
+        reasons::UNSCHEDULABLE => 0,
+        reasons::OOM_KILLED => 1,
+        reasons::IMAGE_PULL_BACK_OFF => 2,
+        reasons::CREATE_CONTAINER_CONFIG_ERROR => 3,
+        reasons::CRASH_LOOP_BACK_OFF => 4,
+        _ => 5,
+    }
+}
+
 /// The issues of `pods`, worst kind first (stable by pod name within a kind).
 pub fn issues(pods: &[Pod]) -> Vec<PodIssue> {
     let mut v: Vec<PodIssue> = pods.iter().filter_map(pod_issue).collect();
-    v.sort_by(|a, b| a.pod.cmp(&b.pod));
+    v.sort_by(|a, b| (severity(a.reason), &a.pod).cmp(&(severity(b.reason), &b.pod)));
     v
 }
 
@@ -219,6 +248,64 @@ mod tests {
             "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
         );
         assert_eq!(pod_issue(&p), None);
+    }
+
+    #[test]
+    fn issues_come_worst_kind_first_then_by_pod_name() {
+        let named = |name: &str, status: serde_json::Value| {
+            let mut p = pod(status);
+            p.metadata.name = Some(name.into());
+            p
+        };
+        let crash = || {
+            container(
+                json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+                json!({"terminated": {"exitCode": 1, "reason": "Error"}}),
+            )
+        };
+        let pods = vec![
+            named("a-crash", crash()),
+            named(
+                "b-pull",
+                container(json!({"waiting": {"reason": "ErrImagePull"}}), json!({})),
+            ),
+            named("c-crash", crash()),
+            named(
+                "d-unschedulable",
+                json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}),
+            ),
+        ];
+        let order: Vec<(String, &str)> = issues(&pods)
+            .into_iter()
+            .map(|i| (i.pod, i.reason))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("d-unschedulable".into(), reasons::UNSCHEDULABLE),
+                ("b-pull".into(), reasons::IMAGE_PULL_BACK_OFF),
+                ("a-crash".into(), reasons::CRASH_LOOP_BACK_OFF),
+                ("c-crash".into(), reasons::CRASH_LOOP_BACK_OFF),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_crash_loop_says_how_the_container_last_ended() {
+        let p = pod(container(
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}}),
+            json!({"terminated": {"exitCode": 2, "reason": "Error",
+                "message": "config error: LEARNING_DATABASE_URL: invalid DSN\n"}}),
+        ));
+        let issue = pod_issue(&p).unwrap();
+        assert_eq!(issue.reason, reasons::CRASH_LOOP_BACK_OFF);
+        assert!(
+            issue
+                .message
+                .contains("(exit 2): config error: LEARNING_DATABASE_URL: invalid DSN"),
+            "{}",
+            issue.message
+        );
     }
 
     #[test]

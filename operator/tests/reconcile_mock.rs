@@ -423,6 +423,19 @@ async fn the_health_report_of_running_but_unready_runners_names_the_database() {
         .find(|r| r.uri.contains("/services/school-a-runner?"))
         .unwrap();
     assert_eq!(service.body["spec"]["publishNotReadyAddresses"], true);
+    // Pods are found by all selector labels, the name label included.
+    let pod_lists: Vec<&str> = log
+        .iter()
+        .filter(|r| r.method == "GET" && r.uri.contains("/pods?"))
+        .map(|r| r.uri.as_str())
+        .collect();
+    assert_eq!(pod_lists.len(), 2, "runner and Ollama pods");
+    for uri in pod_lists {
+        assert!(
+            uri.contains("app.kubernetes.io%2Fname%3Dlearning-worker"),
+            "{uri}"
+        );
+    }
 }
 
 #[tokio::test]

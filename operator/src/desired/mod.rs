@@ -242,6 +242,85 @@ mod tests {
         );
     }
 
+    /// Every pod template the operator renders for `lw` (runners, Ollama, the pull Job).
+    fn pod_templates(c: &Children) -> Vec<(String, k8s_openapi::api::core::v1::PodSpec)> {
+        let mut out = Vec::new();
+        for d in [&c.runner_deployment, &c.ollama_deployment]
+            .into_iter()
+            .flatten()
+        {
+            let spec = d.spec.as_ref().unwrap().template.spec.clone().unwrap();
+            out.push((d.metadata.name.clone().unwrap(), spec));
+        }
+        if let Some(j) = &c.model_pull_job {
+            let spec = j.spec.as_ref().unwrap().template.spec.clone().unwrap();
+            out.push((j.metadata.name.clone().unwrap(), spec));
+        }
+        out
+    }
+
+    #[test]
+    fn every_pod_of_every_example_meets_the_restricted_pod_security_standard() {
+        let dir = format!("{}/../crds/examples", env!("CARGO_MANIFEST_DIR"));
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 5);
+        let mut checked = 0;
+        for file in files {
+            let lw = example(&file);
+            let mut c = ctx();
+            c.models_to_pull = Some(vec!["qwen2.5vl:3b".into()]);
+            for (name, pod) in pod_templates(&children(&lw, &c)) {
+                let what = format!("{file}: {name}");
+                let psc = pod.security_context.clone().unwrap_or_default();
+                assert_eq!(psc.run_as_non_root, Some(true), "{what}");
+                assert!(psc.run_as_user.is_some_and(|u| u > 0), "{what}");
+                assert_eq!(
+                    psc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+                    Some("RuntimeDefault"),
+                    "{what}"
+                );
+                assert_eq!(pod.automount_service_account_token, Some(false), "{what}");
+                assert!(
+                    pod.host_network != Some(true)
+                        && pod.host_pid != Some(true)
+                        && pod.host_ipc != Some(true),
+                    "{what}"
+                );
+                for v in pod.volumes.iter().flatten() {
+                    assert!(v.host_path.is_none(), "{what}: hostPath {}", v.name);
+                    if let Some(e) = &v.empty_dir {
+                        assert!(
+                            e.size_limit.is_some(),
+                            "{what}: emptyDir {} unbounded",
+                            v.name
+                        );
+                    }
+                }
+                for ct in pod.init_containers.iter().flatten().chain(&pod.containers) {
+                    let what = format!("{what}/{}", ct.name);
+                    let sc = ct.security_context.clone().unwrap_or_default();
+                    assert_eq!(sc.allow_privilege_escalation, Some(false), "{what}");
+                    assert_ne!(sc.privileged, Some(true), "{what}");
+                    assert_eq!(sc.read_only_root_filesystem, Some(true), "{what}");
+                    let caps = sc.capabilities.clone().unwrap_or_default();
+                    assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]), "{what}");
+                    assert!(caps.add.unwrap_or_default().is_empty(), "{what}");
+                    assert!(
+                        ct.ports.iter().flatten().all(|p| p.host_port.is_none()),
+                        "{what}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        // 5 runners, 4 managed Ollamas and their 4 pull Jobs.
+        assert_eq!(checked, 13);
+    }
+
     #[test]
     fn every_child_is_owned_by_the_worker() {
         let lw = example("amd-gpu.yaml");

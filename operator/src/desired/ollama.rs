@@ -246,11 +246,19 @@ fn pod_security(lw: &LearningWorker) -> PodSecurityContext {
     }
 }
 
-fn tmp_volume() -> (Volume, VolumeMount) {
+/// Size of Ollama's `/tmp` (scratch space; models and partial downloads live on the volume).
+pub const OLLAMA_TMP_SIZE: &str = "1Gi";
+/// Size of the pull pod's `/tmp` (its HOME: the CLI keeps only a key there).
+pub const PULL_TMP_SIZE: &str = "64Mi";
+
+fn tmp_volume(size: &str) -> (Volume, VolumeMount) {
     (
         Volume {
             name: "tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity(size.into())),
+                ..EmptyDirVolumeSource::default()
+            }),
             ..Volume::default()
         },
         VolumeMount {
@@ -265,7 +273,7 @@ fn tmp_volume() -> (Volume, VolumeMount) {
 pub fn deployment(lw: &LearningWorker) -> Deployment {
     let name = worker(lw);
     let o = &lw.spec.ollama;
-    let (tmp, tmp_mount) = tmp_volume();
+    let (tmp, tmp_mount) = tmp_volume(OLLAMA_TMP_SIZE);
     let container = Container {
         name: "ollama".into(),
         image: Some(o.effective_image().to_owned()),
@@ -380,7 +388,7 @@ pub fn model_pull_job(lw: &LearningWorker, models: &[String]) -> Job {
     let name = worker(lw);
     let o = &lw.spec.ollama;
     let image = o.effective_image();
-    let (tmp, tmp_mount) = tmp_volume();
+    let (tmp, tmp_mount) = tmp_volume(PULL_TMP_SIZE);
     let mut args = vec!["model-pull".to_owned()];
     args.extend(models.iter().cloned());
     let tolerations = tolerations(lw);
@@ -397,6 +405,18 @@ pub fn model_pull_job(lw: &LearningWorker, models: &[String]) -> Job {
             ),
             env("HOME", "/tmp"),
         ]),
+        // The CLI only asks the server to pull and prints its progress.
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity("10m".into())),
+                ("memory".to_owned(), Quantity("32Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity("256Mi".into()),
+            )])),
+            claims: None,
+        }),
         security_context: Some(restricted_container_security()),
         volume_mounts: Some(vec![tmp_mount]),
         ..Container::default()
@@ -498,6 +518,16 @@ mod tests {
                 .type_
                 .as_deref(),
             Some("Recreate")
+        );
+        let tmp = p
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "tmp")
+            .unwrap();
+        assert_eq!(
+            tmp.empty_dir.as_ref().unwrap().size_limit,
+            Some(Quantity("1Gi".into()))
         );
         let startup = c.startup_probe.as_ref().unwrap();
         assert_eq!(startup.failure_threshold, Some(60));
@@ -639,7 +669,17 @@ mod tests {
             "models are never part of the script"
         );
         assert_eq!(env_of(c)["OLLAMA_HOST"], "http://school-e-ollama:11434");
-        assert!(c.resources.is_none(), "the pull needs no GPU");
+        let resources = c.resources.as_ref().unwrap();
+        assert!(
+            resources
+                .limits
+                .as_ref()
+                .unwrap()
+                .keys()
+                .all(|k| k == "memory"),
+            "the pull needs no GPU: {resources:?}"
+        );
+        assert!(resources.requests.as_ref().unwrap().contains_key("cpu"));
         // Another list, another Job; the same list, the same Job.
         let name_of = |lw: &LearningWorker, models: &[String]| {
             model_pull_job(lw, models).metadata.name.unwrap()

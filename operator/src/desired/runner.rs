@@ -270,6 +270,9 @@ pub fn deployment(lw: &LearningWorker, queue_visible: Option<i64>) -> Deployment
         }]),
         liveness_probe: Some(http_probe("/livez", 10, 3)),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        // A crash's last log lines become the termination message (the CrashLoopBackOff
+        // condition quotes it).
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         resources: r.resources.clone(),
         security_context: Some(restricted_container_security()),
         volume_mounts: Some(mounts),
@@ -446,6 +449,10 @@ mod tests {
         let c = &pod.containers[0];
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            c.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(
             sc.capabilities.as_ref().unwrap().drop.as_deref(),
