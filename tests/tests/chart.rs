@@ -233,6 +233,16 @@ fn bad_values_fail_helm_template_with_a_clear_message() {
             "extraEnv",
             "a variable the chart sets itself",
         ),
+        (
+            vec!["--set", "podLabels.app\\.kubernetes\\.io/name=other"],
+            "app.kubernetes.io/name",
+            "a selector label (the Deployment and the NetworkPolicies select by it)",
+        ),
+        (
+            vec!["--set", "podLabels.app\\.kubernetes\\.io/instance=other"],
+            "app.kubernetes.io/instance",
+            "a selector label",
+        ),
     ];
     for major in [3, 4] {
         for (args, key, why) in &cases {
