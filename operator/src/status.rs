@@ -131,6 +131,10 @@ fn c(
     }
 }
 
+/// The checks of the runner's health report that are about Ollama, not the database
+/// (`AI_BACKEND=local`).
+pub const RUNNER_OLLAMA_CHECKS: [&str; 2] = ["ollama", "models"];
+
 const BENIGN: [&str; 6] = [
     r::SUSPENDED,
     r::NOT_REQUIRED,
@@ -307,9 +311,23 @@ pub fn compute(
                     format!("health report: degraded; failed checks: {listing}"),
                 )
             };
-            let queue = if failed.iter().any(|c| c.detail == "db_connect_failed") {
+            // The queue is about the database checks; the runner's `ollama` and `models`
+            // checks (local backend) are OllamaReady's and ModelsReady's business.
+            let db_checks: Vec<&learning_crds::status::HealthCheck> = h
+                .checks
+                .iter()
+                .filter(|c| !RUNNER_OLLAMA_CHECKS.contains(&c.check.as_str()))
+                .collect();
+            let db_failed: Vec<&&learning_crds::status::HealthCheck> =
+                db_checks.iter().filter(|c| c.status != "ok").collect();
+            let db_listing = db_failed
+                .iter()
+                .map(|c| format!("{} ({})", c.check, c.detail))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let queue = if db_failed.iter().any(|c| c.detail == "db_connect_failed") {
                 c(t::QUEUE_REACHABLE, false, r::DATABASE_UNREACHABLE, "the runners cannot connect to the database (check the DSN Secret and the network)")
-            } else if failed.is_empty() && !h.checks.is_empty() {
+            } else if db_failed.is_empty() && !db_checks.is_empty() {
                 c(
                     t::QUEUE_REACHABLE,
                     true,
@@ -321,7 +339,7 @@ pub fn compute(
                     t::QUEUE_REACHABLE,
                     false,
                     r::QUEUE_CHECK_FAILED,
-                    format!("failed checks: {listing}"),
+                    format!("failed checks: {db_listing}"),
                 )
             };
             (healthy, queue)

@@ -154,9 +154,11 @@ fn each_ollama_pod_failure_becomes_the_reason_of_ollama_ready() {
         r::OOM_KILLED,
     ] {
         // Realistic: the runners' /readyz is 503 until Ollama answers, so no runner is
-        // available either; their health report (database, queue) is still readable.
+        // available either; their health report is degraded by its Ollama checks while the
+        // database checks pass.
         let mut obs = all_good();
         obs.runner = Some(workload(2, 0));
+        obs.health = Probe::Ok(report_without_ollama());
         obs.ollama = Some(workload(1, 0));
         obs.ollama_pods = vec![issue(reason)];
         obs.ollama_version = Probe::Skipped;
@@ -177,6 +179,41 @@ fn each_ollama_pod_failure_becomes_the_reason_of_ollama_ready() {
         assert!(cond(&o, t::READY).message.starts_with("OllamaReady: "));
         assert_eq!(o.status.ollama.as_ref().unwrap().phase, "NotReady");
     }
+}
+
+/// What a local-backend runner reports while its Ollama is unreachable: database fine, the
+/// `ollama` and `models` checks failed.
+fn report_without_ollama() -> HealthStatus {
+    let mut h = healthy_report();
+    h.status = "degraded".into();
+    h.checks.extend([
+        HealthCheck {
+            check: "ollama".into(),
+            status: "failed".into(),
+            detail: "unreachable: connection refused".into(),
+        },
+        HealthCheck {
+            check: "models".into(),
+            status: "failed".into(),
+            detail: "unknown: Ollama unreachable".into(),
+        },
+    ]);
+    h
+}
+
+#[test]
+fn the_runners_ollama_checks_do_not_make_the_queue_unreachable() {
+    let mut obs = all_good();
+    obs.health = Probe::Ok(report_without_ollama());
+    let o = compute(&example("amd-gpu.yaml"), &obs, None, now());
+    assert_eq!(summary(&o, t::QUEUE_REACHABLE), s("True", r::QUEUE_VISIBLE));
+    assert_eq!(
+        summary(&o, t::RUNNERS_HEALTHY),
+        s("False", r::HEALTH_DEGRADED)
+    );
+    assert!(cond(&o, t::RUNNERS_HEALTHY)
+        .message
+        .contains("ollama (unreachable"));
 }
 
 #[test]
@@ -206,6 +243,7 @@ fn ready_names_the_dependency_the_unready_runners_wait_for() {
     assert_eq!(summary(&o, t::READY), s("False", r::MODEL_PULL_IN_PROGRESS));
 
     let mut obs = unready();
+    obs.health = Probe::Ok(report_without_ollama());
     obs.ollama = Some(workload(1, 0));
     obs.ollama_version = Probe::Skipped;
     obs.tags = Probe::Skipped;
