@@ -49,9 +49,13 @@ pub struct SupabaseStorage {
     pub url: String,
     /// Secret key holding the service-role key (`SUPABASE_SERVICE_ROLE_KEY`).
     pub service_role_key_secret_ref: SecretKeyRef,
-    /// Storage bucket of the submissions (`LEARNING_STORAGE_BUCKET`).
+    /// Storage bucket of the submissions (`LEARNING_STORAGE_BUCKET`): letters, digits, `.`,
+    /// `_`, `-`, not starting with `.` (the runner refuses anything else).
     #[serde(default = "default_bucket")]
-    #[schemars(length(min = 1, max = 100))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+    )]
     pub bucket: String,
 }
 

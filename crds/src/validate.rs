@@ -142,6 +142,31 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
             errors.push(err("spec.storage.supabase.url", why));
         }
     }
+    if spec.ai.backend == Backend::Local && spec.storage.is_none() {
+        errors.push(err(
+            "spec.storage",
+            "the local AI backend needs spec.storage (the submissions volume and/or Supabase Storage) to read submission files",
+        ));
+    }
+    if let Some(bucket) = spec
+        .storage
+        .as_ref()
+        .and_then(|s| s.supabase.as_ref())
+        .map(|s| &s.bucket)
+    {
+        let ok = !bucket.is_empty()
+            && bucket.len() <= 63
+            && !bucket.starts_with('.')
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !ok {
+            errors.push(err(
+                "spec.storage.supabase.bucket",
+                "bucket must be letters, digits, '.', '_' or '-'",
+            ));
+        }
+    }
     let n = &spec.network;
     for cidr in &n.dns_cidrs {
         if !is_cidr(cidr) {

@@ -157,6 +157,13 @@ fn invalid_cases() -> Vec<Case> {
             "set submissionsVolume, supabase, or both",
         ),
         (
+            "local backend without storage",
+            Box::new(|v: &mut Value| {
+                v["spec"].as_object_mut().unwrap().remove("storage");
+            }),
+            "the local AI backend needs spec.storage",
+        ),
+        (
             "name too long",
             Box::new(|v: &mut Value| {
                 v["metadata"]["name"] = json!("a-very-long-learning-worker-name-for-a-school");
@@ -397,10 +404,29 @@ fn cel_defaults_make_a_minimal_spec_valid() {
     let minimal = json!({
         "apiVersion": "learning.gustav.dev/v1alpha1", "kind": "LearningWorker",
         "metadata": {"name": "tiny"},
-        "spec": {"database": {"secretRef": {"name": "db", "key": "dsn"}}, "runner": {"image": "r:1"}}
+        "spec": {"database": {"secretRef": {"name": "db", "key": "dsn"}}, "runner": {"image": "r:1"},
+                 "storage": {"submissionsVolume": {"claimName": "submissions"}}}
     });
     Validator::new().validate(&schema, &minimal, None).unwrap();
     assert!(common::check(&schema["properties"]["spec"], &minimal["spec"], "spec").is_empty());
+}
+
+#[test]
+fn a_bucket_name_the_runner_would_refuse_is_refused_by_the_schema_and_the_rust_rules() {
+    let schema = common::open_api_schema();
+    let mut value = base();
+    value["spec"]["storage"]["supabase"] = json!({"url": "http://kong:8000", "serviceRoleKeySecretRef": {"name": "s", "key": "k"}, "bucket": "a/b"});
+    let problems = common::check(&schema["properties"]["spec"], &value["spec"], "spec");
+    assert!(
+        problems.iter().any(|p| p.contains("bucket")),
+        "{problems:?}"
+    );
+    let lw: LearningWorker = serde_json::from_value(value).unwrap();
+    let rust = learning_crds::validate::validate("school-a", &lw.spec);
+    assert!(
+        rust.iter().any(|e| e.to_string().contains("bucket")),
+        "{rust:?}"
+    );
 }
 
 fn rules(schema: &Value, out: &mut Vec<String>) {
