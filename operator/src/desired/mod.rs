@@ -100,6 +100,43 @@ pub fn child_meta(lw: &LearningWorker, name: String, component: &str) -> ObjectM
     }
 }
 
+/// The worker's name (its children's name prefix and `instance` label).
+pub fn worker(lw: &LearningWorker) -> String {
+    lw.metadata.name.clone().unwrap_or_default()
+}
+
+/// A ClusterIP Service for one component of a worker, with one named TCP port whose target
+/// is the container port of the same name.
+pub fn component_service(
+    lw: &LearningWorker,
+    service_name: String,
+    component: &str,
+    port_name: &str,
+    port: i32,
+    publish_not_ready_addresses: bool,
+) -> Service {
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let name = worker(lw);
+    Service {
+        metadata: child_meta(lw, service_name, component),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(&name, component)),
+            ports: Some(vec![ServicePort {
+                name: Some(port_name.into()),
+                port,
+                target_port: Some(IntOrString::String(port_name.into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            type_: Some("ClusterIP".into()),
+            publish_not_ready_addresses: publish_not_ready_addresses.then_some(true),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
 /// The controller owner reference, when the resource has a uid (it has none offline).
 pub fn owner_reference(lw: &LearningWorker) -> Option<OwnerReference> {
     use kube::Resource;

@@ -10,8 +10,8 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Service, ServicePort,
-    ServiceSpec, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Service, Toleration, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -20,7 +20,7 @@ use learning_crds::LearningWorker;
 use sha2::{Digest, Sha256};
 
 use super::runner::restricted_container_security;
-use super::{child_meta, labels, names, selector_labels, OLLAMA_PORT};
+use super::{child_meta, labels, names, selector_labels, worker, OLLAMA_PORT};
 
 /// Component label of Ollama.
 pub const COMPONENT: &str = "ollama";
@@ -42,10 +42,6 @@ for m in "$@"; do
     ollama pull "$m"
   fi
 done"#;
-
-fn worker(lw: &LearningWorker) -> String {
-    lw.metadata.name.clone().unwrap_or_default()
-}
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
@@ -349,23 +345,14 @@ pub fn deployment(lw: &LearningWorker) -> Deployment {
 
 /// The Ollama Service (a dot-less in-cluster name, as the runner requires).
 pub fn service(lw: &LearningWorker) -> Service {
-    let name = worker(lw);
-    Service {
-        metadata: child_meta(lw, names::ollama(&name), COMPONENT),
-        spec: Some(ServiceSpec {
-            selector: Some(selector_labels(&name, COMPONENT)),
-            ports: Some(vec![ServicePort {
-                name: Some("api".into()),
-                port: OLLAMA_PORT,
-                target_port: Some(IntOrString::String("api".into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
-            type_: Some("ClusterIP".into()),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    }
+    super::component_service(
+        lw,
+        names::ollama(&worker(lw)),
+        COMPONENT,
+        "api",
+        OLLAMA_PORT,
+        false,
+    )
 }
 
 /// A short, stable hash of the pull Job's whole pod template (the Job's name suffix): a Job's

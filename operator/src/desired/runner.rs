@@ -8,8 +8,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    Probe, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServiceAccount, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use learning_crds::schema::SecretKeyRef;
 use learning_crds::LearningWorker;
 
-use super::{child_meta, names, selector_labels, OLLAMA_PORT, RUNNER_PORT};
+use super::{child_meta, names, selector_labels, worker, OLLAMA_PORT, RUNNER_PORT};
 
 /// Component label of the runners.
 pub const COMPONENT: &str = "runner";
@@ -25,10 +25,6 @@ pub const COMPONENT: &str = "runner";
 pub const RUNNER_UID: i64 = 65532;
 /// Seconds added to the drain grace for `terminationGracePeriodSeconds`.
 pub const TERMINATION_MARGIN_SECONDS: i64 = 15;
-
-fn worker(lw: &LearningWorker) -> String {
-    lw.metadata.name.clone().unwrap_or_default()
-}
 
 /// The runner ServiceAccount: the runner talks to no Kubernetes API, so no token is mounted.
 pub fn service_account(lw: &LearningWorker) -> ServiceAccount {
@@ -333,26 +329,14 @@ pub fn deployment(lw: &LearningWorker, queue_visible: Option<i64>) -> Deployment
 
 /// The runner Service: port `http` (health report and `/metrics`), not-ready pods included.
 pub fn service(lw: &LearningWorker) -> Service {
-    let name = worker(lw);
-    Service {
-        metadata: child_meta(lw, names::runner(&name), COMPONENT),
-        spec: Some(ServiceSpec {
-            selector: Some(selector_labels(&name, COMPONENT)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: RUNNER_PORT,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
-            type_: Some("ClusterIP".into()),
-            // The Service serves only the health report and metrics, which matter most while
-            // a runner is unready (database, schema or Ollama down): route to every pod.
-            publish_not_ready_addresses: Some(true),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    }
+    super::component_service(
+        lw,
+        names::runner(&worker(lw)),
+        COMPONENT,
+        "http",
+        RUNNER_PORT,
+        true,
+    )
 }
 
 /// The runner PodDisruptionBudget: at most one healthy runner evicted at a time (it drains
