@@ -11,12 +11,11 @@ use learning_runner::analysis::AnalysisV2;
 use learning_runner::process::JobOutcome;
 use learning_tests::fake_ollama::{Endpoint, FakeAnswer};
 use learning_tests::fixtures::{self, NewSubmission};
-use learning_tests::TestDb;
 use serde_json::{json, Value};
 
 use common::local::{
-    analysis_answer, fake_with_models, jpeg, local_config, local_context, png, StorageRoot,
-    FEEDBACK_MODEL, VISION_MODEL,
+    analysis_answer, fake_with_models, jpeg, local_setup, png, LocalSetup, FEEDBACK_MODEL,
+    VISION_MODEL,
 };
 use common::process_next;
 
@@ -30,12 +29,12 @@ fn analysis_of(db_json: Option<Value>) -> AnalysisV2 {
 
 #[tokio::test]
 async fn a_text_submission_gets_analysis_and_synthesis_with_the_expected_requests() {
-    let db = TestDb::new().await;
-    let pool = db.worker_pool(4).await;
-    let fake = fake_with_models().await;
-    let root = StorageRoot::new();
-    let config = local_config(&db, &fake, &root, &["--ai-think-level", "low"]);
-    let (ctx, _) = local_context(&pool, &config);
+    let LocalSetup {
+        db,
+        fake,
+        root: _root,
+        ctx,
+    } = local_setup(fake_with_models().await, &["--ai-think-level", "low"]).await;
     fake.script(
         Endpoint::Chat,
         FEEDBACK_MODEL,
@@ -97,11 +96,12 @@ async fn a_text_submission_gets_analysis_and_synthesis_with_the_expected_request
 
 #[tokio::test]
 async fn png_and_jpeg_submissions_send_the_file_as_one_base64_image() {
-    let db = TestDb::new().await;
-    let pool = db.worker_pool(4).await;
-    let fake = fake_with_models().await;
-    let root = StorageRoot::new();
-    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    let LocalSetup {
+        db,
+        fake,
+        root,
+        ctx,
+    } = local_setup(fake_with_models().await, &[]).await;
     fake.default_answer(
         Endpoint::Generate,
         VISION_MODEL,
@@ -157,11 +157,12 @@ async fn png_and_jpeg_submissions_send_the_file_as_one_base64_image() {
 
 #[tokio::test]
 async fn a_pdf_is_transcribed_from_its_pre_rendered_pages_stitched_into_one_image() {
-    let db = TestDb::new().await;
-    let pool = db.worker_pool(4).await;
-    let fake = fake_with_models().await;
-    let root = StorageRoot::new();
-    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    let LocalSetup {
+        db,
+        fake,
+        root,
+        ctx,
+    } = local_setup(fake_with_models().await, &[]).await;
     fake.default_answer(
         Endpoint::Generate,
         VISION_MODEL,
@@ -205,19 +206,16 @@ async fn a_pdf_is_transcribed_from_its_pre_rendered_pages_stitched_into_one_imag
 
 #[tokio::test]
 async fn a_vision_timeout_is_vision_retrying_and_a_feedback_timeout_is_feedback_retrying() {
-    let db = TestDb::new().await;
-    let pool = db.worker_pool(4).await;
-    let fake = fake_with_models().await;
-    let root = StorageRoot::new();
-    let (ctx, _) = local_context(
-        &pool,
-        &local_config(
-            &db,
-            &fake,
-            &root,
-            &["--ai-timeout-vision", "1", "--ai-timeout-feedback", "1"],
-        ),
-    );
+    let LocalSetup {
+        db,
+        fake,
+        root,
+        ctx,
+    } = local_setup(
+        fake_with_models().await,
+        &["--ai-timeout-vision", "1", "--ai-timeout-feedback", "1"],
+    )
+    .await;
     let bytes = png(10, 10, [0, 0, 0]);
     root.put("k/a.png", &bytes);
     fake.script(Endpoint::Generate, VISION_MODEL, vec![FakeAnswer::Hang]);
@@ -244,19 +242,16 @@ async fn a_vision_timeout_is_vision_retrying_and_a_feedback_timeout_is_feedback_
 
 #[tokio::test]
 async fn unusable_answers_are_retried_and_the_final_attempt_gives_the_deterministic_fallback() {
-    let db = TestDb::new().await;
-    let pool = db.worker_pool(4).await;
-    let fake = fake_with_models().await;
-    let root = StorageRoot::new();
-    let (ctx, _) = local_context(
-        &pool,
-        &local_config(
-            &db,
-            &fake,
-            &root,
-            &["--learning-dspy-json-adapter", "false"],
-        ),
-    );
+    let LocalSetup {
+        db,
+        fake,
+        root: _root,
+        ctx,
+    } = local_setup(
+        fake_with_models().await,
+        &["--learning-dspy-json-adapter", "false"],
+    )
+    .await;
     let garbage = || {
         vec![
             text("Ich bewerte das gern! Insgesamt gut."),
@@ -327,11 +322,12 @@ async fn unusable_answers_are_retried_and_the_final_attempt_gives_the_determinis
 
 #[tokio::test]
 async fn a_model_answer_with_nul_characters_is_stored_without_them() {
-    let db = TestDb::new().await;
-    let pool = db.worker_pool(4).await;
-    let fake = fake_with_models().await;
-    let root = StorageRoot::new();
-    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    let LocalSetup {
+        db,
+        fake,
+        root: _root,
+        ctx,
+    } = local_setup(fake_with_models().await, &[]).await;
     let analysis = analysis_answer(&["Inhalt", "Struktur"], 6)
         .replace("Begründung zu Inhalt", "Begr\\u0000ündung");
     fake.script(
@@ -355,11 +351,12 @@ async fn a_model_answer_with_nul_characters_is_stored_without_them() {
 
 #[tokio::test]
 async fn a_tolerant_parse_accepts_fenced_variant_json() {
-    let db = TestDb::new().await;
-    let pool = db.worker_pool(4).await;
-    let fake = fake_with_models().await;
-    let root = StorageRoot::new();
-    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    let LocalSetup {
+        db,
+        fake,
+        root: _root,
+        ctx,
+    } = local_setup(fake_with_models().await, &[]).await;
     let variant = "```json\n{\"criteria\": [{\"name\": \"Inhalt\", \"max\": 5, \"score\": \"4.6\", \"explanation\": \"ok\"}]}\n```";
     fake.script(
         Endpoint::Chat,
@@ -385,11 +382,12 @@ async fn a_tolerant_parse_accepts_fenced_variant_json() {
 
 #[tokio::test]
 async fn a_missing_model_is_transient_so_an_operator_can_pull_it() {
-    let db = TestDb::new().await;
-    let pool = db.worker_pool(4).await;
-    let fake = learning_tests::fake_ollama::FakeOllama::start().await; // no models installed
-    let root = StorageRoot::new();
-    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    let LocalSetup {
+        db,
+        fake: _fake,
+        root: _root,
+        ctx,
+    } = local_setup(learning_tests::fake_ollama::FakeOllama::start().await, &[]).await; // no models installed
     let (sub, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "Text")).await;
     assert_eq!(process_next(&ctx).await, JobOutcome::Retried);
     let s = fixtures::submission(&db.admin, sub).await;
@@ -400,11 +398,12 @@ async fn a_missing_model_is_transient_so_an_operator_can_pull_it() {
 
 #[tokio::test]
 async fn path_escape_size_mismatch_hash_mismatch_and_oversize_are_permanent() {
-    let db = TestDb::new().await;
-    let pool = db.worker_pool(4).await;
-    let fake = fake_with_models().await;
-    let root = StorageRoot::new();
-    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    let LocalSetup {
+        db,
+        fake,
+        root,
+        ctx,
+    } = local_setup(fake_with_models().await, &[]).await;
     let bytes = png(10, 10, [1, 2, 3]);
     root.put("ok/a.png", &bytes);
     std::fs::write(
@@ -463,7 +462,12 @@ async fn path_escape_size_mismatch_hash_mismatch_and_oversize_are_permanent() {
 
 #[tokio::test]
 async fn an_unsupported_mime_type_is_input_unsupported() {
-    let db = TestDb::new().await;
+    let LocalSetup {
+        db,
+        fake: _fake,
+        root,
+        ctx,
+    } = local_setup(fake_with_models().await, &[]).await;
     let constraint: String = sqlx::query_scalar(
         "select conname::text from pg_constraint where conrelid = 'learning_submissions'::regclass and pg_get_constraintdef(oid) like '%mime_type%'",
     )
@@ -476,10 +480,6 @@ async fn an_unsupported_mime_type_is_input_unsupported() {
     .execute(&db.admin)
     .await
     .unwrap();
-    let pool = db.worker_pool(4).await;
-    let fake = fake_with_models().await;
-    let root = StorageRoot::new();
-    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
     root.put("a.gif", b"GIF89a");
     let (sub, _) = fixtures::enqueue(
         &db.admin,
@@ -498,11 +498,12 @@ async fn an_unsupported_mime_type_is_input_unsupported() {
 
 #[tokio::test]
 async fn a_pdf_without_pages_fails_transiently_with_a_clear_reason() {
-    let db = TestDb::new().await;
-    let pool = db.worker_pool(4).await;
-    let fake = fake_with_models().await;
-    let root = StorageRoot::new();
-    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, &[]));
+    let LocalSetup {
+        db,
+        fake: _fake,
+        root,
+        ctx,
+    } = local_setup(fake_with_models().await, &[]).await;
     let pdf = b"%PDF-1.7".to_vec();
     root.put("d.pdf", &pdf);
     let (sub, _) = fixtures::enqueue(

@@ -112,3 +112,25 @@ pub fn analysis_answer(criteria: &[&str], score: u32) -> String {
         .collect();
     serde_json::json!({"score": 4, "criteria_results": items}).to_string()
 }
+
+/// A test database, the fake Ollama, a storage root and a job context for the local backend.
+pub struct LocalSetup {
+    pub db: TestDb,
+    pub fake: FakeOllama,
+    pub root: StorageRoot,
+    pub ctx: JobContext,
+}
+
+/// The usual setup of a local-backend test: `fake` serves Ollama, `extra` are CLI settings.
+pub async fn local_setup(fake: FakeOllama, extra: &[&str]) -> LocalSetup {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let root = StorageRoot::new();
+    let (ctx, _) = local_context(&pool, &local_config(&db, &fake, &root, extra));
+    LocalSetup {
+        db,
+        fake,
+        root,
+        ctx,
+    }
+}
