@@ -193,14 +193,7 @@ async fn pickup_latencies(samples: usize, listen: bool) -> Vec<f64> {
 /// as the baseline the runner's split form is measured against.
 const LEASE_SELECT_OR_FORM: &str = "select id from public.learning_submission_jobs \
      where (status = 'queued' and visible_at <= now()) or (status = 'leased' and leased_until <= now()) \
-     order by visible_at, created_at limit 8 for update skip locked";
-
-/// The runner's form (see `queue::lease_jobs`): two index-friendly CTEs.
-const LEASE_SELECT_SPLIT_FORM: &str = "with queued as (select id, visible_at, created_at from public.learning_submission_jobs \
-     where status = 'queued' and visible_at <= now() order by visible_at, created_at limit 8 for update skip locked), \
-     expired as (select id, visible_at, created_at from public.learning_submission_jobs \
-     where status = 'leased' and leased_until <= now() order by visible_at, created_at limit 8 for update skip locked) \
-     select id from (select * from queued union all select * from expired) as c order by visible_at, created_at limit 8";
+     order by visible_at, created_at limit $1 for update skip locked";
 
 /// Median time of one candidate selection (locked, then rolled back) with `backlog` queued jobs.
 async fn lease_select_micros(backlog: usize, iterations: usize) -> Vec<(&'static str, f64)> {
@@ -209,15 +202,23 @@ async fn lease_select_micros(backlog: usize, iterations: usize) -> Vec<(&'static
     sqlx::query("analyze").execute(&db.admin).await.unwrap();
     let pool = db.worker_pool(2).await;
     let mut out = Vec::new();
+    let split_form = format!(
+        "{} select id from candidates",
+        learning_runner::queue::LEASE_CANDIDATES_CTE
+    );
     for (label, sql) in [
         ("one OR condition (contract wording)", LEASE_SELECT_OR_FORM),
-        ("two CTEs (runner)", LEASE_SELECT_SPLIT_FORM),
+        ("two CTEs (runner)", split_form.as_str()),
     ] {
         let mut times = Vec::with_capacity(iterations);
         for _ in 0..iterations {
             let mut tx = pool.begin().await.unwrap();
             let started = Instant::now();
-            let rows = sqlx::query(sql).fetch_all(&mut *tx).await.unwrap();
+            let rows = sqlx::query(sql)
+                .bind(8i64)
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
             times.push(started.elapsed().as_secs_f64() * 1e6);
             assert_eq!(rows.len(), 8);
             tx.rollback().await.unwrap();

@@ -115,19 +115,10 @@ fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// Leases up to `limit` jobs that are visible now, or whose lease has expired, oldest first.
-///
-/// One statement. The two kinds of candidates are picked in two index-friendly CTEs rather
-/// than one `OR` condition: with the `OR`, PostgreSQL scans and sorts the whole backlog on
-/// every lease (O(backlog)); split, each side walks the `(status, visible_at)` index and stops
-/// after `limit` rows. Rows locked by one side but not picked are released when the statement
-/// commits.
-pub async fn lease_jobs(
-    pool: &PgPool,
-    limit: i64,
-    lease: Duration,
-) -> Result<Vec<LeasedJob>, sqlx::Error> {
-    let rows = sqlx::query(
+/// The lease statement's candidate selection (`$1` = the limit), shared with the benchmark so
+/// that what `make bench` measures is exactly what the runner sends.
+macro_rules! lease_candidates_cte {
+    () => {
         r#"
         with queued as (
             select id, visible_at, created_at
@@ -149,6 +140,28 @@ pub async fn lease_jobs(
              order by visible_at, created_at
              limit $1
         )
+        "#
+    };
+}
+
+/// The candidate selection of [`lease_jobs`] as a `WITH` clause ending in the `candidates` CTE.
+pub const LEASE_CANDIDATES_CTE: &str = lease_candidates_cte!();
+
+/// Leases up to `limit` jobs that are visible now, or whose lease has expired, oldest first.
+///
+/// One statement. The two kinds of candidates are picked in two index-friendly CTEs rather
+/// than one `OR` condition: with the `OR`, PostgreSQL scans and sorts the whole backlog on
+/// every lease (O(backlog)); split, each side walks the `(status, visible_at)` index and stops
+/// after `limit` rows. Rows locked by one side but not picked are released when the statement
+/// commits.
+pub async fn lease_jobs(
+    pool: &PgPool,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<LeasedJob>, sqlx::Error> {
+    let rows = sqlx::query(concat!(
+        lease_candidates_cte!(),
+        r#"
         update public.learning_submission_jobs as j
            set status = 'leased',
                lease_key = gen_random_uuid(),
@@ -165,8 +178,8 @@ pub async fn lease_jobs(
           from candidates
          where j.id = candidates.id
         returning j.id, j.submission_id, j.payload, j.retry_count, j.lease_key, j.leased_until, j.visible_at, j.created_at
-        "#,
-    )
+        "#
+    ))
     .bind(limit)
     .bind(seconds(lease))
     .fetch_all(pool)
