@@ -10,7 +10,7 @@
 # the non-root user 65532, the uid the operator's pod security contexts expect. Both binaries
 # use rustls (no OpenSSL). No HEALTHCHECK: Kubernetes probes /livez and /readyz.
 
-ARG RUST_VERSION=1.89
+ARG RUST_VERSION=1.92
 ARG DEBIAN_RELEASE=bookworm
 
 FROM docker.io/library/rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build

@@ -23,7 +23,7 @@ OPERATOR_IMAGE ?= learning-operator:$(IMAGE_TAG)
 
 # First recipe line of every target that runs cargo.
 require_cargo = @command -v $(CARGO) >/dev/null 2>&1 || { \
-	echo "make: '$(CARGO)' not found: install a Rust toolchain (1.89 or newer, e.g. with rustup) and put cargo on PATH" >&2; \
+	echo "make: '$(CARGO)' not found: install a Rust toolchain (1.92 or newer, e.g. with rustup) and put cargo on PATH" >&2; \
 	exit 1; }
 
 # bash -n on every script; shellcheck too when it is installed.

@@ -69,6 +69,7 @@ pub fn submission_storage(config: &RunnerConfig) -> Result<SubmissionStorage, St
     };
     Ok(SubmissionStorage {
         root: config.storage.verify_root.clone(),
+        bucket: config.storage.bucket.clone(),
         remote,
     })
 }
@@ -122,12 +123,16 @@ pub fn select_adapters(
     }
 }
 
-/// The time the whole vision phase may take. `AI_TIMEOUT_VISION` bounds the model call
-/// itself (inside the adapter); reading the file may add up to the storage timeout.
+/// The time the whole vision phase may take, a safety net above the adapter's own limits:
+/// `AI_TIMEOUT_VISION` bounds each model call (a PDF costs one call per sheet, at most
+/// `MAX_SHEETS`), and reading, decoding and rendering the file get `INPUT_BUDGET`.
 pub fn phase_budget_vision(config: &RunnerConfig) -> Duration {
     match config.ai.backend {
         Backend::Stub => config.ai.timeout_vision,
-        Backend::Local => config.ai.timeout_vision + crate::adapters::storage::REMOTE_TIMEOUT,
+        Backend::Local => {
+            config.ai.timeout_vision * crate::adapters::pages::MAX_SHEETS as u32
+                + crate::adapters::vision_input::INPUT_BUDGET
+        }
     }
 }
 
@@ -246,6 +251,9 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> Result<RunSumm
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::shutdown::cancel_on_signal(shutdown.clone()));
 
+    for warning in &config.warnings {
+        tracing::warn!(event = "learning.config.fallback", "{warning}");
+    }
     tracing::info!(event = "learning.adapters.selected", backend = adapters.backend,
         vision = %config.ai.vision_model, feedback = %config.ai.feedback_model,
         "learning.adapters.selected backend={} vision={} feedback={}", adapters.backend, config.ai.vision_model, config.ai.feedback_model);

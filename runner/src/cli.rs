@@ -91,10 +91,13 @@ pub struct Settings {
     /// Feedback timeout in seconds (1..=300).
     #[arg(long, env = "AI_TIMEOUT_FEEDBACK", default_value_t = 15)]
     pub ai_timeout_feedback: u64,
-    /// Ask the model for schema-constrained JSON (true) or parse free text (false).
-    #[arg(long, env = "LEARNING_DSPY_JSON_ADAPTER", value_parser = BoolishValueParser::new(), action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "true")]
-    pub learning_dspy_json_adapter: bool,
-    /// Reasoning effort for gpt-oss models: low, medium or high.
+    /// Ask the model for schema-constrained JSON; read as GUSTAV reads it: unset or 1, true,
+    /// yes, on means on; any other value (GUSTAV's runbook writes `default`, `false`) means off,
+    /// and free text is parsed tolerantly.
+    #[arg(long, env = "LEARNING_DSPY_JSON_ADAPTER", num_args = 0..=1, default_missing_value = "true")]
+    pub learning_dspy_json_adapter: Option<String>,
+    /// Reasoning effort for gpt-oss* models: low, medium or high; unset means low, any other
+    /// value falls back to low with a warning (as GUSTAV does).
     #[arg(long, env = "AI_THINK_LEVEL")]
     pub ai_think_level: Option<String>,
     /// How long Ollama keeps a model loaded after a call (e.g. `30m`); Ollama's default when unset.

@@ -181,6 +181,8 @@ pub struct RunnerConfig {
     pub storage: StorageConfig,
     /// HTTP.
     pub http: HttpConfig,
+    /// Settings that were accepted with a fallback, to be logged once at start.
+    pub warnings: Vec<String>,
 }
 
 /// The database settings; `guard_privileged` applies the superuser guard (off for `migrate`,
@@ -256,31 +258,44 @@ fn backend(settings: &Settings) -> Result<Backend, ConfigError> {
     Ok(backend)
 }
 
-fn think_level(settings: &Settings) -> Result<Option<ThinkLevel>, ConfigError> {
-    let Some(raw) = settings
-        .ai_think_level
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    else {
-        return Ok(None);
+/// `LEARNING_DSPY_JSON_ADAPTER` as GUSTAV reads it: on when unset, else on only for `1`,
+/// `true`, `yes`, `on` (trimmed, any case). A value that is neither one of those nor a usual
+/// "off" spelling (`0`, `false`, `no`, `off`, `default`) gives a warning.
+pub fn structured_output(raw: Option<&str>) -> (bool, Option<String>) {
+    let Some(raw) = raw else {
+        return (true, None);
     };
-    let level = match raw.to_ascii_lowercase().as_str() {
-        "low" => ThinkLevel::Low,
-        "medium" => ThinkLevel::Medium,
-        "high" => ThinkLevel::High,
-        _ => {
-            return Err(invalid(
-                "AI_THINK_LEVEL",
-                format!("'{raw}' is not low, medium or high"),
-            ))
-        }
+    let value = raw.trim().to_ascii_lowercase();
+    let on = matches!(value.as_str(), "1" | "true" | "yes" | "on");
+    let known_off = matches!(value.as_str(), "0" | "false" | "no" | "off" | "default" | "");
+    let warning = (!on && !known_off).then(|| {
+        format!(
+            "LEARNING_DSPY_JSON_ADAPTER='{}' is not 1/true/yes/on: structured output is off (free text parsed tolerantly)",
+            raw.trim()
+        )
+    });
+    (on, warning)
+}
+
+/// `AI_THINK_LEVEL` as GUSTAV reads it: `low` when unset or empty, `low` with a warning for a
+/// value other than low/medium/high; sent only to models whose name starts with `gpt-oss`
+/// (any case).
+pub fn think_level(raw: Option<&str>, feedback_model: &str) -> (Option<ThinkLevel>, Option<String>) {
+    let value = raw.map(str::trim).unwrap_or("").to_ascii_lowercase();
+    let (level, warning) = match value.as_str() {
+        "" | "low" => (ThinkLevel::Low, None),
+        "medium" => (ThinkLevel::Medium, None),
+        "high" => (ThinkLevel::High, None),
+        _ => (
+            ThinkLevel::Low,
+            Some(format!(
+                "AI_THINK_LEVEL='{}' is not low, medium or high: using low",
+                raw.unwrap_or("").trim()
+            )),
+        ),
     };
-    // Only gpt-oss models understand think levels; for others the setting is ignored.
-    Ok(settings
-        .ai_feedback_model
-        .starts_with("gpt-oss")
-        .then_some(level))
+    let applies = feedback_model.to_ascii_lowercase().starts_with("gpt-oss");
+    (applies.then_some(level), warning)
 }
 
 fn keep_alive(settings: &Settings) -> Result<Option<String>, ConfigError> {
@@ -389,6 +404,11 @@ pub fn runner_config(settings: &Settings) -> Result<RunnerConfig, ConfigError> {
     }
     let database = database_config(settings, true, concurrency as u32 + 4)?;
 
+    let (structured_output, adapter_warning) =
+        structured_output(settings.learning_dspy_json_adapter.as_deref());
+    let (think_level, think_warning) =
+        think_level(settings.ai_think_level.as_deref(), &settings.ai_feedback_model);
+    let warnings = [adapter_warning, think_warning].into_iter().flatten().collect();
     let ai = AiConfig {
         backend: backend(settings)?,
         ollama_base_url: validate_ollama_base_url(&settings.ollama_base_url)?,
@@ -396,8 +416,8 @@ pub fn runner_config(settings: &Settings) -> Result<RunnerConfig, ConfigError> {
         feedback_model: non_empty("AI_FEEDBACK_MODEL", &settings.ai_feedback_model)?,
         timeout_vision: timeout("AI_TIMEOUT_VISION", settings.ai_timeout_vision)?,
         timeout_feedback: timeout("AI_TIMEOUT_FEEDBACK", settings.ai_timeout_feedback)?,
-        structured_output: settings.learning_dspy_json_adapter,
-        think_level: think_level(settings)?,
+        structured_output,
+        think_level,
         stub_delay: Duration::from_millis(settings.ai_stub_delay_ms),
         keep_alive: keep_alive(settings)?,
         pull_missing: settings.ollama_pull_missing,
@@ -496,6 +516,7 @@ pub fn runner_config(settings: &Settings) -> Result<RunnerConfig, ConfigError> {
         worker,
         storage,
         http,
+        warnings,
     })
 }
 
@@ -625,15 +646,59 @@ mod tests {
     fn think_level_applies_only_to_gpt_oss() {
         let c = runner_config(&settings(&["--ai-think-level", "high"])).unwrap();
         assert_eq!(c.ai.think_level, Some(ThinkLevel::High));
+        assert!(c.warnings.is_empty());
         let other = runner_config(&settings(&[
             "--ai-think-level",
             "high",
             "--ai-feedback-model",
-            "llama3",
+            "llama3.1:8b",
         ]))
         .unwrap();
         assert_eq!(other.ai.think_level, None);
-        assert!(problem(&["--ai-think-level", "max"]).starts_with("AI_THINK_LEVEL"));
+        assert_eq!(
+            think_level(None, "GPT-OSS:20b"),
+            (Some(ThinkLevel::Low), None),
+            "unset means low, the prefix is matched in any case"
+        );
+        assert_eq!(think_level(Some("  "), "gpt-oss:latest").0, Some(ThinkLevel::Low));
+    }
+
+    #[test]
+    fn an_unknown_think_level_falls_back_to_low_with_a_warning() {
+        let c = runner_config(&settings(&["--ai-think-level", "max"])).unwrap();
+        assert_eq!(c.ai.think_level, Some(ThinkLevel::Low));
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].starts_with("AI_THINK_LEVEL='max'"), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn the_json_adapter_setting_is_read_as_gustav_reads_it() {
+        for (raw, on) in [
+            (None, true),
+            (Some("1"), true),
+            (Some(" TRUE "), true),
+            (Some("yes"), true),
+            (Some("On"), true),
+            (Some("default"), false),
+            (Some("false"), false),
+            (Some("0"), false),
+            (Some(""), false),
+            (Some("jsonadapter"), false),
+        ] {
+            assert_eq!(structured_output(raw).0, on, "{raw:?}");
+        }
+        assert!(structured_output(Some("default")).1.is_none(), "the runbook's value is no warning");
+        assert!(structured_output(Some("jsonadapter")).1.is_some());
+        let c = runner_config(&settings(&["--learning-dspy-json-adapter", "default"])).unwrap();
+        assert!(!c.ai.structured_output);
+        assert!(c.warnings.is_empty());
+        assert!(runner_config(&settings(&[])).unwrap().ai.structured_output);
+        assert!(
+            runner_config(&settings(&["--learning-dspy-json-adapter"]))
+                .unwrap()
+                .ai
+                .structured_output
+        );
     }
 
     #[test]

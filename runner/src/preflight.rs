@@ -375,7 +375,12 @@ pub async fn run(settings: &Settings, with_test_submission: bool) -> Vec<CheckLi
             return lines;
         }
     };
-    lines.push(CheckLine::pass("configuration", describe(&config)));
+    let mut description = describe(&config);
+    for warning in &config.warnings {
+        description.push_str("; warning: ");
+        description.push_str(warning);
+    }
+    lines.push(CheckLine::pass("configuration", description));
     let metrics = Metrics::new().expect("metrics register once per process");
     let (adapters, monitor) = match app::select_adapters(&config, &metrics) {
         Ok(a) => a,

@@ -13,7 +13,8 @@ use sqlx::PgPool;
 use tracing::Instrument;
 
 use crate::adapters::{
-    AdapterError, Adapters, FeedbackRequest, StoredFile, SubmissionKind, VisionRequest,
+    AdapterError, Adapters, FeedbackRequest, StoredFile, SubmissionKind, SubmissionOwner,
+    VisionRequest,
 };
 use crate::backoff::BackoffPolicy;
 use crate::error_code::{ErrorCode, Phase};
@@ -300,6 +301,11 @@ async fn obtain_text(
             sha256: row.sha256.clone(),
         },
         internal_metadata: row.internal_metadata.clone(),
+        owner: SubmissionOwner {
+            course_id: row.course_id.clone(),
+            task_id: row.task_id.clone(),
+            student_sub: row.student_sub.clone(),
+        },
     };
     let vision = ctx.adapters.vision.clone();
     let started = Instant::now();

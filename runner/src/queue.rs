@@ -67,6 +67,12 @@ pub enum Fenced {
 pub struct SubmissionRow {
     /// Submission id.
     pub id: Uuid,
+    /// The course, as text.
+    pub course_id: String,
+    /// The task, as text.
+    pub task_id: String,
+    /// The student's identity (PII: never log it).
+    pub student_sub: String,
     /// `text`, `image`, `file` (or anything a corrupt row holds).
     pub kind: String,
     /// The typed text (PII).
@@ -255,7 +261,9 @@ pub async fn read_submission(
         .await?;
     let row = sqlx::query(
         r#"
-        select id, kind, text_body, storage_key, mime_type, size_bytes, sha256, analysis_status, internal_metadata
+        select id, course_id::text as course_id, task_id::text as task_id, student_sub,
+               kind, text_body, storage_key, mime_type, size_bytes, sha256, analysis_status,
+               internal_metadata
           from public.learning_submissions
          where id = $1
         "#,
@@ -267,6 +275,9 @@ pub async fn read_submission(
     row.map(|r| {
         Ok(SubmissionRow {
             id: r.try_get("id")?,
+            course_id: r.try_get("course_id")?,
+            task_id: r.try_get("task_id")?,
+            student_sub: r.try_get("student_sub")?,
             kind: r.try_get("kind")?,
             text_body: r.try_get("text_body")?,
             storage_key: r.try_get("storage_key")?,

@@ -11,6 +11,8 @@
 
 pub mod fake_ollama;
 pub mod fixtures;
+pub mod images;
+pub mod pdf;
 
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};

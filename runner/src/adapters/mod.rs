@@ -7,10 +7,14 @@
 pub mod normalize;
 pub mod ollama_feedback;
 pub mod ollama_vision;
+pub mod derived;
 pub mod pages;
+pub mod pdf;
+pub mod photo;
 pub mod prompts;
 pub mod storage;
 pub mod stub;
+pub mod vision_input;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -65,6 +69,20 @@ pub struct VisionRequest {
     pub file: StoredFile,
     /// `internal_metadata` of the submission (may hold `page_keys`).
     pub internal_metadata: Value,
+    /// Whose submission it is: names the derived folder of a PDF's page images.
+    pub owner: SubmissionOwner,
+}
+
+/// The course, task and student of a submission, as stored (`student_sub` is PII: it may
+/// appear in a path on the shared volume, never in a log line or message).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubmissionOwner {
+    /// `course_id` as text.
+    pub course_id: String,
+    /// `task_id` as text.
+    pub task_id: String,
+    /// `student_sub`.
+    pub student_sub: String,
 }
 
 /// Output of the vision step.

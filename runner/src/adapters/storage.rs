@@ -37,20 +37,38 @@ pub enum PathError {
     Escapes,
 }
 
-/// Joins `key` to `root`, refusing anything that could leave the root lexically
-/// (absolute paths, `..`, NUL). Symlinks are checked after resolution by the caller.
-pub fn join_under_root(root: &Path, key: &str) -> Result<PathBuf, PathError> {
-    if key.is_empty() || key.contains('\0') {
+/// Refuses a key that could leave the root or the bucket lexically: empty, absolute, a `..`
+/// segment, a backslash or NUL.
+pub fn check_key(key: &str) -> Result<(), PathError> {
+    if key.is_empty() || key.contains(['\0', '\\']) {
         return Err(PathError::Escapes);
     }
-    let relative = Path::new(key);
-    if !relative
+    let all_normal = Path::new(key)
         .components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-    {
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !all_normal || key.split('/').any(|segment| segment == "..") {
         return Err(PathError::Escapes);
     }
-    Ok(root.join(relative))
+    Ok(())
+}
+
+/// Joins `key` to `root`, refusing anything that could leave the root lexically
+/// ([`check_key`]). Symlinks are checked after resolution by the caller.
+pub fn join_under_root(root: &Path, key: &str) -> Result<PathBuf, PathError> {
+    check_key(key)?;
+    Ok(root.join(key))
+}
+
+/// The object name inside `bucket` for a storage key: GUSTAV's web app writes keys as
+/// `submissions/{course}/{task}/{student}/{file}` and uploads them to the bucket without a
+/// leading `<bucket>/` (default bucket `submissions`), so exactly one leading `<bucket>/` is
+/// removed; any other key is the object name as it is (e.g. with the legacy bucket
+/// `learning-submissions`).
+pub fn object_key<'k>(bucket: &str, key: &'k str) -> &'k str {
+    key.strip_prefix(bucket)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(key)
 }
 
 /// Percent-encodes each `/`-separated segment of an object key.
@@ -174,11 +192,13 @@ impl RemoteStorage {
     }
 
     async fn fetch(&self, key: &str) -> Result<Vec<u8>, AdapterError> {
+        check_key(key)
+            .map_err(|_| corrupt("path_escape", "storage key points outside the bucket"))?;
         let url = format!(
             "{}/storage/v1/object/{}/{}",
             self.base,
             encode_object_key(&self.bucket),
-            encode_object_key(key)
+            encode_object_key(object_key(&self.bucket, key))
         );
         let unavailable = |what: String| {
             AdapterError::transient("storage_unavailable", format!("remote storage: {what}"))
@@ -226,6 +246,9 @@ impl RemoteStorage {
 pub struct SubmissionStorage {
     /// The shared submissions volume.
     pub root: Option<PathBuf>,
+    /// The bucket (`LEARNING_STORAGE_BUCKET`): the first segment of a PDF's derived folder on
+    /// the volume, and the bucket of remote reads.
+    pub bucket: String,
     /// Supabase Storage.
     pub remote: Option<RemoteStorage>,
 }
@@ -253,8 +276,9 @@ impl SubmissionStorage {
     }
 }
 
-/// The file below `root`, `None` when it does not exist there.
-async fn read_local(root: &Path, key: &str) -> Result<Option<Vec<u8>>, AdapterError> {
+/// The file below `root` (symlinks resolved, still below the root; a regular file within the
+/// size cap), `None` when it does not exist there.
+pub async fn read_local(root: &Path, key: &str) -> Result<Option<Vec<u8>>, AdapterError> {
     let escape = || corrupt("path_escape", "storage key points outside the storage root");
     let path = join_under_root(root, key).map_err(|_| escape())?;
     let resolved = match tokio::fs::canonicalize(&path).await {
@@ -311,6 +335,34 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn one_leading_bucket_segment_is_removed_from_object_keys() {
+        let key = "submissions/6f1c2b3a-8d4e-4f5a-9b6c-7d8e9f0a1b2c/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d/5b7e9c1d-2f3a-4b5c-8d6e-7f8a9b0c1d2e/1764922870123-bd154643c9074c7d828e51cc01231baa.jpg";
+        assert_eq!(object_key("submissions", key), &key["submissions/".len()..]);
+        assert_eq!(
+            object_key("learning-submissions", key),
+            key,
+            "another bucket keeps the key"
+        );
+        assert_eq!(
+            object_key("submissions", "submissions/submissions/a.png"),
+            "submissions/a.png",
+            "only once"
+        );
+        assert_eq!(object_key("submissions", "submissionsx/a.png"), "submissionsx/a.png");
+        assert_eq!(object_key("submissions", "submissions/"), "submissions/");
+        assert_eq!(object_key("submissions", "c/t/s/a.png"), "c/t/s/a.png");
+    }
+
+    #[test]
+    fn keys_with_parent_segments_or_backslashes_are_refused() {
+        for bad in ["a/../b", "..", "a\\b", "/abs", "", "a/..", "x\0"] {
+            assert_eq!(check_key(bad), Err(PathError::Escapes), "{bad:?}");
+        }
+        assert!(check_key("submissions/c/t/s/1-x.pdf").is_ok());
+        assert!(check_key("a/./b..c/d").is_ok(), "dots inside a name are fine");
     }
 
     #[test]
@@ -379,6 +431,7 @@ mod tests {
         std::fs::write(root.join("ok.png"), b"fine").unwrap();
         let storage = SubmissionStorage {
             root: Some(root.clone()),
+            bucket: "submissions".into(),
             remote: None,
         };
         let escaped = storage.read("link.png", &Expected::default()).await;

@@ -164,7 +164,7 @@ impl FeedbackAdapter for StubBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::{StoredFile, SubmissionKind};
+    use crate::adapters::{StoredFile, SubmissionKind, SubmissionOwner};
 
     fn feedback_request(text: &str, criteria: &[&str]) -> FeedbackRequest {
         FeedbackRequest {
@@ -188,6 +188,7 @@ mod tests {
                 sha256: None,
             },
             internal_metadata: metadata,
+            owner: SubmissionOwner::default(),
         }
     }
 
