@@ -267,7 +267,10 @@ pub fn structured_output(raw: Option<&str>) -> (bool, Option<String>) {
     };
     let value = raw.trim().to_ascii_lowercase();
     let on = matches!(value.as_str(), "1" | "true" | "yes" | "on");
-    let known_off = matches!(value.as_str(), "0" | "false" | "no" | "off" | "default" | "");
+    let known_off = matches!(
+        value.as_str(),
+        "0" | "false" | "no" | "off" | "default" | ""
+    );
     let warning = (!on && !known_off).then(|| {
         format!(
             "LEARNING_DSPY_JSON_ADAPTER='{}' is not 1/true/yes/on: structured output is off (free text parsed tolerantly)",
@@ -280,7 +283,10 @@ pub fn structured_output(raw: Option<&str>) -> (bool, Option<String>) {
 /// `AI_THINK_LEVEL` as GUSTAV reads it: `low` when unset or empty, `low` with a warning for a
 /// value other than low/medium/high; sent only to models whose name starts with `gpt-oss`
 /// (any case).
-pub fn think_level(raw: Option<&str>, feedback_model: &str) -> (Option<ThinkLevel>, Option<String>) {
+pub fn think_level(
+    raw: Option<&str>,
+    feedback_model: &str,
+) -> (Option<ThinkLevel>, Option<String>) {
     let value = raw.map(str::trim).unwrap_or("").to_ascii_lowercase();
     let (level, warning) = match value.as_str() {
         "" | "low" => (ThinkLevel::Low, None),
@@ -406,9 +412,14 @@ pub fn runner_config(settings: &Settings) -> Result<RunnerConfig, ConfigError> {
 
     let (structured_output, adapter_warning) =
         structured_output(settings.learning_dspy_json_adapter.as_deref());
-    let (think_level, think_warning) =
-        think_level(settings.ai_think_level.as_deref(), &settings.ai_feedback_model);
-    let warnings = [adapter_warning, think_warning].into_iter().flatten().collect();
+    let (think_level, think_warning) = think_level(
+        settings.ai_think_level.as_deref(),
+        &settings.ai_feedback_model,
+    );
+    let warnings = [adapter_warning, think_warning]
+        .into_iter()
+        .flatten()
+        .collect();
     let ai = AiConfig {
         backend: backend(settings)?,
         ollama_base_url: validate_ollama_base_url(&settings.ollama_base_url)?,
@@ -660,7 +671,10 @@ mod tests {
             (Some(ThinkLevel::Low), None),
             "unset means low, the prefix is matched in any case"
         );
-        assert_eq!(think_level(Some("  "), "gpt-oss:latest").0, Some(ThinkLevel::Low));
+        assert_eq!(
+            think_level(Some("  "), "gpt-oss:latest").0,
+            Some(ThinkLevel::Low)
+        );
     }
 
     #[test]
@@ -668,7 +682,11 @@ mod tests {
         let c = runner_config(&settings(&["--ai-think-level", "max"])).unwrap();
         assert_eq!(c.ai.think_level, Some(ThinkLevel::Low));
         assert_eq!(c.warnings.len(), 1);
-        assert!(c.warnings[0].starts_with("AI_THINK_LEVEL='max'"), "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("AI_THINK_LEVEL='max'"),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]
@@ -687,7 +705,10 @@ mod tests {
         ] {
             assert_eq!(structured_output(raw).0, on, "{raw:?}");
         }
-        assert!(structured_output(Some("default")).1.is_none(), "the runbook's value is no warning");
+        assert!(
+            structured_output(Some("default")).1.is_none(),
+            "the runbook's value is no warning"
+        );
         assert!(structured_output(Some("jsonadapter")).1.is_some());
         let c = runner_config(&settings(&["--learning-dspy-json-adapter", "default"])).unwrap();
         assert!(!c.ai.structured_output);

@@ -10,6 +10,10 @@ use uuid::Uuid;
 pub struct NewSubmission {
     /// `text`, `image`, `file` (or something invalid for bad-input tests, if the schema allows).
     pub kind: &'static str,
+    /// The course (`course_id`).
+    pub course_id: Uuid,
+    /// The task (`task_id`).
+    pub task_id: Uuid,
     /// The student (PII in real life).
     pub student_sub: String,
     /// Text for `text` submissions.
@@ -35,6 +39,8 @@ impl NewSubmission {
     pub fn text(student_sub: &str, text: &str) -> Self {
         NewSubmission {
             kind: "text",
+            course_id: Uuid::new_v4(),
+            task_id: Uuid::new_v4(),
             student_sub: student_sub.to_owned(),
             text_body: Some(text.to_owned()),
             storage_key: None,
@@ -51,6 +57,8 @@ impl NewSubmission {
     pub fn image(student_sub: &str) -> Self {
         NewSubmission {
             kind: "image",
+            course_id: Uuid::new_v4(),
+            task_id: Uuid::new_v4(),
             student_sub: student_sub.to_owned(),
             text_body: None,
             storage_key: Some(format!("course/task/{student_sub}/{}.png", Uuid::new_v4())),
@@ -68,7 +76,7 @@ impl NewSubmission {
 pub async fn enqueue(pool: &PgPool, s: &NewSubmission) -> (Uuid, Uuid) {
     let submission_id = Uuid::new_v4();
     let payload = json!({
-        "submission_id": submission_id, "course_id": Uuid::new_v4(), "task_id": Uuid::new_v4(),
+        "submission_id": submission_id, "course_id": s.course_id, "task_id": s.task_id,
         "student_sub": s.student_sub, "kind": s.kind, "attempt_nr": 1,
         "criteria": s.criteria, "instruction_md": "Beschreibe den Versuch.", "hints_md": "Achte auf Einheiten."
     });
@@ -90,8 +98,8 @@ pub async fn enqueue_with_payload(
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12)",
     )
     .bind(submission_id)
-    .bind(Uuid::new_v4())
-    .bind(Uuid::new_v4())
+    .bind(s.course_id)
+    .bind(s.task_id)
     .bind(&s.student_sub)
     .bind(s.kind)
     .bind(&s.text_body)
@@ -131,6 +139,8 @@ impl NewSubmission {
             .collect();
         NewSubmission {
             kind,
+            course_id: Uuid::new_v4(),
+            task_id: Uuid::new_v4(),
             student_sub: student_sub.to_owned(),
             text_body: None,
             storage_key: Some(storage_key.to_owned()),
@@ -141,6 +151,68 @@ impl NewSubmission {
             internal_metadata: json!({}),
             criteria: vec!["Rechenweg".into(), "Ergebnis".into()],
         }
+    }
+}
+
+/// A storage key exactly as GUSTAV's web app builds it for an upload:
+/// `submissions/{course}/{task}/{student}/{epoch_ms}-{uuid hex}.{ext}`, the student part the
+/// lower-cased `sub` with characters outside `[a-z0-9._-]` replaced by `-`, and `ext` `jpg`,
+/// `png` or `pdf` from the MIME type.
+pub fn gustav_storage_key(course_id: Uuid, task_id: Uuid, student_sub: &str, mime: &str) -> String {
+    let student: String = student_sub
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let ext = match mime {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        _ => "pdf",
+    };
+    let epoch_ms = chrono::Utc::now().timestamp_millis();
+    format!(
+        "submissions/{course_id}/{task_id}/{student}/{epoch_ms}-{}.{ext}",
+        Uuid::new_v4().simple()
+    )
+}
+
+impl NewSubmission {
+    /// A file submission of `bytes` under a GUSTAV-shaped storage key (see
+    /// [`gustav_storage_key`]), size and hash recorded as the web app does.
+    pub fn gustav_file(
+        student_sub: &str,
+        kind: &'static str,
+        mime: &'static str,
+        bytes: &[u8],
+    ) -> Self {
+        let mut s = NewSubmission::stored_file(student_sub, kind, mime, "placeholder", bytes);
+        s.storage_key = Some(gustav_storage_key(
+            s.course_id,
+            s.task_id,
+            student_sub,
+            mime,
+        ));
+        s
+    }
+
+    /// The storage key (set for file submissions).
+    pub fn key(&self) -> &str {
+        self.storage_key.as_deref().expect("a file submission")
+    }
+
+    /// GUSTAV's derived folder of this submission below the storage root, with the default
+    /// bucket: `submissions/{course}/{task}/{student}/derived/{submission_id}`.
+    pub fn derived_dir(&self, submission_id: Uuid) -> String {
+        format!(
+            "submissions/{}/{}/{}/derived/{submission_id}",
+            self.course_id, self.task_id, self.student_sub
+        )
     }
 }
 

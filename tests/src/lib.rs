@@ -10,6 +10,7 @@
 //! when PostgreSQL cannot be started, the test fails with the script's message.
 
 pub mod fake_ollama;
+pub mod fake_supabase;
 pub mod fixtures;
 pub mod images;
 pub mod pdf;

@@ -123,10 +123,7 @@ pub fn complete_sheet_set(names: &[String]) -> Option<Vec<String>> {
     totals.dedup();
     totals.into_iter().rev().find_map(|total| {
         let wanted = sheet_file_names(total);
-        wanted
-            .iter()
-            .all(|w| names.contains(w))
-            .then_some(wanted)
+        wanted.iter().all(|w| names.contains(w)).then_some(wanted)
     })
 }
 
@@ -226,9 +223,16 @@ mod tests {
 
     #[test]
     fn page_files_sort_by_number() {
-        let names = ["page_10.png", "stitched.png", "page_2.png", "page_0001.PNG", "notes.txt", "page_x.png"]
-            .map(String::from)
-            .to_vec();
+        let names = [
+            "page_10.png",
+            "stitched.png",
+            "page_2.png",
+            "page_0001.PNG",
+            "notes.txt",
+            "page_x.png",
+        ]
+        .map(String::from)
+        .to_vec();
         assert_eq!(
             page_file_order(names),
             ["page_0001.PNG", "page_2.png", "page_10.png", "page_x.png"]
@@ -238,30 +242,51 @@ mod tests {
     #[test]
     fn page_keys_must_lie_in_the_submissions_own_derived_folder() {
         let id = Uuid::new_v4();
-        let key = format!("submissions/{COURSE}/{TASK}/{SUB}/1764922870789-32628377a9b348d3b02d2e8fb9736856.pdf");
+        let key = format!(
+            "submissions/{COURSE}/{TASK}/{SUB}/1764922870789-32628377a9b348d3b02d2e8fb9736856.pdf"
+        );
         let ok = format!("submissions/{COURSE}/{TASK}/{SUB}/derived/{id}/page_0001.png");
         assert!(page_key_belongs(&ok, &key, &owner(SUB), id));
-        let other_student = format!("submissions/{COURSE}/{TASK}/someone-else/derived/{id}/page_0001.png");
+        let other_student =
+            format!("submissions/{COURSE}/{TASK}/someone-else/derived/{id}/page_0001.png");
         assert!(!page_key_belongs(&other_student, &key, &owner(SUB), id));
-        let other_submission = format!("submissions/{COURSE}/{TASK}/{SUB}/derived/{}/page_0001.png", Uuid::new_v4());
+        let other_submission = format!(
+            "submissions/{COURSE}/{TASK}/{SUB}/derived/{}/page_0001.png",
+            Uuid::new_v4()
+        );
         assert!(!page_key_belongs(&other_submission, &key, &owner(SUB), id));
         let escape = format!("submissions/{COURSE}/{TASK}/{SUB}/derived/{id}/../../x.png");
         assert!(!page_key_belongs(&escape, &key, &owner(SUB), id));
         let nested = format!("submissions/{COURSE}/{TASK}/{SUB}/derived/{id}/a/b.png");
         assert!(!page_key_belongs(&nested, &key, &owner(SUB), id));
         // Beside a file stored under another layout.
-        assert!(page_key_belongs(&format!("c/t/derived/{id}/p1.png"), "c/t/doc.pdf", &owner(SUB), id));
+        assert!(page_key_belongs(
+            &format!("c/t/derived/{id}/p1.png"),
+            "c/t/doc.pdf",
+            &owner(SUB),
+            id
+        ));
     }
 
     #[test]
     fn sheet_caches_are_named_and_found_complete() {
         assert_eq!(sheet_file_names(1), ["stitched.png"]);
-        assert_eq!(sheet_file_names(2), ["stitched-1-of-2.png", "stitched-2-of-2.png"]);
-        let names: Vec<String> = ["stitched-2-of-3.png", "stitched-1-of-3.png", "page_1.png", "stitched-3-of-3.png"]
+        assert_eq!(
+            sheet_file_names(2),
+            ["stitched-1-of-2.png", "stitched-2-of-2.png"]
+        );
+        let names: Vec<String> = [
+            "stitched-2-of-3.png",
+            "stitched-1-of-3.png",
+            "page_1.png",
+            "stitched-3-of-3.png",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(complete_sheet_set(&names), Some(sheet_file_names(3)));
+        let partial: Vec<String> = ["stitched-1-of-3.png", "stitched-3-of-3.png"]
             .map(String::from)
             .to_vec();
-        assert_eq!(complete_sheet_set(&names), Some(sheet_file_names(3)));
-        let partial: Vec<String> = ["stitched-1-of-3.png", "stitched-3-of-3.png"].map(String::from).to_vec();
         assert_eq!(complete_sheet_set(&partial), None);
         assert_eq!(complete_sheet_set(&["stitched.png".to_owned()]), None);
     }
@@ -271,12 +296,19 @@ mod tests {
         let base = std::env::temp_dir().join(format!("lr-derived-{}", Uuid::new_v4().simple()));
         let root = base.join("root");
         std::fs::create_dir_all(&root).unwrap();
-        write_file(&root, "a/b/derived/x/stitched.png", b"png").await.unwrap();
+        write_file(&root, "a/b/derived/x/stitched.png", b"png")
+            .await
+            .unwrap();
         assert_eq!(list_dir(&root, "a/b/derived/x").await, ["stitched.png"]);
-        assert_eq!(std::fs::read(root.join("a/b/derived/x/stitched.png")).unwrap(), b"png");
+        assert_eq!(
+            std::fs::read(root.join("a/b/derived/x/stitched.png")).unwrap(),
+            b"png"
+        );
         std::fs::create_dir_all(base.join("outside")).unwrap();
         std::os::unix::fs::symlink(base.join("outside"), root.join("link")).unwrap();
-        assert!(write_file(&root, "link/stitched.png", b"png").await.is_err());
+        assert!(write_file(&root, "link/stitched.png", b"png")
+            .await
+            .is_err());
         assert!(list_dir(&root, "link").await.is_empty());
         assert!(list_dir(&root, "missing").await.is_empty());
         assert!(write_file(&root, "../escape.png", b"x").await.is_err());

@@ -4,10 +4,10 @@
 //! Errors say whether a retry can help ([`AdapterError::Transient`]) or not
 //! ([`AdapterError::Permanent`]), with a short, bounded reason for logs and metrics.
 
+pub mod derived;
 pub mod normalize;
 pub mod ollama_feedback;
 pub mod ollama_vision;
-pub mod derived;
 pub mod pages;
 pub mod pdf;
 pub mod photo;

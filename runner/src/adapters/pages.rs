@@ -220,8 +220,8 @@ mod tests {
 
     #[test]
     fn two_pages_make_one_greyscale_sheet_with_a_white_gap() {
-        let sheets = sheets_from_png_pages(&[png(100, 50, [0, 0, 0]), png(60, 40, [0, 0, 0])])
-            .unwrap();
+        let sheets =
+            sheets_from_png_pages(&[png(100, 50, [0, 0, 0]), png(60, 40, [0, 0, 0])]).unwrap();
         assert_eq!((sheets.images.len(), sheets.pages), (1, 2));
         let img = load(&sheets.images[0]);
         assert_eq!((img.width(), img.height()), (100, 50 + PAGE_GAP + 40));
@@ -296,7 +296,10 @@ mod tests {
     #[test]
     fn cached_images_are_reused_only_when_sheet_sized() {
         assert!(is_sheet_sized(MAX_WIDTH, MAX_SHEET_HEIGHT));
-        assert!(!is_sheet_sized(2480, 3508), "a 300 DPI page of another worker");
+        assert!(
+            !is_sheet_sized(2480, 3508),
+            "a 300 DPI page of another worker"
+        );
         assert!(!is_sheet_sized(1000, MAX_SHEET_HEIGHT + 1));
     }
 

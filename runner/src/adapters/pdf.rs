@@ -15,9 +15,7 @@ use hayro::vello_cpu::color::palette::css::WHITE;
 use hayro::{render, PixmapSettings, RenderCache, RenderSettings};
 use image::GrayImage;
 
-use super::pages::{
-    SheetBuilder, SheetError, Sheets, MAX_PAGES, MAX_PAGE_HEIGHT, MAX_WIDTH,
-};
+use super::pages::{SheetBuilder, SheetError, Sheets, MAX_PAGES, MAX_PAGE_HEIGHT, MAX_WIDTH};
 
 /// The original worker's rendering resolution; pages are never rendered finer.
 pub const RENDER_DPI: f32 = 300.0;
@@ -146,7 +144,10 @@ mod tests {
         let scale = page_scale(595.0, 842.0);
         assert!((scale * 595.0 - MAX_WIDTH as f32).abs() <= 1.0, "{scale}");
         let small = page_scale(100.0, 100.0);
-        assert!((small - RENDER_DPI / POINTS_PER_INCH).abs() < 1e-6, "300 DPI cap");
+        assert!(
+            (small - RENDER_DPI / POINTS_PER_INCH).abs() < 1e-6,
+            "300 DPI cap"
+        );
     }
 
     #[test]
@@ -183,23 +184,42 @@ mod tests {
     fn pages_are_rendered_two_to_a_sheet_with_their_ink() {
         let rendered = render_pdf(learning_tests::pdf::numbered_a4(3), far()).unwrap();
         assert_eq!(rendered.pages_total, 3);
-        assert_eq!((rendered.sheets.pages, rendered.sheets.images.len()), (3, 2));
+        assert_eq!(
+            (rendered.sheets.pages, rendered.sheets.images.len()),
+            (3, 2)
+        );
         let sheet = image::load_from_memory(&rendered.sheets.images[0])
             .unwrap()
             .into_luma8();
         let page_height = (842.0 * page_scale(595.0, 842.0)) as u32;
         assert_eq!(sheet.width(), MAX_WIDTH);
-        assert!(sheet.height().abs_diff(2 * page_height + super::super::pages::PAGE_GAP) <= 2);
+        assert!(
+            sheet
+                .height()
+                .abs_diff(2 * page_height + super::super::pages::PAGE_GAP)
+                <= 2
+        );
         // The black bar near the top of page 1: 108 to 120 pt from the top edge.
         let s = page_scale(595.0, 842.0);
         let bar_y = (114.0 * s) as u32;
-        assert_eq!(sheet.get_pixel(MAX_WIDTH / 2, bar_y).0, [0], "the bar is black");
-        assert_eq!(sheet.get_pixel(MAX_WIDTH / 2, page_height / 2).0, [255], "paper is white");
+        assert_eq!(
+            sheet.get_pixel(MAX_WIDTH / 2, bar_y).0,
+            [0],
+            "the bar is black"
+        );
+        assert_eq!(
+            sheet.get_pixel(MAX_WIDTH / 2, page_height / 2).0,
+            [255],
+            "paper is white"
+        );
         let dark_text_pixels = (0..sheet.width())
             .flat_map(|x| (0..((80.0 * s) as u32)).map(move |y| (x, y)))
             .filter(|&(x, y)| sheet.get_pixel(x, y).0[0] < 128)
             .count();
-        assert!(dark_text_pixels > 500, "the text line has ink: {dark_text_pixels}");
+        assert!(
+            dark_text_pixels > 500,
+            "the text line has ink: {dark_text_pixels}"
+        );
     }
 
     #[test]

@@ -133,7 +133,9 @@ mod tests {
     use image::{Rgb, RgbImage};
 
     fn encoded(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
-        let img = RgbImage::from_fn(width, height, |x, y| Rgb([(x % 251) as u8, (y % 241) as u8, 90]));
+        let img = RgbImage::from_fn(width, height, |x, y| {
+            Rgb([(x % 251) as u8, (y % 241) as u8, 90])
+        });
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, format).unwrap();
         out.into_inner()
@@ -150,7 +152,10 @@ mod tests {
 
     #[test]
     fn large_photos_are_scaled_to_the_longer_side_and_keep_their_format() {
-        for (mime, format) in [("image/jpeg", ImageFormat::Jpeg), ("image/png", ImageFormat::Png)] {
+        for (mime, format) in [
+            ("image/jpeg", ImageFormat::Jpeg),
+            ("image/png", ImageFormat::Png),
+        ] {
             let prepared = prepare_photo(mime, encoded(3200, 2400, format)).unwrap();
             assert!(prepared.transformed);
             assert_eq!(prepared.original, (3200, 2400));
@@ -181,5 +186,4 @@ mod tests {
             Err(PhotoError::Undecodable)
         );
     }
-
 }

@@ -351,7 +351,10 @@ mod tests {
             "submissions/a.png",
             "only once"
         );
-        assert_eq!(object_key("submissions", "submissionsx/a.png"), "submissionsx/a.png");
+        assert_eq!(
+            object_key("submissions", "submissionsx/a.png"),
+            "submissionsx/a.png"
+        );
         assert_eq!(object_key("submissions", "submissions/"), "submissions/");
         assert_eq!(object_key("submissions", "c/t/s/a.png"), "c/t/s/a.png");
     }
@@ -362,7 +365,10 @@ mod tests {
             assert_eq!(check_key(bad), Err(PathError::Escapes), "{bad:?}");
         }
         assert!(check_key("submissions/c/t/s/1-x.pdf").is_ok());
-        assert!(check_key("a/./b..c/d").is_ok(), "dots inside a name are fine");
+        assert!(
+            check_key("a/./b..c/d").is_ok(),
+            "dots inside a name are fine"
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ use super::derived::{
     complete_sheet_set, derived_dirs, list_dir, page_file_order, page_key_belongs,
     sheet_file_names, write_file, STITCHED_NAME,
 };
-use super::pages::{decode_page, is_sheet_sized, looks_like, SheetBuilder, SheetError, Sheets, MAX_PAGES};
+use super::pages::{
+    decode_page, is_sheet_sized, looks_like, SheetBuilder, SheetError, Sheets, MAX_PAGES,
+};
 use super::pdf::{render_pdf, PdfError};
 use super::photo::{prepare_photo, PhotoError};
 use super::storage::{read_local, Expected, SubmissionStorage};
@@ -101,7 +103,11 @@ impl VisionInputs {
         }
     }
 
-    async fn photo(&self, request: &VisionRequest, mime: String) -> Result<VisionImages, AdapterError> {
+    async fn photo(
+        &self,
+        request: &VisionRequest,
+        mime: String,
+    ) -> Result<VisionImages, AdapterError> {
         let bytes = self
             .storage
             .read(&request.file.storage_key, &expected(request))
@@ -133,7 +139,11 @@ impl VisionInputs {
             sent_bytes = prepared.bytes.len(),
         );
         Ok(VisionImages {
-            source: if prepared.transformed { "photo_scaled" } else { "file" },
+            source: if prepared.transformed {
+                "photo_scaled"
+            } else {
+                "file"
+            },
             images: Arc::new(vec![prepared.bytes]),
             pages: 1,
             pages_total: 1,
@@ -175,7 +185,12 @@ impl VisionInputs {
         let keys = page_keys(&request.internal_metadata);
         if !keys.is_empty() {
             if !keys.iter().all(|k| {
-                page_key_belongs(k, &request.file.storage_key, &request.owner, request.submission_id)
+                page_key_belongs(
+                    k,
+                    &request.file.storage_key,
+                    &request.owner,
+                    request.submission_id,
+                )
             }) {
                 return Err(AdapterError::permanent_with_code(
                     ErrorCode::InputCorrupt,
@@ -203,11 +218,16 @@ impl VisionInputs {
                 let bytes = read_local(root, &format!("{dir}/{name}"))
                     .await?
                     .ok_or_else(|| {
-                        AdapterError::transient("file_not_found", "a page image disappeared while it was read")
+                        AdapterError::transient(
+                            "file_not_found",
+                            "a page image disappeared while it was read",
+                        )
                     })?;
                 builder = push_page(builder, bytes).await?;
             }
-            return finish(builder, names.len(), "derived_pages").await.map(Some);
+            return finish(builder, names.len(), "derived_pages")
+                .await
+                .map(Some);
         }
         Ok(None)
     }
@@ -268,9 +288,15 @@ impl VisionInputs {
         }
         let mut cache = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|c| c.id != id);
-        let mut total: usize = cache.iter().flat_map(|c| c.images.iter()).map(Vec::len).sum();
+        let mut total: usize = cache
+            .iter()
+            .flat_map(|c| c.images.iter())
+            .map(Vec::len)
+            .sum();
         while total + size > MEMORY_CACHE_BYTES {
-            let Some(evicted) = cache.pop_front() else { break };
+            let Some(evicted) = cache.pop_front() else {
+                break;
+            };
             total -= evicted.images.iter().map(Vec::len).sum::<usize>();
         }
         cache.push_back(CachedSheets {
