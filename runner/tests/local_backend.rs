@@ -114,16 +114,13 @@ async fn png_and_jpeg_submissions_send_the_file_as_one_base64_image() {
         vec![text(&analysis_answer(&["Rechenweg", "Ergebnis"], 9))],
     );
 
-    for (mime, bytes, key) in [
-        ("image/png", png(40, 30, [10, 20, 30]), "c/t/photo.png"),
-        ("image/jpeg", jpeg(40, 30, [200, 10, 10]), "c/t/photo.jpg"),
+    for (mime, bytes) in [
+        ("image/png", png(40, 30, [10, 20, 30])),
+        ("image/jpeg", jpeg(40, 30, [200, 10, 10])),
     ] {
-        root.put(key, &bytes);
-        let (sub, _) = fixtures::enqueue(
-            &db.admin,
-            &NewSubmission::stored_file("s1", "image", mime, key, &bytes),
-        )
-        .await;
+        let submission = NewSubmission::gustav_file("s1", "image", mime, &bytes);
+        root.put(submission.key(), &bytes);
+        let (sub, _) = fixtures::enqueue(&db.admin, &submission).await;
         if mime == "image/jpeg" {
             fake.script(
                 Endpoint::Chat,
@@ -176,13 +173,18 @@ async fn a_pdf_is_transcribed_from_its_pre_rendered_pages_stitched_into_one_imag
             text("Weiter so."),
         ],
     );
-    root.put("c/t/p1.png", &png(100, 60, [0, 0, 0]));
-    root.put("c/t/p2.png", &png(80, 40, [0, 0, 0]));
-    let pdf = b"%PDF-1.7 fake".to_vec();
-    root.put("c/t/doc.pdf", &pdf);
-    let mut s = NewSubmission::stored_file("s1", "file", "application/pdf", "c/t/doc.pdf", &pdf);
-    s.internal_metadata = json!({"page_keys": ["c/t/p1.png", "c/t/p2.png"]});
-    let (sub, _) = fixtures::enqueue(&db.admin, &s).await;
+    let pdf = learning_tests::pdf::numbered_a4(2);
+    let mut s = NewSubmission::gustav_file("s1", "file", "application/pdf", &pdf);
+    root.put(s.key(), &pdf);
+    let id = uuid::Uuid::new_v4();
+    let dir = s.derived_dir(id);
+    root.put(&format!("{dir}/page_0001.png"), &png(100, 60, [0, 0, 0]));
+    root.put(&format!("{dir}/page_0002.png"), &png(80, 40, [0, 0, 0]));
+    s.internal_metadata =
+        json!({"page_keys": [format!("{dir}/page_0001.png"), format!("{dir}/page_0002.png")]});
+    let payload = json!({"submission_id": id, "course_id": s.course_id, "task_id": s.task_id,
+        "student_sub": "s1", "kind": "file", "attempt_nr": 1, "criteria": ["Rechenweg", "Ergebnis"]});
+    let (sub, _) = fixtures::enqueue_with_payload(&db.admin, &s, id, payload).await;
 
     assert_eq!(process_next(&ctx).await, JobOutcome::Completed);
     assert_eq!(
@@ -497,7 +499,7 @@ async fn an_unsupported_mime_type_is_input_unsupported() {
 }
 
 #[tokio::test]
-async fn a_pdf_without_pages_fails_transiently_with_a_clear_reason() {
+async fn a_pdf_that_is_only_a_header_fails_permanently_as_unreadable() {
     let LocalSetup {
         db,
         fake: _fake,
@@ -505,14 +507,11 @@ async fn a_pdf_without_pages_fails_transiently_with_a_clear_reason() {
         ctx,
     } = local_setup(fake_with_models().await, &[]).await;
     let pdf = b"%PDF-1.7".to_vec();
-    root.put("d.pdf", &pdf);
-    let (sub, _) = fixtures::enqueue(
-        &db.admin,
-        &NewSubmission::stored_file("s1", "file", "application/pdf", "d.pdf", &pdf),
-    )
-    .await;
-    assert_eq!(process_next(&ctx).await, JobOutcome::Retried);
+    let s = NewSubmission::gustav_file("s1", "file", "application/pdf", &pdf);
+    root.put(s.key(), &pdf);
+    let (sub, _) = fixtures::enqueue(&db.admin, &s).await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
     let s = fixtures::submission(&db.admin, sub).await;
-    assert_eq!(s.error_code.as_deref(), Some("vision_retrying"));
-    assert!(s.vision_last_error.unwrap().contains("page_keys"));
+    assert_eq!(s.error_code.as_deref(), Some("input_corrupt"));
+    assert!(s.vision_last_error.unwrap().contains("cannot be read"));
 }
