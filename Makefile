@@ -54,9 +54,9 @@ demo: deps ## Run the runner end to end on sample submissions against a throwawa
 	$(CARGO) build -p learning-runner
 	LEARNING_RUNNER_BIN="$(RUNNER_BIN)" bash scripts/demo.sh
 
-bench: deps ## Run the queue benchmark (cargo bench -p learning-runner --bench queue)
+bench: deps ## Run the benchmarks: queue throughput and pickup latency, PDF rendering and photo scaling
 	$(require_cargo)
-	$(CARGO) bench -p learning-runner --bench queue
+	$(CARGO) bench -p learning-runner --bench queue --bench render
 
 CRD_FILE := crds/learningworkers.learning.gustav.dev.yaml
 

@@ -18,10 +18,10 @@
 #
 # With AI=local (a real Ollama; nothing is faked):
 # - the photos and the PDF are real files: small PNGs with German school work written on
-#   them (drawn by python3 with a built-in bitmap font), the PDF's pages as PNG files
-#   referenced by internal_metadata.page_keys (as the web app renders them) and the PDF
-#   itself; they go into a temporary STORAGE_VERIFY_ROOT and the submissions record their
-#   true size_bytes and sha256;
+#   them (drawn by python3 with a built-in bitmap font) and a two-page PDF without
+#   pre-rendered pages (as GUSTAV's upload flow stores it: the runner renders it); they go
+#   into a temporary STORAGE_VERIFY_ROOT under GUSTAV's storage keys and the submissions
+#   record their true size_bytes and sha256;
 # - the two stub fault-injection submissions are left out (they mean something only to
 #   the stub): six submissions;
 # - `learning-runner preflight` runs first, as the runner will (printed; the demo stops with
@@ -297,8 +297,8 @@ fi
 # Sample files (local backend): real PNGs and a PDF, drawn with python3
 # ---------------------------------------------------------------------------
 # Writes math.png and physics.png (photos of handwritten-like work, drawn with a 5x7 bitmap
-# font), page1.png and page2.png (the PDF's pages as the web app renders them, A4 portrait)
-# and arbeitsblatt.pdf (the PDF itself, two pages of Helvetica text) into the directory $1.
+# font) and arbeitsblatt.pdf (two A4 pages of Helvetica text, no page images: the runner
+# renders it) into the directory $1.
 draw_sample_files() {
     python3 - "$1" <<'PY'
 import struct, sys, zlib
@@ -547,10 +547,7 @@ for i, l in enumerate(PHYSICS_BOTTOM):
     c.text(40, y1 + 120 + i * 33, l, scale)
 c.png(f"{OUT}/physics.png")
 
-# The PDF's pages as the web app renders them (A4 portrait), and the PDF itself.
-for name, lines in (("page1", PAGE1), ("page2", PAGE2)):
-    text_image(lines, 2, width=900, height=1273, margin=60).png(f"{OUT}/{name}.png")
-
+# The PDF: two A4 pages of text.
 
 def pdf_text(s):
     s = s.replace("→", "->")
@@ -582,7 +579,7 @@ PY
 if [[ $LOCAL == true ]]; then
     step "Drawing the sample files (python3) and storing them below STORAGE_VERIFY_ROOT=$STORAGE_ROOT"
     draw_sample_files "$FILES_DIR/drawn" || die "python3 could not draw the sample files"
-    for f in math.png physics.png page1.png page2.png arbeitsblatt.pdf; do
+    for f in math.png physics.png arbeitsblatt.pdf; do
         [[ -s $FILES_DIR/drawn/$f ]] || die "python3 did not write $f"
     done
     (cd "$FILES_DIR/drawn" && for f in *; do
@@ -609,34 +606,27 @@ store_file() {
     STORAGE_KEYS+=("$2")
 }
 
-# enqueue LABEL TASK_ID KIND TEXT STORAGE_KEY MIME SIZE METADATA_JSON CRITERIA_JSON INSTRUCTION HINTS [FILES]
+# enqueue LABEL TASK_ID KIND TEXT EXT MIME SIZE METADATA_JSON CRITERIA_JSON INSTRUCTION HINTS [FILE]
 # Prints nothing; remembers the submission id under LABEL for the outcome table.
+# A file submission (EXT jpg, png or pdf) gets a storage key exactly as GUSTAV's web app
+# builds it: submissions/{course}/{task}/{student}/{epoch_ms}-{uuid hex}.{ext}.
 # The stub never reads files: SIZE is made up and the hash is that of the key. With the local
-# backend FILES names drawn files: the first is stored under STORAGE_KEY and its true size and
-# SHA-256 are recorded; any further ones are the PDF's pages, stored under pages/pageN.png
-# next to it and listed in internal_metadata.page_keys (METADATA_JSON is then not used).
+# backend FILE names a drawn file, stored under the key with its true size and SHA-256.
 enqueue() {
-    local label=$1 task_id=$2 kind=$3 text=$4 storage_key=$5 mime=$6 size=$7 metadata=$8
-    local criteria=$9 instruction=${10} hints=${11} files=${12-}
-    local id sub sha=
+    local label=$1 task_id=$2 kind=$3 text=$4 ext=$5 mime=$6 size=$7 metadata=$8
+    local criteria=$9 instruction=${10} hints=${11} file=${12-}
+    local id sub sha='' storage_key=''
     id=$(new_uuid)
     sub=$(new_uuid) # an OIDC subject, as GUSTAV's identity provider issues them
-    storage_key=${storage_key//\{id\}/$id}
-    metadata=${metadata//\{id\}/$id}
-    if [[ $LOCAL == true && -n $files ]]; then
-        local sources page_keys=() n=0 src
-        read -ra sources <<<"$files"
-        store_file "${sources[0]}" "$storage_key"
+    if [[ -n $ext ]]; then
+        local object
+        object=$(new_uuid)
+        storage_key="submissions/$COURSE_ID/$task_id/$sub/$(date +%s%3N)-${object//-/}.$ext"
+    fi
+    if [[ $LOCAL == true && -n $file ]]; then
+        store_file "$file" "$storage_key"
         size=$(stat -c %s "$STORAGE_ROOT/$storage_key")
         sha=$(sha256sum "$STORAGE_ROOT/$storage_key" | cut -c1-64)
-        if ((${#sources[@]} > 1)); then
-            for src in "${sources[@]:1}"; do
-                n=$((n + 1))
-                store_file "$src" "${storage_key%/*}/pages/page$n.png"
-                page_keys+=("\"${storage_key%/*}/pages/page$n.png\"")
-            done
-            metadata="{\"page_keys\": [$(IFS=,; printf '%s' "${page_keys[*]}")]}"
-        fi
     elif [[ -n $storage_key ]]; then
         sha=$(printf '%s' "$storage_key" | sha256sum | cut -c1-64)
         STORAGE_KEYS+=("$storage_key")
@@ -713,7 +703,6 @@ CRITERIA_SCIENCE='["Fachliche Richtigkeit", "Struktur", "Fachsprache"]'
 CRITERIA_HISTORY='["Fachliche Richtigkeit", "Struktur", "Quellenbezug"]'
 CRITERIA_MATH='["Fachliche Richtigkeit", "Rechenweg", "Darstellung"]'
 CRITERIA_SUMMARY='["Fachliche Richtigkeit", "Struktur", "Sprache und Ausdruck"]'
-FILES="course/$COURSE_ID/task"
 
 enqueue "Deutsch: Erörterung (Text)" "$TASK_ESSAY" text "$ESSAY_TEXT" "" "" "" '{}' \
     "$CRITERIA_ESSAY" \
@@ -729,25 +718,25 @@ enqueue "Geschichte: Ursachen WK I (Text)" "$TASK_HISTORY" text "$HISTORY_TEXT" 
     'Erläutere drei Ursachen des Ersten Weltkriegs.' \
     ''
 enqueue "Mathematik: Gleichungssystem (Foto)" "$TASK_MATH" image "" \
-    "$FILES/$TASK_MATH/submissions/{id}/page1.png" image/png 1843215 '{}' \
+    png image/png 1843215 '{}' \
     "$CRITERIA_MATH" \
     'Löse das lineare Gleichungssystem mit dem Einsetzungsverfahren: 2x + y = 7, x − y = 2.' \
     'Mache die Probe.' math.png
 enqueue "Physik: Stromkreis-Skizze (Foto)" "$TASK_PHYSICS" image "" \
-    "$FILES/$TASK_PHYSICS/submissions/{id}/page1.png" image/png 975402 '{}' \
+    png image/png 975402 '{}' \
     "$CRITERIA_SCIENCE" \
     'Zeichne den Schaltplan einer Reihenschaltung mit zwei Lampen und beschrifte ihn.' \
     'Verwende die genormten Schaltzeichen.' physics.png
+# A PDF as GUSTAV's upload flow stores it: no pre-rendered pages (no page_keys).
 enqueue "Chemie: Arbeitsblatt Redox (PDF)" "$TASK_CHEMISTRY" file "" \
-    "$FILES/$TASK_CHEMISTRY/submissions/{id}/arbeitsblatt.pdf" application/pdf 284133 \
-    "{\"page_keys\": [\"$FILES/$TASK_CHEMISTRY/submissions/{id}/pages/page1.png\", \"$FILES/$TASK_CHEMISTRY/submissions/{id}/pages/page2.png\"]}" \
+    pdf application/pdf 284133 '{}' \
     "$CRITERIA_SCIENCE" \
     'Bearbeite das Arbeitsblatt zu Oxidation und Reduktion.' \
-    'Kennzeichne Elektronenabgabe und -aufnahme.' 'arbeitsblatt.pdf page1.png page2.png'
+    'Kennzeichne Elektronenabgabe und -aufnahme.' arbeitsblatt.pdf
 # The stub's fault injection: meaningless to a real model, so left out with AI=local.
 if [[ $LOCAL == false ]]; then
     enqueue "Erdkunde: Klimadiagramm (Foto, Fehler 1x)" "$TASK_GEOGRAPHY" image "" \
-        "$FILES/$TASK_GEOGRAPHY/submissions/{id}/page1.png" image/png 2210877 '{"stub_fault": "transient_once"}' \
+        jpg image/jpeg 2210877 '{"stub_fault": "transient_once"}' \
         "$CRITERIA_SCIENCE" \
         'Werte das Klimadiagramm von Manaus aus.' \
         'Beschreibe Temperatur und Niederschlag im Jahresverlauf.'
