@@ -80,9 +80,9 @@ fn pdf_table(runs: usize) {
             scan: None,
         })
         .collect();
-    // A phone scan at about 150 DPI (larger than GUSTAV's 10 MiB upload limit at 100 pages:
-    // the renderer is measured, not the limit).
-    let scan = photo(1240, 1754, ImageFormat::Jpeg);
+    // A phone scan at about 150 DPI, compressed like a scanner app's (100 pages stay within
+    // GUSTAV's 10 MiB upload limit).
+    let scan = textured(1240, 1754, ImageFormat::Jpeg, 3);
     let docs = [
         ("100 pages A4, text", numbered_a4(100)),
         (
@@ -122,12 +122,17 @@ fn pdf_table(runs: usize) {
 
 /// A photo-like image: smooth gradients with deterministic grain, so JPEG sizes are realistic.
 fn photo(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
+    textured(width, height, format, 24)
+}
+
+/// Gradients with `grain` levels of deterministic noise.
+fn textured(width: u32, height: u32, format: ImageFormat, grain: u64) -> Vec<u8> {
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
     let img = RgbImage::from_fn(width, height, |x, y| {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let grain = (seed % 24) as u32;
+        let grain = (seed % grain) as u32;
         Rgb([
             ((x * 200 / width) + grain) as u8,
             ((y * 180 / height) + grain) as u8,

@@ -82,7 +82,6 @@ pub fn render_pdf(bytes: Vec<u8>, deadline: Instant) -> Result<RenderedPdf, PdfE
     if pages.is_empty() {
         return Err(PdfError::NoPages);
     }
-    let cache = RenderCache::new();
     let interpreter = InterpreterSettings::default();
     let settings = RenderSettings::default();
     let mut builder = SheetBuilder::new();
@@ -99,6 +98,9 @@ pub fn render_pdf(bytes: Vec<u8>, deadline: Instant) -> Result<RenderedPdf, PdfE
             builder.push(GrayImage::from_pixel(1, 1, image::Luma([255])))?;
             continue;
         }
+        // A cache per page: hayro's cache keeps every decoded image of the document, so one
+        // shared across pages would make memory grow with the page count.
+        let cache = RenderCache::new();
         let pixmap = render(
             page,
             &cache,
