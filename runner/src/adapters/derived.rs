@@ -116,7 +116,12 @@ pub fn complete_sheet_set(names: &[String]) -> Option<Vec<String>> {
         .filter_map(|n| {
             let rest = n.strip_prefix("stitched-")?.strip_suffix(".png")?;
             let (_, total) = rest.split_once("-of-")?;
-            total.parse().ok().filter(|&t| t > 1)
+            // Only totals this runner can write: a hostile name must not make it list
+            // billions of names.
+            total
+                .parse()
+                .ok()
+                .filter(|t| (2..=super::pages::MAX_SHEETS).contains(t))
         })
         .collect();
     totals.sort_unstable();
@@ -165,19 +170,31 @@ pub async fn list_dir(root: &Path, dir_key: &str) -> Vec<String> {
 pub async fn write_file(root: &Path, key: &str, bytes: &[u8]) -> std::io::Result<()> {
     let path = join_under_root(root, key)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "unsafe key"))?;
-    let parent = path
-        .parent()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no folder"))?;
-    tokio::fs::create_dir_all(parent).await?;
-    let (resolved, canonical_root) = (
-        tokio::fs::canonicalize(parent).await?,
-        tokio::fs::canonicalize(root).await?,
-    );
-    if !resolved.starts_with(&canonical_root) {
-        return Err(std::io::Error::new(
+    let outside = || {
+        std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             "folder outside the root",
-        ));
+        )
+    };
+    let canonical_root = tokio::fs::canonicalize(root).await?;
+    // Create the folders one at a time, each checked to resolve below the root before the
+    // next is made inside it: a symlinked folder can never make us create one elsewhere.
+    let mut resolved = canonical_root.clone();
+    let folders: Vec<&str> = key
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    for folder in &folders[..folders.len().saturating_sub(1)] {
+        let next = resolved.join(folder);
+        match tokio::fs::create_dir(&next).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        resolved = tokio::fs::canonicalize(&next).await?;
+        if !resolved.starts_with(&canonical_root) {
+            return Err(outside());
+        }
     }
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let temporary = resolved.join(format!(".{name}.{}.tmp", Uuid::new_v4().simple()));
@@ -289,6 +306,12 @@ mod tests {
             .to_vec();
         assert_eq!(complete_sheet_set(&partial), None);
         assert_eq!(complete_sheet_set(&["stitched.png".to_owned()]), None);
+        let absurd = vec!["stitched-1-of-99999999999.png".to_owned()];
+        assert_eq!(
+            complete_sheet_set(&absurd),
+            None,
+            "totals above MAX_SHEETS are ignored"
+        );
     }
 
     #[tokio::test]

@@ -63,6 +63,17 @@ pub fn page_scale(width: f32, height: f32) -> f32 {
         .min(dpi_scale)
 }
 
+/// Whether a page of `width` × `height` points renders, at [`page_scale`], to at least one
+/// pixel and at most the page box a side (hayro sizes its pixmap from the same numbers).
+pub fn renders_within_page_box(width: f32, height: f32) -> bool {
+    if !(width.is_finite() && height.is_finite() && width > 0.0 && height > 0.0) {
+        return false;
+    }
+    let scale = page_scale(width, height);
+    let (w, h) = (width * scale, height * scale);
+    (1.0..=MAX_WIDTH as f32 + 1.0).contains(&w) && (1.0..=MAX_PAGE_HEIGHT as f32 + 1.0).contains(&h)
+}
+
 fn finite_positive(v: f32) -> f32 {
     if v.is_finite() && v >= 1.0 {
         v
@@ -92,12 +103,14 @@ pub fn render_pdf(bytes: Vec<u8>, deadline: Instant) -> Result<RenderedPdf, PdfE
             });
         }
         let (width, height) = page.render_dimensions();
-        let scale = page_scale(width, height);
-        if finite_positive(width) * scale < 1.0 || finite_positive(height) * scale < 1.0 {
-            // A sliver of a page (under one pixel across): nothing legible, nothing to render.
+        if !renders_within_page_box(width, height) {
+            // A sliver (under one pixel across) or a page size no real document has (not
+            // finite, beyond the box even when scaled): nothing legible, and hayro would size
+            // its pixmap from these numbers. A blank placeholder keeps the page count.
             builder.push(GrayImage::from_pixel(1, 1, image::Luma([255])))?;
             continue;
         }
+        let scale = page_scale(width, height);
         // A cache per page: hayro's cache keeps every decoded image of the document, so one
         // shared across pages would make memory grow with the page count.
         let cache = RenderCache::new();
@@ -167,6 +180,34 @@ mod tests {
             assert!(ph <= MAX_PAGE_HEIGHT as f32 + 1.0, "{w}x{h}: {ph}");
             assert!(s > 0.0);
         }
+    }
+
+    #[test]
+    fn only_page_sizes_that_fit_the_box_are_rendered() {
+        assert!(renders_within_page_box(595.0, 842.0));
+        assert!(renders_within_page_box(14_400.0, 14_400.0));
+        for (w, h) in [
+            (f32::INFINITY, 842.0),
+            (f32::MAX, f32::MAX),
+            (f32::NAN, 842.0),
+            (0.0, 842.0),
+            (-595.0, 842.0),
+            (0.01, 842.0),
+        ] {
+            assert!(!renders_within_page_box(w, h), "{w}x{h}");
+        }
+    }
+
+    #[test]
+    fn a_page_of_infinite_size_becomes_a_blank_placeholder() {
+        let pdf = String::from_utf8(learning_tests::pdf::numbered_a4(1))
+            .unwrap()
+            .replace("/MediaBox [0 0 595 842]", "/MediaBox [0 0 3.4e38 3.4e38]");
+        // The cross-reference offsets shift; hayro repairs the table by scanning.
+        let rendered = render_pdf(pdf.into_bytes(), far()).unwrap();
+        assert_eq!(rendered.sheets.pages, 1);
+        let sheet = image::load_from_memory(&rendered.sheets.images[0]).unwrap();
+        assert!(sheet.width() <= MAX_WIDTH && sheet.height() <= MAX_PAGE_HEIGHT);
     }
 
     #[test]

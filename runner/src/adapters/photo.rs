@@ -37,6 +37,9 @@ pub enum PhotoError {
     /// The header or the pixel data cannot be decoded.
     #[error("the image cannot be decoded")]
     Undecodable,
+    /// Decoding would need more memory than a photo may take (e.g. 16 bits per channel).
+    #[error("the image needs more than {} MiB to decode", MAX_PHOTO_ALLOC / (1024 * 1024))]
+    TooLargeToDecode,
     /// Re-encoding the scaled photo failed.
     #[error("the scaled image could not be encoded")]
     Encode,
@@ -83,8 +86,10 @@ pub fn prepare_photo(mime: &str, bytes: Vec<u8>) -> Result<PreparedPhoto, PhotoE
             transformed: false,
         });
     }
-    let mut image = DynamicImage::from_decoder(decoder(&bytes, format)?)
-        .map_err(|_| PhotoError::Undecodable)?;
+    let mut image = DynamicImage::from_decoder(decoder(&bytes, format)?).map_err(|e| match e {
+        image::ImageError::Limits(_) => PhotoError::TooLargeToDecode,
+        _ => PhotoError::Undecodable,
+    })?;
     drop(bytes);
     image.apply_orientation(orientation);
     if image.width().max(image.height()) > MAX_PHOTO_SIDE {

@@ -127,6 +127,11 @@ impl VisionInputs {
                     e.to_string(),
                 ),
                 PhotoError::Undecodable => not_an_image(&mime),
+                PhotoError::TooLargeToDecode => AdapterError::permanent_with_code(
+                    ErrorCode::InputTooLarge,
+                    "too_large_to_decode",
+                    e.to_string(),
+                ),
                 PhotoError::Encode => AdapterError::transient("internal_error", e.to_string()),
             })?;
         tracing::debug!(
@@ -151,7 +156,7 @@ impl VisionInputs {
     }
 
     async fn pdf(&self, request: &VisionRequest) -> Result<VisionImages, AdapterError> {
-        if let Some(hit) = self.from_memory(request.submission_id) {
+        if let Some(hit) = self.memory_hit(request.submission_id) {
             return Ok(hit);
         }
         let dirs = match &self.storage.root {
@@ -271,7 +276,7 @@ impl VisionInputs {
         })
     }
 
-    fn from_memory(&self, id: Uuid) -> Option<VisionImages> {
+    fn memory_hit(&self, id: Uuid) -> Option<VisionImages> {
         let cache = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         cache.iter().find(|c| c.id == id).map(|c| VisionImages {
             images: c.images.clone(),
@@ -337,7 +342,8 @@ fn pdf_error(e: PdfError) -> AdapterError {
         PdfError::NoPages => {
             AdapterError::permanent_with_code(ErrorCode::InputCorrupt, "pdf_no_pages", message)
         }
-        PdfError::TooSlow { .. } => AdapterError::permanent("pdf_render_timeout", message),
+        // The render time depends on the machine's load too: retried like a model timeout.
+        PdfError::TooSlow { .. } => AdapterError::transient("pdf_render_timeout", message),
         PdfError::Sheet(_) => AdapterError::transient("internal_error", message),
     }
 }
