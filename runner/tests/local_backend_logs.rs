@@ -7,12 +7,8 @@ mod common;
 
 use common::capture::Capture;
 
-use std::sync::{Arc, Mutex};
-
-use axum::extract::Path;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
 use learning_tests::fake_ollama::{Endpoint, FakeAnswer};
+use learning_tests::fake_supabase::FakeSupabase;
 use learning_tests::fixtures::{self, NewSubmission};
 use learning_tests::TestDb;
 
@@ -34,46 +30,16 @@ fn a_full_local_run_logs_no_student_text_keys_or_secrets() {
     let remote_key = "course-x/task-y/remote-only-KEY.png";
     let local_key = "course-x/task-y/local-KEY.png";
     let image = png(12, 12, [9, 9, 9]);
-    let seen_auth = Arc::new(Mutex::new(Vec::<String>::new()));
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        // A fake Supabase Storage that serves one object and records the credentials it got.
-        let served = image.clone();
-        let auth = seen_auth.clone();
-        let app = axum::Router::new().route(
-            "/storage/v1/object/{bucket}/{*key}",
-            get(
-                move |Path((bucket, key)): Path<(String, String)>, headers: HeaderMap| {
-                    let served = served.clone();
-                    let auth = auth.clone();
-                    async move {
-                        let apikey = headers
-                            .get("apikey")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        let bearer = headers
-                            .get("authorization")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        auth.lock().unwrap().push(format!("{apikey}|{bearer}"));
-                        if bucket == BUCKET && key.ends_with("remote-only-KEY.png") {
-                            (StatusCode::OK, served)
-                        } else {
-                            (StatusCode::NOT_FOUND, Vec::new())
-                        }
-                    }
-                },
-            ),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let storage_url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        // The fake Supabase Storage answers only with the service key as apikey and bearer.
+        let supabase = FakeSupabase::start(BUCKET, SERVICE_KEY).await;
+        supabase.put(remote_key, &image);
+        let storage_url = supabase.url().to_owned();
 
         let db = TestDb::new().await;
         let pool = sqlx::PgPool::connect(&db.worker_url()).await.unwrap();
@@ -138,13 +104,15 @@ fn a_full_local_run_logs_no_student_text_keys_or_secrets() {
         // One slot: the scripted answers are consumed in job order (analysis, feedback per image).
         let summary = common::run_until_drained(&pool, ctx, 1).await;
         assert_eq!(summary.completed, 3, "{summary:?}");
+        assert!(
+            supabase
+                .paths()
+                .contains(&format!("/storage/v1/object/{BUCKET}/{remote_key}")),
+            "the remote-only photo came from Supabase: {:?}",
+            supabase.paths()
+        );
     });
 
-    let auth = seen_auth.lock().unwrap().clone();
-    assert!(
-        auth.contains(&format!("{SERVICE_KEY}|Bearer {SERVICE_KEY}")),
-        "the key went as apikey and bearer: {auth:?}"
-    );
     let logs = capture.text();
     assert!(
         logs.contains("learning.feedback.completed") && logs.contains("parse_status=fallback"),

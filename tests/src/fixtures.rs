@@ -352,3 +352,23 @@ pub async fn enqueue_bulk_text(pool: &PgPool, n: i64) {
     .await
     .expect("bulk enqueue");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_keys_have_the_web_apps_shape() {
+        let key = gustav_storage_key(Uuid::nil(), Uuid::nil(), "Ab C", "image/jpeg");
+        let parts: Vec<&str> = key.split('/').collect();
+        assert_eq!(parts.len(), 5, "{key}");
+        assert_eq!(parts[0], "submissions");
+        assert_eq!(parts[3], "ab-c", "lower-cased, other characters as '-'");
+        let (ms, rest) = parts[4].split_once('-').unwrap();
+        assert!(ms.len() >= 13 && ms.chars().all(|c| c.is_ascii_digit()));
+        assert_eq!(rest.len(), 32 + ".jpg".len());
+        assert!(
+            gustav_storage_key(Uuid::nil(), Uuid::nil(), "s", "application/pdf").ends_with(".pdf")
+        );
+    }
+}

@@ -17,8 +17,6 @@ use super::vision_input::VisionInputs;
 use super::{AdapterError, VisionAdapter, VisionOutput, VisionRequest};
 use crate::ollama::{GenerateRequest, OllamaClient, Options};
 
-pub use super::vision_input::page_keys;
-
 /// Vision through a local Ollama.
 pub struct OllamaVision {
     client: OllamaClient,

@@ -159,8 +159,8 @@ pub fn encode_png(image: &GrayImage) -> Result<Vec<u8>, SheetError> {
     Ok(out.into_inner())
 }
 
-/// Decodes one PNG page image to greyscale under the decoding limits; `None` when it is not
-/// a PNG or too large. `index` is the 1-based page number for the error.
+/// Decodes one PNG page image to greyscale under the decoding limits; [`SheetError::BadPage`]
+/// (with the 1-based `index`) when it is not a PNG or too large.
 pub fn decode_page(bytes: &[u8], index: usize) -> Result<GrayImage, SheetError> {
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), ImageFormat::Png);
     let mut limits = image::Limits::default();

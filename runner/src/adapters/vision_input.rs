@@ -159,22 +159,24 @@ impl VisionInputs {
         if let Some(hit) = self.memory_hit(request.submission_id) {
             return Ok(hit);
         }
-        let dirs = match &self.storage.root {
-            Some(_) => derived_dirs(&self.storage.bucket, &request.owner, request.submission_id),
-            None => Vec::new(),
-        };
+        // The derived folders and their file names, listed once for the cache and the pages.
+        let mut folders: Vec<(String, Vec<String>)> = Vec::new();
         if let Some(root) = &self.storage.root {
-            if let Some(hit) = cached_sheets(root, &dirs).await {
+            for dir in derived_dirs(&self.storage.bucket, &request.owner, request.submission_id) {
+                let names = list_dir(root, &dir).await;
+                folders.push((dir, names));
+            }
+            if let Some(hit) = cached_sheets(root, &folders).await {
                 self.remember(request.submission_id, &hit);
                 return Ok(hit);
             }
         }
-        let made = match self.page_images(request, &dirs).await? {
+        let made = match self.page_images(request, &folders).await? {
             Some(made) => made,
             None => self.render(request).await?,
         };
         self.remember(request.submission_id, &made);
-        if let (Some(root), Some(dir)) = (&self.storage.root, dirs.first()) {
+        if let (Some(root), Some((dir, _))) = (&self.storage.root, folders.first()) {
             store_sheets(root, dir, &made.images).await;
         }
         Ok(made)
@@ -185,7 +187,7 @@ impl VisionInputs {
     async fn page_images(
         &self,
         request: &VisionRequest,
-        dirs: &[String],
+        folders: &[(String, Vec<String>)],
     ) -> Result<Option<VisionImages>, AdapterError> {
         let keys = page_keys(&request.internal_metadata);
         if !keys.is_empty() {
@@ -213,8 +215,8 @@ impl VisionInputs {
         let Some(root) = &self.storage.root else {
             return Ok(None);
         };
-        for dir in dirs {
-            let names = page_file_order(list_dir(root, dir).await);
+        for (dir, names) in folders {
+            let names = page_file_order(names.clone());
             if names.is_empty() {
                 continue;
             }
@@ -389,12 +391,11 @@ async fn finish(
     })
 }
 
-/// Sheets this runner cached in one of `dirs`: a complete `stitched-<i>-of-<n>.png` set, or a
+/// Sheets this runner cached in one of the listed `folders`: a complete `stitched-<i>-of-<n>.png` set, or a
 /// sheet-sized `stitched.png` (a whole-document image of another worker is not reused).
-async fn cached_sheets(root: &Path, dirs: &[String]) -> Option<VisionImages> {
-    for dir in dirs {
-        let names = list_dir(root, dir).await;
-        let wanted = match complete_sheet_set(&names) {
+async fn cached_sheets(root: &Path, folders: &[(String, Vec<String>)]) -> Option<VisionImages> {
+    for (dir, names) in folders {
+        let wanted = match complete_sheet_set(names) {
             Some(set) => set,
             None if names.iter().any(|n| n == STITCHED_NAME) => vec![STITCHED_NAME.to_owned()],
             None => continue,
