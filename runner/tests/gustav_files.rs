@@ -100,6 +100,24 @@ fn object_name(key: &str) -> &str {
         .expect("GUSTAV keys start with the bucket")
 }
 
+/// The job ended as `expected` with the submission's `code`, and the vision error names
+/// `words` but no storage key.
+fn assert_ended(
+    (result, state): (JobOutcome, &fixtures::SubmissionState),
+    expected: JobOutcome,
+    code: &str,
+    words: &str,
+) {
+    assert_eq!(result, expected, "{code}: {words}");
+    assert_eq!(state.error_code.as_deref(), Some(code));
+    let message = state.vision_last_error.clone().unwrap_or_default();
+    assert!(message.contains(words), "{message}");
+    assert!(
+        !message.contains("submissions/"),
+        "no storage key: {message}"
+    );
+}
+
 async fn outcome(
     setup: &LocalSetup,
     s: &NewSubmission,
@@ -336,12 +354,12 @@ async fn page_keys_of_the_same_submission_are_used_and_foreign_ones_refused() {
     setup.root.put(&other_student, &png(10, 10, [0, 0, 0]));
     foreign.internal_metadata = json!({"page_keys": [other_student]});
     let (_, result, state) = outcome(&setup, &foreign).await;
-    assert_eq!(result, JobOutcome::Failed);
-    assert_eq!(state.error_code.as_deref(), Some("input_corrupt"));
-    assert!(state
-        .vision_last_error
-        .unwrap()
-        .contains("outside this submission"));
+    assert_ended(
+        (result, &state),
+        JobOutcome::Failed,
+        "input_corrupt",
+        "outside this submission",
+    );
 }
 
 #[tokio::test]
@@ -368,17 +386,8 @@ async fn encrypted_broken_and_tampered_pdfs_fail_permanently_with_their_codes() 
 
     for (s, code, words) in cases {
         let (_, result, state) = outcome(&setup, &s).await;
-        assert_eq!(result, JobOutcome::Failed, "{code} {words}");
-        assert_eq!(
-            (state.status.as_str(), state.error_code.as_deref()),
-            ("failed", Some(code))
-        );
-        let message = state.vision_last_error.unwrap();
-        assert!(message.contains(words), "{message}");
-        assert!(
-            !message.contains("submissions/"),
-            "no storage key in the message"
-        );
+        assert_eq!(state.status, "failed");
+        assert_ended((result, &state), JobOutcome::Failed, code, words);
     }
     assert!(
         setup.fake.requests_to("/api/generate").is_empty(),
@@ -392,12 +401,12 @@ async fn a_pdf_whose_bytes_are_missing_stays_transient() {
     let bytes = pdf_fixture::numbered_a4(1);
     let s = NewSubmission::gustav_file(STUDENT, "file", "application/pdf", &bytes);
     let (_, result, state) = outcome(&setup, &s).await;
-    assert_eq!(result, JobOutcome::Retried);
-    assert_eq!(state.error_code.as_deref(), Some("vision_retrying"));
-    assert!(state
-        .vision_last_error
-        .unwrap()
-        .contains("remote storage: HTTP 400"));
+    assert_ended(
+        (result, &state),
+        JobOutcome::Retried,
+        "vision_retrying",
+        "remote storage: HTTP 400",
+    );
 }
 
 #[tokio::test]
@@ -416,9 +425,12 @@ async fn large_photos_are_scaled_and_pixel_bombs_refused_unread() {
     let s = NewSubmission::gustav_file(STUDENT, "image", "image/png", &bomb);
     setup.root.put(s.key(), &bomb);
     let (_, result, state) = outcome(&setup, &s).await;
-    assert_eq!(result, JobOutcome::Failed);
-    assert_eq!(state.error_code.as_deref(), Some("input_too_large"));
-    assert!(state.vision_last_error.unwrap().contains("30000 × 30000"));
+    assert_ended(
+        (result, &state),
+        JobOutcome::Failed,
+        "input_too_large",
+        "30000 × 30000",
+    );
     assert_eq!(
         setup.fake.requests_to("/api/generate").len(),
         1,
