@@ -2,7 +2,7 @@
 //!
 //! It leases submission jobs from GUSTAV's PostgreSQL queue, turns each submission into text
 //! (vision), asks a model for feedback against the teacher's criteria, and persists the result
-//! through GUSTAV's SQL functions. The interface is `shared/docs/gustav-contract.md`.
+//! through GUSTAV's SQL functions. The interface is `docs/gustav-contract.md`.
 //!
 //! Module map: [`config`] (typed settings, validated once) · [`queue`] (every SQL statement) ·
 //! [`worker`] (the lease loop, slots, drain) · [`process`] (one job, start to finish) ·
