@@ -12,15 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use learning_runner::adapters::stub::StubBackend;
-use learning_runner::adapters::{
+use learning_runner::ai::stub::StubBackend;
+use learning_runner::ai::{
     AdapterError, Adapters, FeedbackAdapter, FeedbackOutput, FeedbackRequest,
 };
-use learning_runner::backoff::BackoffPolicy;
 use learning_runner::config::WorkerConfig;
-use learning_runner::metrics::Metrics;
-use learning_runner::process::JobContext;
-use learning_runner::wakeup;
+use learning_runner::job::process::JobContext;
+use learning_runner::telemetry::metrics::Metrics;
+use learning_runner::worker::backoff::BackoffPolicy;
+use learning_runner::worker::wakeup;
 use learning_runner::worker::{RunnerState, Worker};
 use learning_tests::fixtures::{self, NewSubmission};
 use learning_tests::TestDb;
@@ -204,7 +204,7 @@ async fn lease_select_micros(backlog: usize, iterations: usize) -> Vec<(&'static
     let mut out = Vec::new();
     let split_form = format!(
         "{} select id from candidates",
-        learning_runner::queue::LEASE_CANDIDATES_CTE
+        learning_runner::db::queue::LEASE_CANDIDATES_CTE
     );
     for (label, sql) in [
         ("one OR condition (contract wording)", LEASE_SELECT_OR_FORM),

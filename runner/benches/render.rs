@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use image::{ImageFormat, Rgb, RgbImage};
-use learning_runner::adapters::pdf::render_pdf;
-use learning_runner::adapters::photo::prepare_photo;
+use learning_runner::submission::pdf::render_pdf;
+use learning_runner::submission::photo::prepare_photo;
 use learning_tests::pdf::{document, numbered_a4, scanned_a4, PdfPage};
 
 const CHILD: &str = "LEARNING_RENDER_BENCH_CHILD";

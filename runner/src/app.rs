@@ -8,19 +8,20 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::ollama_feedback::OllamaFeedback;
-use crate::adapters::ollama_vision::OllamaVision;
-use crate::adapters::storage::{RemoteStorage, SubmissionStorage};
-use crate::adapters::stub::StubBackend;
-use crate::adapters::Adapters;
+use crate::ai::ollama::monitor::OllamaMonitor;
+use crate::ai::ollama::OllamaClient;
+use crate::ai::ollama_feedback::OllamaFeedback;
+use crate::ai::ollama_vision::OllamaVision;
+use crate::ai::stub::StubBackend;
+use crate::ai::Adapters;
 use crate::config::{Backend, RunnerConfig};
+use crate::db::queue;
 use crate::http::{self, HttpState};
-use crate::metrics::Metrics;
-use crate::ollama::monitor::OllamaMonitor;
-use crate::ollama::OllamaClient;
-use crate::process::JobContext;
+use crate::job::process::JobContext;
+use crate::submission::storage::{RemoteStorage, SubmissionStorage};
+use crate::telemetry::metrics::Metrics;
+use crate::worker::wakeup;
 use crate::worker::{BackendGate, RunSummary, RunnerState, Worker};
-use crate::{queue, wakeup};
 
 /// The migrations bundled into the binary (`migrations/` at the workspace root).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -37,10 +38,10 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(3600);
 pub enum StartError {
     /// The Ollama client could not be set up.
     #[error("Ollama client: {0}")]
-    Ollama(#[from] crate::ollama::OllamaError),
+    Ollama(#[from] crate::ai::ollama::OllamaError),
     /// The Supabase storage settings are unusable.
     #[error(transparent)]
-    Storage(#[from] crate::adapters::storage::RemoteConfigError),
+    Storage(#[from] crate::submission::storage::RemoteConfigError),
     /// The login role is a superuser or bypasses RLS.
     #[error("the database role bypasses row-level security (superuser or BYPASSRLS); use the gustav_worker login role")]
     PrivilegedRole,
@@ -130,8 +131,8 @@ pub fn phase_budget_vision(config: &RunnerConfig) -> Duration {
     match config.ai.backend {
         Backend::Stub => config.ai.timeout_vision,
         Backend::Local => {
-            config.ai.timeout_vision * crate::adapters::pages::MAX_SHEETS as u32
-                + crate::adapters::vision_input::INPUT_BUDGET
+            config.ai.timeout_vision * crate::submission::pages::MAX_SHEETS as u32
+                + crate::submission::vision_input::INPUT_BUDGET
         }
     }
 }
@@ -143,7 +144,7 @@ pub fn phase_budget_feedback(config: &RunnerConfig) -> Duration {
     match config.ai.backend {
         Backend::Stub => config.ai.timeout_feedback,
         Backend::Local => {
-            let calls = crate::adapters::ollama_feedback::ANALYSIS_ATTEMPTS as u32 + 1;
+            let calls = crate::ai::ollama_feedback::ANALYSIS_ATTEMPTS as u32 + 1;
             config.ai.timeout_feedback * calls + Duration::from_secs(5)
         }
     }
@@ -249,7 +250,7 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> Result<RunSumm
     check_role(&config.database.connect, allow_privileged).await?;
     let state = Arc::new(RunnerState::default());
     let shutdown = CancellationToken::new();
-    tokio::spawn(crate::shutdown::cancel_on_signal(shutdown.clone()));
+    tokio::spawn(crate::worker::shutdown::cancel_on_signal(shutdown.clone()));
 
     for warning in &config.warnings {
         tracing::warn!(event = "learning.config.fallback", "{warning}");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-use crate::dsn::Secret;
+use crate::db::dsn::Secret;
 
 /// GUSTAV learning-worker job runner.
 #[derive(Debug, Parser)]

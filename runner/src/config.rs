@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
-use crate::backoff::BackoffPolicy;
+use crate::ai::ollama::url::{validate_ollama_base_url, OllamaUrlError};
 use crate::cli::Settings;
-use crate::dsn::{self, DsnError, Secret};
-use crate::ollama_url::{validate_ollama_base_url, OllamaUrlError};
+use crate::db::dsn::{self, DsnError, Secret};
+use crate::worker::backoff::BackoffPolicy;
 
 /// Environments in which the stub backend is refused.
 pub const PRODUCTION_ENVS: [&str; 4] = ["prod", "production", "stage", "staging"];

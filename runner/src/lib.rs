@@ -4,32 +4,21 @@
 //! (vision), asks a model for feedback against the teacher's criteria, and persists the result
 //! through GUSTAV's SQL functions. The interface is `docs/gustav-contract.md`.
 //!
-//! Module map: [`config`] (typed settings, validated once) · [`queue`] (every SQL statement) ·
-//! [`worker`] (the lease loop, slots, drain) · [`process`] (one job, start to finish) ·
-//! [`adapters`] (vision and feedback backends) · [`http`] (probes, health JSON, metrics).
+//! How the pieces fit: [`app`] starts everything from the [`config`] that [`cli`] parsed and
+//! [`preflight`] can check. The [`worker`] loop leases jobs through [`db`] (every SQL statement
+//! lives in [`db::queue`]), holds their leases, and hands each one to [`job`], which reads the
+//! submission's file ([`submission`]), calls the AI backends ([`ai`]: Ollama or the stub) and
+//! writes the outcome back through [`db`]. [`http`] serves probes, the health report and the
+//! metrics that [`telemetry`] collects along with the logs.
 
-pub mod adapters;
-pub mod analysis;
+pub mod ai;
 pub mod app;
-pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod db;
-pub mod dsn;
-pub mod error_code;
-pub mod health;
 pub mod http;
-pub mod lease_registry;
-pub mod message;
-pub mod metrics;
-pub mod ollama;
-pub mod ollama_url;
-pub mod outcome;
-pub mod payload;
+pub mod job;
 pub mod preflight;
-pub mod process;
-pub mod queue;
-pub mod shutdown;
+pub mod submission;
 pub mod telemetry;
-pub mod wakeup;
 pub mod worker;

@@ -10,14 +10,15 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::adapters::{Adapters, FeedbackRequest};
-use crate::analysis::AnalysisV2;
+use crate::ai::ollama::monitor::OllamaMonitor;
+use crate::ai::ollama::{model_matches, ChatMessage, ChatRequest, Options};
+use crate::ai::{Adapters, FeedbackRequest};
+use crate::app;
 use crate::cli::Settings;
 use crate::config::{runner_config, RunnerConfig};
-use crate::metrics::Metrics;
-use crate::ollama::monitor::OllamaMonitor;
-use crate::ollama::{model_matches, ChatMessage, ChatRequest, Options};
-use crate::{app, queue};
+use crate::db::queue;
+use crate::job::analysis::AnalysisV2;
+use crate::telemetry::metrics::Metrics;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 

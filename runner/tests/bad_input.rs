@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use learning_runner::process::JobOutcome;
+use learning_runner::job::process::JobOutcome;
 use learning_tests::fixtures::{self, NewSubmission};
 use learning_tests::TestDb;
 use serde_json::{json, Value};

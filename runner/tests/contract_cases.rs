@@ -5,12 +5,12 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use learning_runner::adapters::stub::stub_transcript;
-use learning_runner::adapters::AdapterError;
-use learning_runner::analysis::AnalysisV2;
-use learning_runner::health::HealthReport;
-use learning_runner::process::JobOutcome;
-use learning_runner::queue;
+use learning_runner::ai::stub::stub_transcript;
+use learning_runner::ai::AdapterError;
+use learning_runner::db::queue;
+use learning_runner::http::health::HealthReport;
+use learning_runner::job::analysis::AnalysisV2;
+use learning_runner::job::process::JobOutcome;
 use learning_tests::fixtures::{self, NewSubmission};
 use learning_tests::TestDb;
 use serde_json::json;
@@ -398,7 +398,7 @@ async fn fencing_a_runner_whose_lease_was_taken_over_drops_its_result_and_counts
         .remove(0);
     let running = {
         let ctx = ctx.clone();
-        tokio::spawn(async move { learning_runner::process::process_job(&ctx, leased).await })
+        tokio::spawn(async move { learning_runner::job::process::process_job(&ctx, leased).await })
     };
     // While the model "runs", another runner takes the job over.
     entered.notified().await;

@@ -9,10 +9,10 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine;
-use learning_runner::adapters::pages::{MAX_WIDTH, PAGE_GAP};
-use learning_runner::adapters::pdf::page_scale;
-use learning_runner::adapters::photo::MAX_PHOTO_SIDE;
-use learning_runner::process::JobOutcome;
+use learning_runner::job::process::JobOutcome;
+use learning_runner::submission::pages::{MAX_WIDTH, PAGE_GAP};
+use learning_runner::submission::pdf::page_scale;
+use learning_runner::submission::photo::MAX_PHOTO_SIDE;
 use learning_tests::fake_ollama::{Endpoint, FakeAnswer, FakeOllama};
 use learning_tests::fake_supabase::FakeSupabase;
 use learning_tests::fixtures::{self, NewSubmission};

@@ -5,10 +5,10 @@
 mod common;
 
 use base64::Engine;
-use learning_runner::adapters::normalize::FALLBACK_EXPLANATION;
-use learning_runner::adapters::prompts::VISION_PROMPT;
-use learning_runner::analysis::AnalysisV2;
-use learning_runner::process::JobOutcome;
+use learning_runner::ai::normalize::FALLBACK_EXPLANATION;
+use learning_runner::ai::prompts::VISION_PROMPT;
+use learning_runner::job::analysis::AnalysisV2;
+use learning_runner::job::process::JobOutcome;
 use learning_tests::fake_ollama::{Endpoint, FakeAnswer};
 use learning_tests::fixtures::{self, NewSubmission};
 use serde_json::{json, Value};
@@ -201,7 +201,7 @@ async fn a_pdf_is_transcribed_from_its_pre_rendered_pages_stitched_into_one_imag
     let stitched = image::load_from_memory(&sent).unwrap();
     assert_eq!(
         (stitched.width(), stitched.height()),
-        (100, 60 + learning_runner::adapters::pages::PAGE_GAP + 40)
+        (100, 60 + learning_runner::submission::pages::PAGE_GAP + 40)
     );
     assert_eq!(stitched.color(), image::ColorType::L8, "greyscale");
 }

@@ -6,8 +6,8 @@ mod common;
 
 use common::capture::Capture;
 
-use learning_runner::adapters::AdapterError;
-use learning_runner::queue;
+use learning_runner::ai::AdapterError;
+use learning_runner::db::queue;
 use learning_tests::fixtures::{self, NewSubmission};
 use learning_tests::TestDb;
 
@@ -45,7 +45,7 @@ fn case_11_no_log_line_contains_student_text_storage_keys_or_student_ids() {
             for _ in 0..2 {
                 let jobs = queue::lease_jobs(&pool, 10, common::LEASE).await.unwrap();
                 for job in jobs {
-                    learning_runner::process::process_job(&ctx, job).await;
+                    learning_runner::job::process::process_job(&ctx, job).await;
                 }
                 fixtures::make_all_visible(&db.admin).await;
             }

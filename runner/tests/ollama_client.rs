@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use learning_runner::ollama::{
+use learning_runner::ai::ollama::{
     ChatMessage, ChatRequest, GenerateRequest, OllamaClient, OllamaError,
 };
 use learning_tests::fake_ollama::{Endpoint, FakeAnswer, FakeOllama};

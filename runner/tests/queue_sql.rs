@@ -4,8 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use learning_runner::error_code::{ErrorCode, Phase};
-use learning_runner::queue::{self, Fenced, LeaseRef, VisionCache};
+use learning_runner::db::queue::{self, Fenced, LeaseRef, VisionCache};
+use learning_runner::job::error_code::{ErrorCode, Phase};
 use learning_tests::fixtures::{self, NewSubmission};
 use learning_tests::TestDb;
 use serde_json::json;
@@ -502,10 +502,10 @@ async fn readiness_requires_the_grants_not_just_the_names() {
 
 #[tokio::test]
 async fn the_heartbeat_reports_a_taken_lease_once_and_forgets_it() {
-    use learning_runner::lease_registry::{beat_once, LeaseRegistry};
+    use learning_runner::worker::leases::{beat_once, LeaseRegistry};
     let db = TestDb::new().await;
     let worker = db.worker_pool(2).await;
-    let metrics = learning_runner::metrics::Metrics::new().unwrap();
+    let metrics = learning_runner::telemetry::metrics::Metrics::new().unwrap();
     fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
     fixtures::enqueue(&db.admin, &NewSubmission::text("s2", "b")).await;
     let jobs = queue::lease_jobs(&worker, 2, LEASE).await.unwrap();

@@ -344,7 +344,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 
 /// The metric names the runner and the operator register (from their metrics modules).
 fn exported_metrics() -> String {
-    ["runner/src/metrics.rs", "operator/src/metrics.rs"]
+    ["runner/src/telemetry/metrics.rs", "operator/src/metrics.rs"]
         .iter()
         .map(|p| std::fs::read_to_string(root().join(p)).unwrap())
         .collect::<Vec<_>>()

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use image::{ImageFormat, Rgb, RgbImage};
-use learning_runner::adapters::Adapters;
+use learning_runner::ai::Adapters;
 use learning_runner::cli::Cli;
 use learning_runner::config::{runner_config, RunnerConfig};
-use learning_runner::metrics::Metrics;
-use learning_runner::process::JobContext;
+use learning_runner::job::process::JobContext;
+use learning_runner::telemetry::metrics::Metrics;
 use learning_tests::fake_ollama::FakeOllama;
 use learning_tests::TestDb;
 

@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use learning_runner::adapters::stub::StubBackend;
-use learning_runner::adapters::{
+use learning_runner::ai::stub::StubBackend;
+use learning_runner::ai::{
     AdapterError, Adapters, FeedbackAdapter, FeedbackOutput, FeedbackRequest, VisionAdapter,
     VisionOutput, VisionRequest,
 };
-use learning_runner::backoff::BackoffPolicy;
-use learning_runner::metrics::Metrics;
-use learning_runner::process::JobContext;
+use learning_runner::job::process::JobContext;
+use learning_runner::telemetry::metrics::Metrics;
+use learning_runner::worker::backoff::BackoffPolicy;
 use sqlx::PgPool;
 
 /// What a scripted call does.
@@ -221,10 +221,10 @@ pub async fn run_until_drained(
 }
 
 /// Leases the one queued job and processes it.
-pub async fn process_next(ctx: &JobContext) -> learning_runner::process::JobOutcome {
-    let mut jobs = learning_runner::queue::lease_jobs(&ctx.pool, 1, LEASE)
+pub async fn process_next(ctx: &JobContext) -> learning_runner::job::process::JobOutcome {
+    let mut jobs = learning_runner::db::queue::lease_jobs(&ctx.pool, 1, LEASE)
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1, "exactly one job is leasable");
-    learning_runner::process::process_job(ctx, jobs.remove(0)).await
+    learning_runner::job::process::process_job(ctx, jobs.remove(0)).await
 }

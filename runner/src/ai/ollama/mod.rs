@@ -7,6 +7,7 @@
 
 pub mod monitor;
 pub mod types;
+pub mod url;
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::adapters::AdapterError;
+use crate::ai::AdapterError;
 pub use types::*;
 
 /// How long establishing a TCP connection may take.

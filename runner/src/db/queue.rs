@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::error_code::{ErrorCode, Phase};
+use crate::job::error_code::{ErrorCode, Phase};
 
 /// The channel our notify trigger uses (migration `..._job_notify.sql`).
 pub const NOTIFY_CHANNEL: &str = "learning_jobs";

@@ -12,8 +12,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::metrics::Metrics;
-use crate::queue::{self, LeaseRef};
+use crate::db::queue::{self, LeaseRef};
+use crate::telemetry::metrics::Metrics;
 
 /// Shared set of held leases (job id → lease key).
 #[derive(Clone, Default, Debug)]

@@ -1,6 +1,8 @@
 //! The runner's HTTP server: `/livez`, `/readyz`, `/internal/health/learning-worker` (the
 //! contract's JSON and headers, optionally behind a bearer token) and `/metrics`.
 
+pub mod health;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +14,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use sqlx::PgPool;
 
-use crate::dsn::Secret;
-use crate::health::HealthReport;
-use crate::metrics::Metrics;
-use crate::ollama::monitor::OllamaMonitor;
-use crate::queue;
+use crate::ai::ollama::monitor::OllamaMonitor;
+use crate::db::dsn::Secret;
+use crate::db::queue;
+use crate::http::health::HealthReport;
+use crate::telemetry::metrics::Metrics;
 use crate::worker::RunnerState;
 
 /// The path of the health report.

@@ -3,6 +3,9 @@
 //! is checked: a login role that bypasses row-level security is refused (unless allowed), so
 //! the guard holds even when the database was unreachable at start.
 
+pub mod dsn;
+pub mod queue;
+
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;

@@ -1,6 +1,8 @@
 //! Logging: `tracing` with JSON lines (default) or plain text on stderr, filtered by
 //! `LOG_LEVEL`. Log fields are ids, codes and timings only (never student data).
 
+pub mod metrics;
+
 use tracing_subscriber::EnvFilter;
 
 /// Why logging could not start.

@@ -27,8 +27,8 @@ use super::pages::{
 use super::pdf::{render_pdf, PdfError};
 use super::photo::{prepare_photo, PhotoError};
 use super::storage::{read_local, Expected, SubmissionStorage};
-use super::{AdapterError, VisionRequest};
-use crate::error_code::ErrorCode;
+use crate::ai::{AdapterError, VisionRequest};
+use crate::job::error_code::ErrorCode;
 
 /// The longest rendering of one PDF may take (checked between pages).
 pub const RENDER_BUDGET: Duration = Duration::from_secs(120);

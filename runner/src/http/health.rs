@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::queue::ProbeCheck;
+use crate::db::queue::ProbeCheck;
 
 /// One check of the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

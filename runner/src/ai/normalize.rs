@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::analysis::{
+use crate::job::analysis::{
     overall_score, AnalysisV2, CriterionResult, DEFAULT_MAX_SCORE, MAX_OVERALL_SCORE,
 };
 
@@ -199,7 +199,7 @@ pub fn normalise_analysis(object: &Map<String, Value>, requested: &[String]) -> 
         .map(|s| s.clamp(0, i64::from(MAX_OVERALL_SCORE)) as u32)
         .unwrap_or_else(|| overall_score(&results));
     AnalysisV2 {
-        schema: crate::analysis::SCHEMA_V2.to_owned(),
+        schema: crate::job::analysis::SCHEMA_V2.to_owned(),
         score,
         criteria_results: results,
     }

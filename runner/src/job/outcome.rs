@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::adapters::AdapterError;
-use crate::backoff::BackoffPolicy;
-use crate::error_code::{ErrorCode, Phase};
-use crate::message::truncate_message;
+use crate::ai::AdapterError;
+use crate::job::error_code::{ErrorCode, Phase};
+use crate::job::message::truncate_message;
+use crate::worker::backoff::BackoffPolicy;
 
 /// An error while processing one job, attributed to a phase.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::error_code::{ErrorCode, Phase};
-use crate::queue::QueueDepth;
+use crate::db::queue::QueueDepth;
+use crate::job::error_code::{ErrorCode, Phase};
 
 /// Outcomes a job can end with, the `status` label of `ai_worker_processed_total`.
 pub const OUTCOMES: [&str; 6] = [

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::NOTIFY_CHANNEL;
+use crate::db::queue::NOTIFY_CHANNEL;
 
 /// How long from now until the job announced by `payload` (a Unix epoch in seconds) becomes
 /// visible; zero for past times and for payloads that are not a number.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{model_matches, OllamaClient};
-use crate::health::HealthCheck;
-use crate::metrics::Metrics;
+use crate::http::health::HealthCheck;
+use crate::telemetry::metrics::Metrics;
 
 /// The last observation of Ollama.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -25,7 +25,7 @@ use super::{
     AdapterError, FeedbackAdapter, FeedbackOutput, FeedbackRequest, VisionAdapter, VisionOutput,
     VisionRequest,
 };
-use crate::analysis::{AnalysisV2, CriterionResult, DEFAULT_MAX_SCORE};
+use crate::job::analysis::{AnalysisV2, CriterionResult, DEFAULT_MAX_SCORE};
 
 /// The score the stub gives every criterion, out of [`DEFAULT_MAX_SCORE`].
 pub const STUB_CRITERION_SCORE: u32 = 8;
@@ -164,7 +164,7 @@ impl FeedbackAdapter for StubBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::{StoredFile, SubmissionKind, SubmissionOwner};
+    use crate::ai::{StoredFile, SubmissionKind, SubmissionOwner};
 
     fn feedback_request(text: &str, criteria: &[&str]) -> FeedbackRequest {
         FeedbackRequest {

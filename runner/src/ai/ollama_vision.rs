@@ -12,10 +12,10 @@ use serde_json::json;
 
 use super::normalize::strip_code_fence;
 use super::prompts::{MAX_STUDENT_CHARS, VISION_PROMPT};
-use super::storage::SubmissionStorage;
-use super::vision_input::VisionInputs;
 use super::{AdapterError, VisionAdapter, VisionOutput, VisionRequest};
-use crate::ollama::{GenerateRequest, OllamaClient, Options};
+use crate::ai::ollama::{GenerateRequest, OllamaClient, Options};
+use crate::submission::storage::SubmissionStorage;
+use crate::submission::vision_input::VisionInputs;
 
 /// Vision through a local Ollama.
 pub struct OllamaVision {

@@ -1,7 +1,7 @@
 //! One job from lease to finish: parse the payload, read the submission under RLS, vision,
 //! feedback, then complete / retry / fail in one fenced transaction (contract §6).
 //!
-//! Decisions are pure ([`crate::outcome`]); this module sequences the I/O. Adapter calls run in
+//! Decisions are pure ([`crate::job::outcome`]); this module sequences the I/O. Adapter calls run in
 //! their own task with a timeout, so a hanging or panicking adapter becomes a transient error
 //! of its phase instead of a stuck or dead runner.
 
@@ -12,17 +12,17 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tracing::Instrument;
 
-use crate::adapters::{
+use crate::ai::{
     AdapterError, Adapters, FeedbackRequest, StoredFile, SubmissionKind, SubmissionOwner,
     VisionRequest,
 };
-use crate::backoff::BackoffPolicy;
-use crate::error_code::{ErrorCode, Phase};
-use crate::message::{strip_nul, strip_nul_json, truncate_message};
-use crate::metrics::Metrics;
-use crate::outcome::{decide, Decision, JobError};
-use crate::payload::{parse_payload, JobPayload};
-use crate::queue::{self, Fenced, LeasedJob, SubmissionRow, VisionCache};
+use crate::db::queue::{self, Fenced, LeasedJob, SubmissionRow, VisionCache};
+use crate::job::error_code::{ErrorCode, Phase};
+use crate::job::message::{strip_nul, strip_nul_json, truncate_message};
+use crate::job::outcome::{decide, Decision, JobError};
+use crate::job::payload::{parse_payload, JobPayload};
+use crate::telemetry::metrics::Metrics;
+use crate::worker::backoff::BackoffPolicy;
 
 /// How a job ended, for metrics and the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::AdapterError;
-use crate::dsn::Secret;
-use crate::error_code::ErrorCode;
+use crate::ai::AdapterError;
+use crate::db::dsn::Secret;
+use crate::job::error_code::ErrorCode;
 
 /// The largest submission file, in bytes (contract §1).
 pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;

@@ -13,7 +13,7 @@ use std::path::Path;
 use uuid::Uuid;
 
 use super::storage::{check_key, join_under_root};
-use super::SubmissionOwner;
+use crate::ai::SubmissionOwner;
 
 /// The name of a one-sheet document's cached image (the original worker's name).
 pub const STITCHED_NAME: &str = "stitched.png";

@@ -4,23 +4,18 @@
 //! Errors say whether a retry can help ([`AdapterError::Transient`]) or not
 //! ([`AdapterError::Permanent`]), with a short, bounded reason for logs and metrics.
 
-pub mod derived;
 pub mod normalize;
+pub mod ollama;
 pub mod ollama_feedback;
 pub mod ollama_vision;
-pub mod pages;
-pub mod pdf;
-pub mod photo;
 pub mod prompts;
-pub mod storage;
 pub mod stub;
-pub mod vision_input;
 
 use async_trait::async_trait;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::error_code::ErrorCode;
+use crate::job::error_code::ErrorCode;
 
 /// What kind of submission this is (`learning_submissions.kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,10 +17,10 @@ use serde_json::{json, Value};
 use super::normalize::{analysis_from_answer, fallback_analysis, strip_code_fence, ParseStatus};
 use super::prompts::{analysis_prompt, analysis_schema, fallback_feedback, synthesis_prompt};
 use super::{AdapterError, FeedbackAdapter, FeedbackOutput, FeedbackRequest};
-use crate::analysis::AnalysisV2;
+use crate::ai::ollama::{ChatMessage, ChatRequest, OllamaClient, Options};
 use crate::config::ThinkLevel;
-use crate::metrics::Metrics;
-use crate::ollama::{ChatMessage, ChatRequest, OllamaClient, Options};
+use crate::job::analysis::AnalysisV2;
+use crate::telemetry::metrics::Metrics;
 
 /// Model calls for the analysis before the fallback is used.
 pub const ANALYSIS_ATTEMPTS: usize = 2;

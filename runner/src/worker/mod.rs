@@ -3,6 +3,11 @@
 //! the database is away, and drains on shutdown (stop leasing, let running jobs finish within
 //! the grace period, release the rest).
 
+pub mod backoff;
+pub mod leases;
+pub mod shutdown;
+pub mod wakeup;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,10 +18,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
-use crate::lease_registry::{run_heartbeat, LeaseRegistry};
-use crate::metrics::Metrics;
-use crate::process::{process_job, JobContext, JobOutcome};
-use crate::queue::{self, LeaseRef};
+use crate::db::queue::{self, LeaseRef};
+use crate::job::process::{process_job, JobContext, JobOutcome};
+use crate::telemetry::metrics::Metrics;
+use crate::worker::leases::{run_heartbeat, LeaseRegistry};
 
 /// Whether the AI backend can take work now. While it cannot (Ollama down, models missing),
 /// the loop leases nothing, so an outage does not burn the students' retries.

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::analysis::AnalysisV2;
+use crate::job::analysis::AnalysisV2;
 
 /// Longest student text sent to a model, in characters.
 pub const MAX_STUDENT_CHARS: usize = 12_000;
@@ -179,7 +179,7 @@ pub fn fallback_feedback(analysis: Option<&AnalysisV2>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::CriterionResult;
+    use crate::job::analysis::CriterionResult;
 
     #[test]
     fn long_texts_are_clipped_with_a_marker() {
