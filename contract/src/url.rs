@@ -1,0 +1,298 @@
+//! The URL rules for the runner's services, checked by the runner at start and by the operator
+//! (and, as patterns, the CRD) before it creates runner pods, so both always agree.
+//!
+//! - `OLLAMA_BASE_URL` ([`check_ollama_base_url`]): http or https, and a local or in-cluster
+//!   host only — `localhost`, a loopback address, or a dot-less service name starting with a
+//!   letter. No public hosts (no cloud egress for student work), no userinfo, no odd
+//!   characters, no query or fragment. A path is allowed (a proxy prefix).
+//! - An external Ollama in a LearningWorker ([`check_external_ollama_url`]): the same, minus
+//!   `localhost` and loopback addresses, which in a runner pod would be the pod itself.
+//! - `SUPABASE_URL` ([`check_supabase_url`]): `http(s)://host[:port]` with nothing after it —
+//!   the runner appends `/storage/v1/object/...` to it, so a path would be silently dropped by
+//!   some proxies and doubled by others.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Why an Ollama base URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OllamaUrlError {
+    /// Not `http://` or `https://`.
+    Scheme,
+    /// Contains `user:pass@`.
+    Userinfo,
+    /// Characters outside the URL-safe set, a query or fragment, or an empty host.
+    Malformed,
+    /// A port that is not a number in 1..=65535.
+    Port,
+    /// A host that is neither loopback nor an in-cluster service name.
+    NotLocal(String),
+    /// `localhost` or a loopback address where the URL must name another pod's service.
+    PodItself(String),
+}
+
+impl fmt::Display for OllamaUrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OllamaUrlError::Scheme => write!(f, "must start with http:// or https://"),
+            OllamaUrlError::Userinfo => write!(f, "must not contain credentials (user@host)"),
+            OllamaUrlError::Malformed => write!(
+                f,
+                "has a malformed host, a query or fragment, or characters that are not allowed"
+            ),
+            OllamaUrlError::Port => write!(f, "has an invalid port"),
+            OllamaUrlError::NotLocal(host) => write!(
+                f,
+                "host '{host}' is not local: use localhost, a loopback address, or an in-cluster service name without dots"
+            ),
+            OllamaUrlError::PodItself(host) => write!(
+                f,
+                "host '{host}' would be the runner pod itself (no Ollama runs there): use the in-cluster service name of the external Ollama, e.g. http://ollama:11434"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OllamaUrlError {}
+
+/// Why a Supabase URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SupabaseUrlError {
+    /// Not `http://` or `https://`.
+    Scheme,
+    /// Empty host, or a path, credentials, query, fragment or space after it.
+    NotABaseUrl,
+}
+
+impl fmt::Display for SupabaseUrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SupabaseUrlError::Scheme => write!(f, "must start with http:// or https://"),
+            SupabaseUrlError::NotABaseUrl => write!(
+                f,
+                "must be http(s)://host[:port] without path, credentials or query"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SupabaseUrlError {}
+
+/// The schema pattern of an external Ollama URL in the CRD: http(s), a dot-less service name
+/// starting with a letter, an optional port and path. Together with a CEL rule refusing
+/// `localhost` it accepts what [`check_external_ollama_url`] accepts (a test checks a table of
+/// URLs against both).
+pub const EXTERNAL_OLLAMA_URL_PATTERN: &str =
+    r"^https?://[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(:[0-9]{1,5})?(/[-A-Za-z0-9._~/]*)?$";
+
+/// The schema pattern of `SUPABASE_URL` in the CRD: what [`check_supabase_url`] accepts.
+pub const SUPABASE_URL_PATTERN: &str = r"^https?://[^\s@/?#\\]+/?$";
+
+/// A DNS-1035 label (a Kubernetes service name): a letter first, then letters, digits or `-`,
+/// not ending in `-`. Digit-only or `0x…` names are refused: URL parsers read them as IPv4
+/// addresses (`http://134744072` is 8.8.8.8).
+fn is_service_name(host: &str) -> bool {
+    host.len() <= 63
+        && host.starts_with(|c: char| c.is_ascii_alphabetic())
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !host.ends_with('-')
+}
+
+/// A URL's host (IPv6 without brackets) and port, after its scheme was checked.
+struct Authority<'a> {
+    host: &'a str,
+}
+
+fn split_ollama_url(url: &str) -> Result<Authority<'_>, OllamaUrlError> {
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "\\\"'<>^`{|}".contains(c))
+    {
+        return Err(OllamaUrlError::Malformed);
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or(OllamaUrlError::Scheme)?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    if authority.contains('@') {
+        return Err(OllamaUrlError::Userinfo);
+    }
+    if path.contains(['?', '#']) {
+        return Err(OllamaUrlError::Malformed);
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let close = v6.find(']').ok_or(OllamaUrlError::Malformed)?;
+        let port = match &v6[close + 1..] {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or(OllamaUrlError::Malformed)?),
+        };
+        (&v6[..close], port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if let Some(port) = port {
+        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+            return Err(OllamaUrlError::Port);
+        }
+    }
+    if host.is_empty() {
+        return Err(OllamaUrlError::Malformed);
+    }
+    Ok(Authority { host })
+}
+
+fn is_loopback_or_localhost(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks an `OLLAMA_BASE_URL` and returns it trimmed, without a trailing slash.
+pub fn check_ollama_base_url(url: &str) -> Result<String, OllamaUrlError> {
+    let url = url.trim();
+    let Authority { host } = split_ollama_url(url)?;
+    let local = is_loopback_or_localhost(host)
+        || (host.parse::<IpAddr>().is_err() && is_service_name(host));
+    if !local {
+        return Err(OllamaUrlError::NotLocal(host.to_owned()));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Checks the URL of an Ollama the operator does not manage: [`check_ollama_base_url`], and
+/// not `localhost` or a loopback address (the runner pod itself, which runs no Ollama and
+/// which the operator could never probe).
+pub fn check_external_ollama_url(url: &str) -> Result<String, OllamaUrlError> {
+    let checked = check_ollama_base_url(url)?;
+    let Authority { host } = split_ollama_url(&checked)?;
+    if is_loopback_or_localhost(host) {
+        return Err(OllamaUrlError::PodItself(host.to_owned()));
+    }
+    Ok(checked)
+}
+
+/// Checks a `SUPABASE_URL` and returns it trimmed, without a trailing slash.
+pub fn check_supabase_url(url: &str) -> Result<String, SupabaseUrlError> {
+    let url = url.trim().trim_end_matches('/');
+    let authority = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or(SupabaseUrlError::Scheme)?;
+    let plain = !authority.is_empty()
+        && !authority
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "/@?#\\".contains(c));
+    if plain {
+        Ok(url.to_owned())
+    } else {
+        Err(SupabaseUrlError::NotABaseUrl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ollama_accepts_local_and_in_cluster_hosts() {
+        for ok in [
+            "http://ollama:11434",
+            "http://localhost:11434/",
+            "https://127.0.0.1:8443",
+            "http://127.9.9.9",
+            "http://[::1]:11434",
+            "http://learning-ollama:11434/base",
+        ] {
+            assert!(check_ollama_base_url(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            check_ollama_base_url(" http://ollama:11434/ ").unwrap(),
+            "http://ollama:11434"
+        );
+    }
+
+    #[test]
+    fn ollama_refuses_public_hosts_and_numeric_names() {
+        for bad in [
+            "https://api.example.com",
+            "http://8.8.8.8:11434",
+            "http://10.0.0.5:11434",
+            "http://134744072:11434",
+            "http://0x08080808",
+            "http://1ollama",
+        ] {
+            assert!(
+                matches!(check_ollama_base_url(bad), Err(OllamaUrlError::NotLocal(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ollama_refuses_odd_urls() {
+        for (bad, why) in [
+            ("ftp://ollama", OllamaUrlError::Scheme),
+            ("http://u:p@ollama:1", OllamaUrlError::Userinfo),
+            ("http://ollama:0", OllamaUrlError::Port),
+            ("http://ollama:99999", OllamaUrlError::Port),
+            ("http://oll ama", OllamaUrlError::Malformed),
+            ("http://ollama/?x=1", OllamaUrlError::Malformed),
+            ("http://", OllamaUrlError::Malformed),
+            ("http://[::1", OllamaUrlError::Malformed),
+        ] {
+            assert_eq!(check_ollama_base_url(bad), Err(why), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_external_ollama_is_another_pods_service() {
+        assert!(check_external_ollama_url("https://gpu-ollama/").is_ok());
+        for pod_itself in ["http://localhost:11434", "http://127.0.0.1", "http://[::1]:1"] {
+            assert!(
+                matches!(
+                    check_external_ollama_url(pod_itself),
+                    Err(OllamaUrlError::PodItself(_))
+                ),
+                "{pod_itself}"
+            );
+        }
+        assert!(check_external_ollama_url("http://ollama.example.org").is_err());
+    }
+
+    #[test]
+    fn supabase_is_a_plain_base_url() {
+        for ok in [
+            "http://supabase-kong:8000",
+            "http://supabase_kong_gustav:8000/",
+            "https://db.example.org",
+        ] {
+            assert!(check_supabase_url(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            check_supabase_url("http://kong:8000/").unwrap(),
+            "http://kong:8000"
+        );
+        assert!(check_supabase_url("https://").is_err());
+        assert_eq!(
+            check_supabase_url("ftp://kong"),
+            Err(SupabaseUrlError::Scheme)
+        );
+        for bad in [
+            "https://example.org/base/path",
+            "https://user:pw@example.org",
+            "https://example.org/?token=x",
+            "https://example.org#frag",
+            "https://exa mple.org",
+        ] {
+            assert_eq!(
+                check_supabase_url(bad),
+                Err(SupabaseUrlError::NotABaseUrl),
+                "{bad}"
+            );
+        }
+    }
+}
