@@ -167,10 +167,7 @@ mod tests {
             vec![HealthCheck::new(CHECK_DB_ROLE, true, "role ok")],
         );
         let text = serde_json::to_string(&report).unwrap();
-        assert_eq!(
-            serde_json::from_str::<HealthReport>(&text).unwrap(),
-            report
-        );
+        assert_eq!(serde_json::from_str::<HealthReport>(&text).unwrap(), report);
         assert!(serde_json::from_str::<HealthReport>(r#"{"status":"fine"}"#).is_err());
         let minimal: HealthReport = serde_json::from_str(r#"{"status":"healthy"}"#).unwrap();
         assert!(minimal.checks.is_empty() && minimal.current_role.is_none());

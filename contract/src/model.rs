@@ -34,6 +34,9 @@ mod tests {
         assert_eq!(with_tag("registry:5000/foo"), "registry:5000/foo:latest");
         assert!(same_model("registry:5000/foo", "registry:5000/foo:latest"));
         assert!(!same_model("registry:5000/foo", "registry:5000/foo:1b"));
-        assert!(same_model("registry:5000/ns/foo:1b", "registry:5000/ns/foo:1b"));
+        assert!(same_model(
+            "registry:5000/ns/foo:1b",
+            "registry:5000/ns/foo:1b"
+        ));
     }
 }

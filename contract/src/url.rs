@@ -251,7 +251,11 @@ mod tests {
     #[test]
     fn an_external_ollama_is_another_pods_service() {
         assert!(check_external_ollama_url("https://gpu-ollama/").is_ok());
-        for pod_itself in ["http://localhost:11434", "http://127.0.0.1", "http://[::1]:1"] {
+        for pod_itself in [
+            "http://localhost:11434",
+            "http://127.0.0.1",
+            "http://[::1]:1",
+        ] {
             assert!(
                 matches!(
                     check_external_ollama_url(pod_itself),

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
-use crate::ai::ollama::url::{validate_ollama_base_url, OllamaUrlError};
 use crate::cli::Settings;
 use crate::db::dsn::{self, DsnError, Secret};
 use crate::worker::backoff::BackoffPolicy;
+use learning_contract::env::SUPABASE_URL;
+use learning_contract::url::{check_ollama_base_url, check_supabase_url, OllamaUrlError};
 
 /// Environments in which the stub backend is refused.
 pub const PRODUCTION_ENVS: [&str; 4] = ["prod", "production", "stage", "staging"];
@@ -25,7 +26,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Dsn(#[from] DsnError),
     /// `OLLAMA_BASE_URL` is not acceptable.
-    #[error(transparent)]
+    #[error("OLLAMA_BASE_URL {0}")]
     OllamaUrl(#[from] OllamaUrlError),
     /// Any other setting, named by its environment variable.
     #[error("{name}: {problem}")]
@@ -357,18 +358,8 @@ fn check_storage(storage: &StorageConfig, backend: Backend) -> Result<(), Config
         }
     }
     if let Some(url) = &storage.supabase_url {
-        let rest = url.trim().trim_end_matches('/');
-        let authority = rest
-            .strip_prefix("https://")
-            .or_else(|| rest.strip_prefix("http://"));
-        match authority {
-            Some(a) if !a.is_empty() && !a.contains(['/', '@', '?', '#', ' ']) => {}
-            _ => {
-                return Err(invalid(
-                    "SUPABASE_URL",
-                    "must be http(s)://host[:port] without path, credentials or query",
-                ))
-            }
+        if let Err(why) = check_supabase_url(url) {
+            return Err(invalid(SUPABASE_URL, why.to_string()));
         }
         if storage
             .service_role_key
@@ -422,7 +413,7 @@ pub fn runner_config(settings: &Settings) -> Result<RunnerConfig, ConfigError> {
         .collect();
     let ai = AiConfig {
         backend: backend(settings)?,
-        ollama_base_url: validate_ollama_base_url(&settings.ollama_base_url)?,
+        ollama_base_url: check_ollama_base_url(&settings.ollama_base_url)?,
         vision_model: non_empty("AI_VISION_MODEL", &settings.ai_vision_model)?,
         feedback_model: non_empty("AI_FEEDBACK_MODEL", &settings.ai_feedback_model)?,
         timeout_vision: timeout("AI_TIMEOUT_VISION", settings.ai_timeout_vision)?,

@@ -11,7 +11,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::ai::ollama::monitor::OllamaMonitor;
-use crate::ai::ollama::{model_matches, ChatMessage, ChatRequest, Options};
+use learning_contract::model::same_model;
+
+use crate::ai::ollama::{ChatMessage, ChatRequest, Options};
 use crate::ai::{Adapters, FeedbackRequest};
 use crate::app;
 use crate::cli::Settings;
@@ -237,7 +239,7 @@ async fn ollama_checks(monitor: &OllamaMonitor, feedback_model: &str, lines: &mu
         if snapshot
             .missing
             .iter()
-            .any(|m| model_matches(m, feedback_model))
+            .any(|m| same_model(m, feedback_model))
         {
             lines.push(CheckLine::skip(
                 "generate round trip",
@@ -264,15 +266,12 @@ async fn ollama_checks(monitor: &OllamaMonitor, feedback_model: &str, lines: &mu
     {
         Ok(answer) => {
             let gpu = match monitor.client().ps().await {
-                Ok(ps) => match ps.iter().find(|m| model_matches(&m.name, feedback_model)) {
-                    Some(m) if m.gpu_share() >= 0.999 => "on the GPU (100%)".to_owned(),
-                    Some(m) if m.gpu_share() <= 0.001 => {
+                Ok(ps) => match ps.iter().find(|m| same_model(&m.name, feedback_model)) {
+                    Some(m) if m.gpu_percent() == 100 => "on the GPU (100%)".to_owned(),
+                    Some(m) if m.gpu_percent() == 0 => {
                         "on the CPU only (no GPU offload)".to_owned()
                     }
-                    Some(m) => format!(
-                        "partly on the GPU ({:.0}%, rest on CPU)",
-                        m.gpu_share() * 100.0
-                    ),
+                    Some(m) => format!("partly on the GPU ({}%, rest on CPU)", m.gpu_percent()),
                     None => "GPU use unknown (model not listed in /api/ps)".to_owned(),
                 },
                 Err(_) => "GPU use unknown (/api/ps failed)".to_owned(),

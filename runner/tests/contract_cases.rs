@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use learning_runner::ai::stub::stub_transcript;
 use learning_runner::ai::AdapterError;
 use learning_runner::db::queue;
-use learning_runner::http::health::HealthReport;
+use learning_runner::http::health;
 use learning_runner::job::analysis::AnalysisV2;
 use learning_runner::job::process::JobOutcome;
 use learning_tests::fixtures::{self, NewSubmission};
@@ -353,7 +353,7 @@ async fn case_13_health_probe_reports_a_missing_role_as_degraded() {
     let db = TestDb::new().await;
     let pool = db.worker_pool(2).await;
     let (role, checks) = queue::health_probe(&pool).await.unwrap();
-    assert!(HealthReport::from_probe(role, checks).is_healthy());
+    assert!(health::from_probe(role, checks).is_healthy());
 
     // Roles are cluster-wide: rename inside a transaction that is rolled back.
     let mut tx = db.admin.begin().await.unwrap();
@@ -375,8 +375,8 @@ async fn case_13_health_probe_reports_a_missing_role_as_degraded() {
             detail,
         })
         .collect();
-    let report = HealthReport::from_probe("postgres".into(), checks);
-    assert_eq!(report.status, "degraded");
+    let report = health::from_probe("postgres".into(), checks);
+    assert_eq!(report.status, health::HealthState::Degraded);
     assert!(report
         .checks
         .iter()

@@ -21,8 +21,7 @@ use crate::http::health::HealthReport;
 use crate::telemetry::metrics::Metrics;
 use crate::worker::RunnerState;
 
-/// The path of the health report.
-pub const HEALTH_PATH: &str = "/internal/health/learning-worker";
+pub use learning_contract::health::HEALTH_PATH;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the handlers share.
@@ -125,7 +124,7 @@ async fn health(State(state): State<HttpState>, headers: HeaderMap) -> Response 
 /// Runs the probe and builds the report; a connection error gives the `db_connect_failed` report.
 pub async fn probe_report(pool: &PgPool) -> HealthReport {
     match tokio::time::timeout(PROBE_TIMEOUT, queue::health_probe(pool)).await {
-        Ok(Ok((role, checks))) => HealthReport::from_probe(role, checks),
+        Ok(Ok((role, checks))) => health::from_probe(role, checks),
         Ok(Err(e)) => {
             tracing::warn!(event = "learning.health.probe_failed", error = %e);
             HealthReport::connect_failed()

@@ -1,6 +1,7 @@
 //! The runner's Prometheus metrics: the contract's four (§9) plus durations, lease and
 //! heartbeat counters and queue depth. Labels are bounded sets; no ids, no text.
 
+use learning_contract::metrics as contract;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -133,13 +134,13 @@ impl Metrics {
         )?;
         let queue_depth = GaugeVec::new(
             Opts::new(
-                "learning_runner_queue_jobs",
+                contract::QUEUE_JOBS,
                 "Jobs in the queue by state (visible, delayed, leased, failed).",
             ),
-            &["state"],
+            &[contract::QUEUE_STATE_LABEL],
         )?;
         let oldest_job_age = Gauge::new(
-            "learning_runner_oldest_job_age_seconds",
+            contract::OLDEST_JOB_AGE_SECONDS,
             "Age of the oldest job that is visible and waiting.",
         )?;
 
@@ -208,7 +209,7 @@ impl Metrics {
         for status in ["parsed_structured", "parsed", "fallback", "no_criteria"] {
             feedback_parse.with_label_values(&[status]);
         }
-        for state in ["visible", "delayed", "leased", "failed"] {
+        for state in contract::QUEUE_STATES {
             queue_depth.with_label_values(&[state]);
         }
 
@@ -243,18 +244,16 @@ impl Metrics {
 
     /// Records a queue-depth reading.
     pub fn observe_queue(&self, depth: &QueueDepth) {
-        self.queue_depth
-            .with_label_values(&["visible"])
-            .set(depth.visible as f64);
-        self.queue_depth
-            .with_label_values(&["delayed"])
-            .set(depth.delayed as f64);
-        self.queue_depth
-            .with_label_values(&["leased"])
-            .set(depth.leased as f64);
-        self.queue_depth
-            .with_label_values(&["failed"])
-            .set(depth.failed as f64);
+        for (state, jobs) in [
+            (contract::STATE_VISIBLE, depth.visible),
+            (contract::STATE_DELAYED, depth.delayed),
+            (contract::STATE_LEASED, depth.leased),
+            (contract::STATE_FAILED, depth.failed),
+        ] {
+            self.queue_depth
+                .with_label_values(&[state])
+                .set(jobs as f64);
+        }
         self.oldest_job_age.set(depth.oldest_visible_age_seconds);
     }
 

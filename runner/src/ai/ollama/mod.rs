@@ -7,7 +7,6 @@
 
 pub mod monitor;
 pub mod types;
-pub mod url;
 
 use std::time::Duration;
 

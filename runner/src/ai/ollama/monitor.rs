@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{model_matches, OllamaClient};
+use learning_contract::health::{CHECK_MODELS, CHECK_OLLAMA};
+use learning_contract::model::same_model;
+
+use super::types::RunningModel;
+use super::OllamaClient;
 use crate::http::health::HealthCheck;
 use crate::telemetry::metrics::Metrics;
 
@@ -24,21 +28,17 @@ pub struct OllamaSnapshot {
     pub error: Option<String>,
     /// Configured models that are not installed.
     pub missing: Vec<String>,
-    /// Loaded models and their GPU share.
-    pub loaded: Vec<(String, f64)>,
+    /// Loaded models, with their size and the part of it in GPU memory.
+    pub loaded: Vec<RunningModel>,
 }
 
 /// The `ollama` and `models` checks of the health report, from a snapshot. Pure.
 pub fn health_checks(snapshot: &OllamaSnapshot, models: &[String]) -> Vec<HealthCheck> {
-    let check = |name: &str, ok: bool, detail: String| HealthCheck {
-        check: name.to_owned(),
-        status: if ok { "ok" } else { "failed" }.to_owned(),
-        detail,
-    };
+    let check = HealthCheck::new;
     if !snapshot.checked {
         return vec![
-            check("ollama", false, "not checked yet".into()),
-            check("models", false, "not checked yet".into()),
+            check(CHECK_OLLAMA, false, "not checked yet".into()),
+            check(CHECK_MODELS, false, "not checked yet".into()),
         ];
     }
     if !snapshot.reachable {
@@ -47,8 +47,8 @@ pub fn health_checks(snapshot: &OllamaSnapshot, models: &[String]) -> Vec<Health
             .clone()
             .unwrap_or_else(|| "unreachable".into());
         return vec![
-            check("ollama", false, format!("unreachable: {why}")),
-            check("models", false, "unknown: Ollama unreachable".into()),
+            check(CHECK_OLLAMA, false, format!("unreachable: {why}")),
+            check(CHECK_MODELS, false, "unknown: Ollama unreachable".into()),
         ];
     }
     let loaded = if snapshot.loaded.is_empty() {
@@ -57,26 +57,28 @@ pub fn health_checks(snapshot: &OllamaSnapshot, models: &[String]) -> Vec<Health
         snapshot
             .loaded
             .iter()
-            .map(|(m, share)| {
-                let pct = (share * 100.0).round();
-                let note = if *share >= 0.999 {
-                    ""
-                } else if *share <= 0.001 {
-                    " (CPU only)"
-                } else {
-                    " (partial CPU fallback)"
+            .map(|m| {
+                let percent = m.gpu_percent();
+                let note = match percent {
+                    100 => "",
+                    0 => " (CPU only)",
+                    _ => " (partial CPU fallback)",
                 };
-                format!("{m} {pct}% GPU{note}")
+                format!("{} {percent}% GPU{note}", m.name)
             })
             .collect::<Vec<_>>()
             .join(", ")
     };
     let version = snapshot.version.clone().unwrap_or_else(|| "?".into());
     let models_check = if snapshot.missing.is_empty() {
-        check("models", true, format!("present: {}", models.join(", ")))
+        check(
+            CHECK_MODELS,
+            true,
+            format!("present: {}", models.join(", ")),
+        )
     } else {
         check(
-            "models",
+            CHECK_MODELS,
             false,
             format!(
                 "missing: {} (run `ollama pull <model>` or set OLLAMA_PULL_MISSING=true)",
@@ -85,7 +87,7 @@ pub fn health_checks(snapshot: &OllamaSnapshot, models: &[String]) -> Vec<Health
         )
     };
     vec![
-        check("ollama", true, format!("version {version}; {loaded}")),
+        check(CHECK_OLLAMA, true, format!("version {version}; {loaded}")),
         models_check,
     ]
 }
@@ -153,7 +155,7 @@ impl OllamaMonitor {
                 snap.missing = self
                     .models
                     .iter()
-                    .filter(|m| !installed.iter().any(|i| model_matches(&i.name, m)))
+                    .filter(|m| !installed.iter().any(|i| same_model(&i.name, m)))
                     .cloned()
                     .collect();
                 snap.version = self.client.version().await.ok();
@@ -161,7 +163,7 @@ impl OllamaMonitor {
                     .client
                     .ps()
                     .await
-                    .map(|ps| ps.iter().map(|m| (m.name.clone(), m.gpu_share())).collect())
+                    .map(|ps| ps.to_vec())
                     .unwrap_or_default();
             }
             Err(e) => snap.error = Some(e.to_string()),
@@ -174,12 +176,12 @@ impl OllamaMonitor {
                 .with_label_values(&[model.as_str()])
                 .set(i64::from(present));
         }
-        for (model, share) in &snap.loaded {
-            if self.models.iter().any(|m| model_matches(model, m)) {
+        for model in &snap.loaded {
+            if self.models.iter().any(|m| same_model(&model.name, m)) {
                 self.metrics
                     .ollama_gpu_offload
-                    .with_label_values(&[model.as_str()])
-                    .set(*share);
+                    .with_label_values(&[model.name.as_str()])
+                    .set(model.gpu_share());
             }
         }
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
@@ -212,6 +214,14 @@ impl crate::worker::BackendGate for OllamaMonitor {
 mod tests {
     use super::*;
 
+    fn running(name: &str, size: u64, size_vram: u64) -> RunningModel {
+        RunningModel {
+            name: name.into(),
+            size,
+            size_vram,
+        }
+    }
+
     fn models() -> Vec<String> {
         vec!["qwen2.5vl:3b".into(), "gpt-oss:latest".into()]
     }
@@ -222,7 +232,7 @@ mod tests {
             checked: true,
             reachable: true,
             version: Some("0.12.0".into()),
-            loaded: vec![("qwen2.5vl:3b".into(), 1.0)],
+            loaded: vec![running("qwen2.5vl:3b", 1000, 1000)],
             ..Default::default()
         };
         let checks = health_checks(&s, &models());
@@ -236,7 +246,7 @@ mod tests {
             checked: true,
             reachable: true,
             missing: vec!["gpt-oss:latest".into()],
-            loaded: vec![("qwen2.5vl:3b".into(), 0.4)],
+            loaded: vec![running("qwen2.5vl:3b", 1000, 404)],
             ..Default::default()
         };
         let checks = health_checks(&s, &models());

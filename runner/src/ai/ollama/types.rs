@@ -195,11 +195,12 @@ pub struct RunningModel {
 impl RunningModel {
     /// Share of the model in GPU memory, `0.0..=1.0` (0 for an empty size).
     pub fn gpu_share(&self) -> f64 {
-        if self.size == 0 {
-            0.0
-        } else {
-            (self.size_vram as f64 / self.size as f64).clamp(0.0, 1.0)
-        }
+        learning_contract::gpu::gpu_share(self.size, self.size_vram)
+    }
+
+    /// Share of the model in GPU memory in whole percent, rounded down.
+    pub fn gpu_percent(&self) -> i32 {
+        learning_contract::gpu::gpu_percent(self.size, self.size_vram)
     }
 }
 
@@ -235,28 +236,9 @@ pub struct VersionResponse {
     pub version: String,
 }
 
-/// Whether `installed` satisfies `wanted` (a missing tag means `:latest`).
-pub fn model_matches(installed: &str, wanted: &str) -> bool {
-    fn with_tag(name: &str) -> String {
-        if name.contains(':') {
-            name.to_owned()
-        } else {
-            format!("{name}:latest")
-        }
-    }
-    with_tag(installed) == with_tag(wanted)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn model_names_match_with_implicit_latest() {
-        assert!(model_matches("gpt-oss:latest", "gpt-oss"));
-        assert!(model_matches("qwen2.5vl:3b", "qwen2.5vl:3b"));
-        assert!(!model_matches("qwen2.5vl:7b", "qwen2.5vl:3b"));
-    }
 
     #[test]
     fn gpu_share_is_vram_over_size() {
