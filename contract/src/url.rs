@@ -82,8 +82,12 @@ impl std::error::Error for SupabaseUrlError {}
 /// starting with a letter, an optional port and path. Together with a CEL rule refusing
 /// `localhost` it accepts what [`check_external_ollama_url`] accepts (a test checks a table of
 /// URLs against both).
-pub const EXTERNAL_OLLAMA_URL_PATTERN: &str =
-    r"^https?://[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(:[0-9]{1,5})?(/[-A-Za-z0-9._~/]*)?$";
+pub const EXTERNAL_OLLAMA_URL_PATTERN: &str = concat!(
+    r"^https?://[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?",
+    // A port in 1..=65535 (leading zeros allowed, as the runner's number parsing allows them).
+    r"(:0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+    r"(/[-A-Za-z0-9._~/]*)?$"
+);
 
 /// The schema pattern of `SUPABASE_URL` in the CRD: what [`check_supabase_url`] accepts.
 pub const SUPABASE_URL_PATTERN: &str = r"^https?://[^\s@/?#\\]+/?$";

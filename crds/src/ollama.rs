@@ -17,12 +17,9 @@ pub const OLLAMA_VERSION: &str = "0.12.3";
 pub const DEFAULT_IMAGE_AMD: &str = "docker.io/ollama/ollama:0.12.3-rocm";
 /// Default image for NVIDIA GPUs and CPU-only (the CUDA build also runs on CPU).
 pub const DEFAULT_IMAGE_GENERIC: &str = "docker.io/ollama/ollama:0.12.3";
-/// An external Ollama's URL: http(s) and a dot-less in-cluster service name starting with a
-/// letter (the runner's `OLLAMA_BASE_URL` rule, contract §8, minus `localhost` and loopback
-/// addresses: those would be the runner pod itself, which runs no Ollama). `localhost` also
-/// matches the name part and is refused by a CEL rule.
-pub const EXTERNAL_URL_PATTERN: &str =
-    r"^https?://[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(:[0-9]{1,5})?(/[-A-Za-z0-9._~/]*)?$";
+/// An external Ollama's URL in the schema (the contract's pattern; `localhost` also matches
+/// its name part and is refused by a CEL rule).
+pub use learning_contract::url::EXTERNAL_OLLAMA_URL_PATTERN as EXTERNAL_URL_PATTERN;
 
 /// A Kubernetes resource quantity (the pattern controller-gen gives `resource.Quantity`).
 pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";

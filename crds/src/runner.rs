@@ -11,41 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// Environment variables the operator sets itself; `spec.runner.env` must not name them.
 /// The DSN and the Supabase key in particular may only come from Secret references.
-pub const RESERVED_ENV: &[&str] = &[
-    "LEARNING_DATABASE_URL",
-    "LEARNING_DB_URL",
-    "DATABASE_URL",
-    "LEARNING_ALLOW_SUPERUSER_DSN",
-    "SUPABASE_SERVICE_ROLE_KEY",
-    "SUPABASE_URL",
-    "STORAGE_VERIFY_ROOT",
-    "LEARNING_STORAGE_BUCKET",
-    "AI_BACKEND",
-    "GUSTAV_ENV",
-    "OLLAMA_BASE_URL",
-    "AI_VISION_MODEL",
-    "AI_FEEDBACK_MODEL",
-    "AI_TIMEOUT_VISION",
-    "AI_TIMEOUT_FEEDBACK",
-    "LEARNING_DSPY_JSON_ADAPTER",
-    "AI_THINK_LEVEL",
-    "WORKER_MAX_RETRIES",
-    "WORKER_BACKOFF_SECONDS",
-    "WORKER_BACKOFF_MAX_SECONDS",
-    "WORKER_LEASE_SECONDS",
-    "WORKER_LEASE_MULTIPLIER",
-    "WORKER_CONCURRENCY",
-    "WORKER_POLL_INTERVAL",
-    "WORKER_LISTEN_NOTIFY",
-    "WORKER_DRAIN_GRACE_SECONDS",
-    "WORKER_EXIT_WHEN_DRAINED",
-    "LEARNING_HTTP_ADDR",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    // The health report would answer 401 to the operator, which reads it without a token (the
-    // operator reads no Secrets): status would never see the runners' health.
-    "LEARNING_HEALTH_TOKEN",
-];
+pub use learning_contract::env::OPERATOR_SET as RESERVED_ENV;
 
 /// The runner pods.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]

@@ -2,6 +2,7 @@
 //! (`STORAGE_VERIFY_ROOT`) and/or Supabase Storage (URL plus a Secret reference for the key).
 
 use kube::KubeSchema;
+use learning_contract::url::SUPABASE_URL_PATTERN;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{SecretKeyRef, DNS_SUBDOMAIN};
@@ -40,12 +41,9 @@ pub struct SubmissionsVolume {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SupabaseStorage {
-    /// Base URL of the Supabase instance (`SUPABASE_URL`): http(s), no credentials, query or
-    /// fragment (the runner appends the object path).
-    #[schemars(
-        length(min = 8, max = 2048),
-        regex(pattern = r"^https?://[^\s@/?#]+(/[^\s@?#]*)?$")
-    )]
+    /// Base URL of the Supabase instance (`SUPABASE_URL`): `http(s)://host[:port]`, without
+    /// path, credentials, query or fragment (the runner appends the object path).
+    #[schemars(length(min = 8, max = 2048), pattern(SUPABASE_URL_PATTERN))]
     pub url: String,
     /// Secret key holding the service-role key (`SUPABASE_SERVICE_ROLE_KEY`).
     pub service_role_key_secret_ref: SecretKeyRef,

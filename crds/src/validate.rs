@@ -5,7 +5,8 @@
 use crate::ai::Backend;
 use crate::learning_worker::{LearningWorkerSpec, MAX_NAME_LEN};
 use crate::ollama::{GpuVendor, OllamaMode};
-use crate::runner::RESERVED_ENV;
+use learning_contract::env::OPERATOR_SET;
+use learning_contract::url::{check_external_ollama_url, check_supabase_url};
 
 /// One broken rule: the field path and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,7 +67,7 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
         ));
     }
     for e in r.env.iter().flatten() {
-        if RESERVED_ENV.contains(&e.name.as_str()) {
+        if OPERATOR_SET.contains(&e.name.as_str()) {
             errors.push(err(
                 "spec.runner.env",
                 format!(
@@ -101,8 +102,8 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
             errors.push(err("spec.ollama.url", "required when mode is external"))
         }
         (OllamaMode::External, Some(url)) => {
-            if let Err(why) = check_external_url(url) {
-                errors.push(err("spec.ollama.url", why));
+            if let Err(why) = check_external_ollama_url(url) {
+                errors.push(err("spec.ollama.url", why.to_string()));
             }
         }
         (OllamaMode::Managed, Some(_)) => {
@@ -139,7 +140,7 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
         .map(|s| &s.url)
     {
         if let Err(why) = check_supabase_url(url) {
-            errors.push(err("spec.storage.supabase.url", why));
+            errors.push(err("spec.storage.supabase.url", why.to_string()));
         }
     }
     if spec.ai.backend == Backend::Local && spec.storage.is_none() {
@@ -199,20 +200,6 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
     errors
 }
 
-/// The runner's `SUPABASE_URL` rule: http(s) and a non-empty rest without `@` (userinfo), `?`,
-/// `#` or spaces (the object path is appended to it).
-pub fn check_supabase_url(url: &str) -> Result<(), String> {
-    let url = url.trim().trim_end_matches('/');
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or("must start with http:// or https://")?;
-    if rest.is_empty() || rest.contains(['@', '?', '#', ' ']) {
-        return Err("must be a plain base URL: no credentials, query (?) or fragment (#)".into());
-    }
-    Ok(())
-}
-
 /// `address/prefix` with a prefix that fits the address family.
 fn is_cidr(s: &str) -> bool {
     let Some((addr, prefix)) = s.split_once('/') else {
@@ -234,119 +221,4 @@ fn is_dns_label_starting_with_letter(name: &str) -> bool {
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && !name.ends_with('-')
-}
-
-/// The runner's `OLLAMA_BASE_URL` rule: http(s), no userinfo, a valid port, and a host that is
-/// `localhost`, a loopback address or a dot-less service name.
-pub fn check_local_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or("must start with http:// or https://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return Err("must not contain credentials".into());
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or("malformed IPv6 host")?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if let Some(p) = port {
-        if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
-            return Err(format!("invalid port {p:?}"));
-        }
-    }
-    let loopback = host
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback());
-    let service = !host.is_empty()
-        && host.len() <= 63
-        && host.parse::<std::net::IpAddr>().is_err()
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !host.starts_with('-')
-        && !host.ends_with('-');
-    if host.eq_ignore_ascii_case("localhost") || loopback || service {
-        Ok(())
-    } else {
-        Err(format!("host {host:?} is not local: use localhost, a loopback address, or an in-cluster service name without dots"))
-    }
-}
-
-/// The rule for an external Ollama's URL: the runner's rule ([`check_local_url`]), and a
-/// dot-less service name that starts with a letter — not `localhost` or a loopback address,
-/// which would point into the runner pod (the operator runs no Ollama sidecar there) and which
-/// the operator could never probe.
-pub fn check_external_url(url: &str) -> Result<(), String> {
-    check_local_url(url)?;
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    if host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok() {
-        return Err(format!("host {host:?} would be the runner pod itself (no Ollama runs there): use the in-cluster service name of the external Ollama, e.g. http://ollama:11434"));
-    }
-    if !host.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return Err(format!(
-            "host {host:?} must be a service name starting with a letter"
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_urls_follow_the_runner_rule() {
-        for ok in [
-            "http://ollama:11434",
-            "http://localhost:11434/",
-            "https://127.0.0.1:8443",
-            "http://[::1]:11434",
-            "http://gpu-ollama",
-        ] {
-            assert_eq!(check_local_url(ok), Ok(()), "{ok}");
-        }
-        for bad in [
-            "ftp://ollama",
-            "http://u:p@ollama:1",
-            "http://ollama:0",
-            "http://ollama:99999",
-            "https://api.example.com",
-            "http://10.0.0.5:11434",
-            "http://-x",
-        ] {
-            assert!(check_local_url(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn external_urls_must_name_a_service_not_the_runner_pod() {
-        for ok in [
-            "http://ollama:11434",
-            "https://gpu-ollama/",
-            "http://Ollama:8080/api",
-        ] {
-            assert_eq!(check_external_url(ok), Ok(()), "{ok}");
-        }
-        for bad in [
-            "http://localhost:11434",
-            "http://LOCALHOST",
-            "https://127.0.0.1:8443",
-            "http://127.1.2.3",
-            "http://[::1]:11434",
-            "http://1ollama:11434",
-            "https://api.example.com",
-        ] {
-            assert!(check_external_url(bad).is_err(), "{bad}");
-        }
-    }
 }

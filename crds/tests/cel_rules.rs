@@ -315,36 +315,36 @@ fn supabase_urls_and_keep_alive_follow_the_runners_rules() {
         change(&mut value);
         common::check(&schema["properties"]["spec"], &value["spec"], "spec")
     };
-    for ok in [
+    // Every URL is judged the same by the schema (pattern + CEL), the Rust rules and the
+    // runner's rule in the contract crate. A path was accepted by the schema while the runner
+    // refused it at start: such a LearningWorker produced runner pods that exited at once.
+    for url in [
         "http://supabase-kong:8000",
+        "http://supabase_kong_gustav:8000",
         "https://db.example.org/",
         "https://example.org/base/path",
-    ] {
-        let errors = errors_for(&|v| v["spec"]["storage"]["supabase"]["url"] = json!(ok));
-        assert!(errors.is_empty(), "{ok}: {errors:?}");
-    }
-    for bad in [
+        "https://example.org/base",
         "https://user:pw@example.org",
         "https://example.org/?token=x",
         "https://example.org/base#frag",
         "https://example.org?x",
         "ftp://example.org",
+        "https://exa\\mple.org",
     ] {
-        let errors = errors_for(&|v| v["spec"]["storage"]["supabase"]["url"] = json!(bad));
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.starts_with("spec.storage.supabase.url")),
-            "{bad}: {errors:?}"
-        );
+        let runner_accepts = learning_contract::url::check_supabase_url(url).is_ok();
+        let schema_errors = errors_for(&|v| v["spec"]["storage"]["supabase"]["url"] = json!(url));
         let mut value = base();
-        value["spec"]["storage"]["supabase"]["url"] = json!(bad);
+        value["spec"]["storage"]["supabase"]["url"] = json!(url);
+        let cel_ok = Validator::new().validate(&schema, &value, None).is_ok();
         let lw: LearningWorker = serde_json::from_value(value).unwrap();
-        assert!(
-            !learning_crds::validate::validate("school-a", &lw.spec).is_empty(),
-            "{bad}: the Rust rules accepted it"
+        let rust_ok = learning_crds::validate::validate("school-a", &lw.spec).is_empty();
+        assert_eq!(
+            (schema_errors.is_empty() && cel_ok, rust_ok),
+            (runner_accepts, runner_accepts),
+            "{url}: schema {schema_errors:?}"
         );
     }
+    assert!(learning_contract::url::check_supabase_url("https://example.org/base/path").is_err());
     for ok in ["-1", "0", "300", "30s", "10m", "24h"] {
         let errors = errors_for(&|v| v["spec"]["ollama"]["keepAlive"] = json!(ok));
         assert!(errors.is_empty(), "{ok}: {errors:?}");
@@ -476,5 +476,45 @@ fn rules_stay_in_scope_and_within_the_cost_budget() {
             })
             .collect();
         assert!(bad.is_empty(), "{rule}: {bad:?}");
+    }
+}
+
+#[test]
+fn external_ollama_urls_are_judged_as_the_runner_judges_them() {
+    let schema = common::open_api_schema();
+    for url in [
+        "http://ollama:11434",
+        "https://gpu-ollama/",
+        "http://Ollama:8080/api",
+        "http://localhost:11434",
+        "http://LOCALHOST",
+        "https://127.0.0.1:8443",
+        "http://[::1]:11434",
+        "http://1ollama:11434",
+        "http://-x",
+        "https://api.example.com",
+        "http://ollama.ai-shared.svc:11434",
+        "http://u:p@ollama:1",
+        "http://ollama:0",
+        "http://ollama:65535",
+        "http://ollama:65536",
+        "http://ollama:99999",
+        "http://ollama:011434",
+        "http://ollama/?x=1",
+        "ftp://ollama",
+    ] {
+        let runner_accepts = learning_contract::url::check_external_ollama_url(url).is_ok();
+        let mut value = base();
+        value["spec"]["ai"]["backend"] = json!("local");
+        value["spec"]["ollama"] = json!({"mode": "external", "url": url});
+        let schema_errors = common::check(&schema["properties"]["spec"], &value["spec"], "spec");
+        let cel_ok = Validator::new().validate(&schema, &value, None).is_ok();
+        let lw: LearningWorker = serde_json::from_value(value).unwrap();
+        let rust_ok = learning_crds::validate::validate("school-a", &lw.spec).is_empty();
+        assert_eq!(
+            (schema_errors.is_empty() && cel_ok, rust_ok),
+            (runner_accepts, runner_accepts),
+            "{url}: schema {schema_errors:?}"
+        );
     }
 }
