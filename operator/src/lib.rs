@@ -1,5 +1,5 @@
 //! The LearningWorker operator as a library: pure builders (`desired`), pure status
-//! computation (`status`), pruning decisions (`prune`), the RBAC it needs (`rbac`), the I/O
+//! computation (`status`) from what was observed (`observed`), pruning decisions (`prune`), the RBAC it needs (`rbac`), the I/O
 //! layers (`observe`, `apply`), the controller, leader election
 //! and the operator's own HTTP endpoints. The binary (`main.rs`) only parses and dispatches.
 
@@ -12,6 +12,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
+pub mod observed;
 pub mod pod_issues;
 pub mod probes;
 pub mod prune;

@@ -7,13 +7,15 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::ListParams;
 use kube::{Api, Client};
+use learning_crds::ai::Backend;
+use learning_crds::ollama::OllamaMode;
 use learning_crds::LearningWorker;
 
 use crate::desired::{names, ollama, runner, OLLAMA_PORT, RUNNER_PORT};
 use crate::error::ReconcileError;
+use crate::observed::{Observed, PullJob, Workload};
 use crate::pod_issues;
 use crate::probes::{self, Probe};
-use crate::status::{operator_reachable_url, Observed, PullJob, Workload};
 
 /// The runner's health path (contract §9).
 pub const HEALTH_PATH: &str = "/internal/health/learning-worker";
@@ -227,7 +229,7 @@ pub async fn observe(
             .as_ref()
             .filter(|w| w.counts.ready > 0)
             .map(|_| format!("http://{}.{ns}.svc:{OLLAMA_PORT}", names::ollama(&worker)))
-    } else if crate::status::is_external(lw) {
+    } else if is_external(lw) {
         lw.spec
             .ollama
             .url
@@ -269,4 +271,50 @@ pub fn missing_models(lw: &LearningWorker, o: &Observed) -> Option<Vec<String>> 
         .filter(|m| !tags.iter().any(|t| probes::same_model(t, m)))
         .collect();
     (!missing.is_empty()).then_some(missing)
+}
+
+/// Whether the external URL's host can be reached from the operator (a dot-less service name
+/// in the worker's namespace); `localhost` URLs point into the runner pod and cannot.
+pub fn operator_reachable_url(url: &str, namespace: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.starts_with('[') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    if host.eq_ignore_ascii_case("localhost")
+        || host.starts_with('[')
+        || host.parse::<std::net::IpAddr>().is_ok()
+    {
+        return None;
+    }
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    Some(format!(
+        "{scheme}://{host}.{namespace}.svc{port}{}",
+        path.trim_end_matches('/')
+    ))
+}
+
+/// Whether the worker uses an external Ollama (`mode: external` with the local backend).
+pub fn is_external(lw: &LearningWorker) -> bool {
+    lw.spec.ollama.mode == OllamaMode::External && lw.spec.ai.backend == Backend::Local
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_urls_reachable_from_the_operator() {
+        assert_eq!(
+            operator_reachable_url("http://ollama:11434", "gustav").as_deref(),
+            Some("http://ollama.gustav.svc:11434")
+        );
+        assert_eq!(
+            operator_reachable_url("http://ollama/base/", "g").as_deref(),
+            Some("http://ollama.g.svc/base")
+        );
+        assert_eq!(operator_reachable_url("http://localhost:11434", "g"), None);
+        assert_eq!(operator_reachable_url("http://127.0.0.1:11434", "g"), None);
+    }
 }
