@@ -144,7 +144,8 @@ fn observe_err(what: &'static str) -> impl Fn(kube::Error) -> ReconcileError {
     move |source| ReconcileError::Observe { what, source }
 }
 
-/// Observes one LearningWorker.
+/// Observes one LearningWorker: the runners, then a managed Ollama's objects, then Ollama's
+/// API (managed, or external when the operator can reach it).
 pub async fn observe(
     client: &Client,
     prober: &dyn Prober,
@@ -152,20 +153,51 @@ pub async fn observe(
     ns: &str,
 ) -> Result<Observed, ReconcileError> {
     let worker = lw.metadata.name.clone().unwrap_or_default();
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let mut o = Observed {
         ollama_url: runner::ollama_url(lw),
         ..Observed::default()
     };
+    observe_runners(client, prober, &worker, ns, &mut o).await?;
+    let ollama_base = if lw.spec.manages_ollama() {
+        observe_managed_ollama(client, &worker, ns, &mut o).await?;
+        o.ollama
+            .as_ref()
+            .filter(|w| w.counts.ready > 0)
+            .map(|_| format!("http://{}.{ns}.svc:{OLLAMA_PORT}", names::ollama(&worker)))
+    } else if is_external(lw) {
+        lw.spec
+            .ollama
+            .url
+            .as_deref()
+            .and_then(|u| operator_reachable_url(u, ns))
+    } else {
+        None
+    };
+    if let Some(base) = ollama_base {
+        probe_ollama(prober, &base, &mut o).await;
+    }
+    Ok(o)
+}
+
+/// The runner Deployment, its pods' problems and, once a runner runs, its health report and
+/// queue metrics.
+async fn observe_runners(
+    client: &Client,
+    prober: &dyn Prober,
+    worker: &str,
+    ns: &str,
+    o: &mut Observed,
+) -> Result<(), ReconcileError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     o.runner = deployments
-        .get_opt(&names::runner(&worker))
+        .get_opt(&names::runner(worker))
         .await
         .map_err(observe_err("the runner Deployment"))?
         .as_ref()
         .map(workload);
     let runner_pods = pods
-        .list(&selector(&worker, runner::COMPONENT))
+        .list(&selector(worker, runner::COMPONENT))
         .await
         .map_err(observe_err("runner pods"))?;
     o.runner_pods = pod_issues::issues(&runner_pods.items);
@@ -174,7 +206,7 @@ pub async fn observe(
     // publishes not-ready addresses), not only once one is ready.
     let running = runner_pods.items.iter().filter(|p| is_running(p)).count();
     if running > 0 || o.runner.as_ref().is_some_and(|w| w.counts.ready > 0) {
-        let base = format!("http://{}.{ns}.svc:{RUNNER_PORT}", names::runner(&worker));
+        let base = format!("http://{}.{ns}.svc:{RUNNER_PORT}", names::runner(worker));
         o.health = probe(
             prober,
             &format!("{base}{HEALTH_PATH}"),
@@ -190,77 +222,79 @@ pub async fn observe(
         )
         .await;
     }
-    let ollama_base = if lw.spec.manages_ollama() {
-        o.ollama = deployments
-            .get_opt(&names::ollama(&worker))
-            .await
-            .map_err(observe_err("the Ollama Deployment"))?
-            .as_ref()
-            .map(workload);
-        let ollama_pods = pods
-            .list(&selector(&worker, ollama::COMPONENT))
-            .await
-            .map_err(observe_err("Ollama pods"))?;
-        o.ollama_pods = pod_issues::issues(&ollama_pods.items);
-        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-        o.models_claim = claims
-            .get_opt(&names::models_pvc(&worker))
-            .await
-            .map_err(observe_err("the model PersistentVolumeClaim"))?
-            .as_ref()
-            .map(ollama::ExistingClaim::of);
-        let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-        let mut list = jobs
-            .list(&selector(&worker, ollama::PULL_COMPONENT))
-            .await
-            .map_err(observe_err("model-pull Jobs"))?
-            .items;
-        list.sort_by(|a, b| {
-            a.metadata
-                .creation_timestamp
-                .cmp(&b.metadata.creation_timestamp)
-        });
-        o.pull_job = list.last().map(pull_job);
-        o.pull_active = list.iter().any(|job| {
-            let j = pull_job(job);
-            job.metadata.deletion_timestamp.is_none() && !j.succeeded && j.failed.is_none()
-        });
-        o.ollama
-            .as_ref()
-            .filter(|w| w.counts.ready > 0)
-            .map(|_| format!("http://{}.{ns}.svc:{OLLAMA_PORT}", names::ollama(&worker)))
-    } else if is_external(lw) {
-        lw.spec
-            .ollama
-            .url
-            .as_deref()
-            .and_then(|u| operator_reachable_url(u, ns))
-    } else {
-        None
-    };
-    if let Some(base) = ollama_base {
-        o.ollama_version = probe(
+    Ok(())
+}
+
+/// A managed Ollama's Deployment, its pods' problems, the model volume claim and the
+/// model-pull Jobs (the newest, and whether any still runs).
+async fn observe_managed_ollama(
+    client: &Client,
+    worker: &str,
+    ns: &str,
+    o: &mut Observed,
+) -> Result<(), ReconcileError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    o.ollama = deployments
+        .get_opt(&names::ollama(worker))
+        .await
+        .map_err(observe_err("the Ollama Deployment"))?
+        .as_ref()
+        .map(workload);
+    let ollama_pods = pods
+        .list(&selector(worker, ollama::COMPONENT))
+        .await
+        .map_err(observe_err("Ollama pods"))?;
+    o.ollama_pods = pod_issues::issues(&ollama_pods.items);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    o.models_claim = claims
+        .get_opt(&names::models_pvc(worker))
+        .await
+        .map_err(observe_err("the model PersistentVolumeClaim"))?
+        .as_ref()
+        .map(ollama::ExistingClaim::of);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let mut list = jobs
+        .list(&selector(worker, ollama::PULL_COMPONENT))
+        .await
+        .map_err(observe_err("model-pull Jobs"))?
+        .items;
+    list.sort_by(|a, b| {
+        a.metadata
+            .creation_timestamp
+            .cmp(&b.metadata.creation_timestamp)
+    });
+    o.pull_job = list.last().map(pull_job);
+    o.pull_active = list.iter().any(|job| {
+        let j = pull_job(job);
+        job.metadata.deletion_timestamp.is_none() && !j.succeeded && j.failed.is_none()
+    });
+    Ok(())
+}
+
+/// Ollama's `/api/version`, then (when it answered) `/api/tags` and `/api/ps`; when it
+/// failed, those fail the same way.
+async fn probe_ollama(prober: &dyn Prober, base: &str, o: &mut Observed) {
+    o.ollama_version = probe(
+        prober,
+        &format!("{base}/api/version"),
+        &[200],
+        probes::parse_version,
+    )
+    .await;
+    if o.ollama_version.ok().is_some() {
+        o.tags = probe(
             prober,
-            &format!("{base}/api/version"),
+            &format!("{base}/api/tags"),
             &[200],
-            probes::parse_version,
+            probes::parse_tags,
         )
         .await;
-        if o.ollama_version.ok().is_some() {
-            o.tags = probe(
-                prober,
-                &format!("{base}/api/tags"),
-                &[200],
-                probes::parse_tags,
-            )
-            .await;
-            o.ps = probe(prober, &format!("{base}/api/ps"), &[200], probes::parse_ps).await;
-        } else if let Probe::Failed(e) = &o.ollama_version {
-            o.tags = Probe::Failed(e.clone());
-            o.ps = Probe::Failed(e.clone());
-        }
+        o.ps = probe(prober, &format!("{base}/api/ps"), &[200], probes::parse_ps).await;
+    } else if let Probe::Failed(e) = &o.ollama_version {
+        o.tags = Probe::Failed(e.clone());
+        o.ps = Probe::Failed(e.clone());
     }
-    Ok(o)
 }
 
 /// The models the pull Job should fetch: the required ones Ollama does not list.
