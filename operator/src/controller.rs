@@ -135,11 +135,24 @@ async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, R
         .name
         .clone()
         .ok_or(ReconcileError::MissingMetadata)?;
-    let span = tracing::info_span!("reconcile", namespace = %ns, name = %name, generation = lw.metadata.generation);
-    let _guard = span.enter();
+    reconcile_worker(lw, ctx, &ns, &name).await
+}
 
+/// The reconcile of a worker with a namespace and a name, in the `reconcile` span (entered
+/// on every poll of the future, never held across an `.await`).
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(namespace = %ns, name = %name, generation = lw.metadata.generation)
+)]
+async fn reconcile_worker(
+    lw: &LearningWorker,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<Action, ReconcileError> {
     // Validate: a bad spec is reported once and waits for a change (no hot loop).
-    let errors = learning_crds::validate::validate(&name, &lw.spec);
+    let errors = learning_crds::validate::validate(name, &lw.spec);
     if !errors.is_empty() {
         ctx.metrics
             .errors
@@ -147,13 +160,13 @@ async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, R
             .inc();
         let outcome = status::invalid(lw, &errors, Timestamp::now());
         apply::patch_status(&ctx.client, lw, &outcome.status).await?;
-        ctx.metrics.observe_worker(&ns, &name, &outcome.status);
+        ctx.metrics.observe_worker(ns, name, &outcome.status);
         apply::publish_transitions(&ctx.recorder, lw, &outcome.transitions).await;
         return Ok(Action::await_change());
     }
 
     // Observe, desire, apply.
-    let observed = observe::observe(&ctx.client, ctx.prober.as_ref(), lw, &ns).await?;
+    let observed = observe::observe(&ctx.client, ctx.prober.as_ref(), lw, ns).await?;
     let render = RenderContext {
         operator_namespace: ctx.operator_namespace.clone(),
         models_to_pull: observe::missing_models(lw, &observed),
@@ -167,8 +180,8 @@ async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, R
         pull_active: observed.pull_active,
     };
     let children = desired::children(lw, &render);
-    let applied = match apply::apply_children(&ctx.client, &ns, &children).await {
-        Ok(()) => apply::prune_children(&ctx.client, lw, &ns, &children)
+    let applied = match apply::apply_children(&ctx.client, ns, &children).await {
+        Ok(()) => apply::prune_children(&ctx.client, lw, ns, &children)
             .await
             .map(drop),
         Err(e) => Err(e),
@@ -178,7 +191,7 @@ async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, R
     let apply_error = applied.as_ref().err().map(ToString::to_string);
     let outcome = status::compute(lw, &observed, apply_error.as_deref(), Timestamp::now());
     apply::patch_status(&ctx.client, lw, &outcome.status).await?;
-    ctx.metrics.observe_worker(&ns, &name, &outcome.status);
+    ctx.metrics.observe_worker(ns, name, &outcome.status);
     apply::publish_transitions(&ctx.recorder, lw, &outcome.transitions).await;
     applied?;
     let busy =

@@ -794,6 +794,71 @@ async fn disabling_network_policies_deletes_them_and_nothing_else() {
     );
 }
 
+/// A `MakeWriter` that keeps what the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn the_reconcile_span_marks_its_own_log_lines_and_is_left_while_it_waits() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let (client, log) = fake_api_server(full_cluster());
+    let mut lw = example(5);
+    lw.spec.network.policies = false;
+    // Another task on the same thread logs while the reconcile waits for the API server.
+    let elsewhere = tokio::spawn(async {
+        for _ in 0..20 {
+            tracing::info!(event = "elsewhere");
+            tokio::task::yield_now().await;
+        }
+    });
+    reconcile(Arc::new(lw), ctx(client, ScriptedProber::unreachable()))
+        .await
+        .unwrap();
+    elsewhere.await.unwrap();
+    finish(&log);
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let pruned: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("learning.operator.child_pruned"))
+        .collect();
+    assert_eq!(pruned.len(), 3, "{text}");
+    for line in pruned {
+        assert!(
+            line.contains("reconcile{namespace=gustav name=school-a generation=5}"),
+            "{line}"
+        );
+    }
+    let others: Vec<&str> = text.lines().filter(|l| l.contains("elsewhere")).collect();
+    assert_eq!(others.len(), 20, "{text}");
+    assert!(
+        others.iter().all(|l| !l.contains("reconcile{")),
+        "the span is left while the reconcile waits:\n{}",
+        others.join("\n")
+    );
+}
+
 #[tokio::test]
 async fn an_unchanged_worker_prunes_nothing() {
     let (client, log) = fake_api_server(full_cluster());
