@@ -20,6 +20,7 @@ use crate::cli::Settings;
 use crate::config::{runner_config, RunnerConfig};
 use crate::db::queue;
 use crate::job::analysis::AnalysisV2;
+use crate::job::error_code::{ErrorCode, Phase};
 use crate::telemetry::metrics::Metrics;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -127,12 +128,7 @@ async fn database_checks(
     allow_privileged: bool,
     lines: &mut Vec<CheckLine>,
 ) -> bool {
-    let role = match tokio::time::timeout(
-        STEP_TIMEOUT,
-        sqlx::query_scalar::<_, String>("select current_user::text").fetch_one(pool),
-    )
-    .await
-    {
+    let role = match tokio::time::timeout(STEP_TIMEOUT, queue::current_role(pool)).await {
         Ok(Ok(role)) => role,
         Ok(Err(e)) => {
             lines.push(CheckLine::fail("database reachable", e.to_string(), "check host, port, database and password in LEARNING_DATABASE_URL; is PostgreSQL up and reachable from here?"));
@@ -333,23 +329,22 @@ async fn test_submission(pool: &PgPool, adapters: &Adapters, lines: &mut Vec<Che
     let probe = async {
         let mut tx = pool.begin().await?;
         let nobody = Uuid::new_v4();
-        sqlx::query("select public.learning_worker_mark_retry($1, 'feedback', 'preflight', now())")
-            .bind(nobody)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "select public.learning_worker_update_failed($1, 'feedback_failed', 'preflight')",
+        queue::mark_retry(&mut tx, nobody, Phase::Feedback, "preflight").await?;
+        queue::update_failed(
+            &mut tx,
+            nobody,
+            ErrorCode::FeedbackFailed.as_str(),
+            "preflight",
         )
-        .bind(nobody)
-        .execute(&mut *tx)
         .await?;
-        sqlx::query("select public.learning_worker_update_completed($1, $2, $3, $4::jsonb)")
-            .bind(nobody)
-            .bind(&request.text_md)
-            .bind(&output.feedback_md)
-            .bind(&output.analysis_json)
-            .execute(&mut *tx)
-            .await?;
+        queue::update_completed(
+            &mut tx,
+            nobody,
+            &request.text_md,
+            &output.feedback_md,
+            &output.analysis_json,
+        )
+        .await?;
         tx.rollback().await
     };
     match probe.await {

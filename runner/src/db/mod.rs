@@ -28,10 +28,7 @@ pub fn lazy_pool_sized(config: &DatabaseConfig, max_connections: u32) -> PgPool 
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if !allow_privileged {
-                    let bypasses: bool =
-                        sqlx::query_scalar("select rolsuper or rolbypassrls from pg_roles where rolname = current_user")
-                            .fetch_one(&mut *conn)
-                            .await?;
+                    let bypasses = queue::role_bypasses_rls_on(conn).await?;
                     if bypasses {
                         return Err(sqlx::Error::Configuration(PRIVILEGED_ROLE_REFUSED.into()));
                     }

@@ -1,0 +1,202 @@
+//! Taking jobs (one `for update skip locked` statement), extending and giving back leases,
+//! and reading a job's submission as its student.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::{seconds, LeaseRef, LeasedJob, SubmissionRow};
+
+/// The lease statement's candidate selection (`$1` = the limit), shared with the benchmark so
+/// that what `make bench` measures is exactly what the runner sends.
+macro_rules! lease_candidates_cte {
+    () => {
+        r#"
+        with queued as (
+            select id, visible_at, created_at
+              from public.learning_submission_jobs
+             where status = 'queued' and visible_at <= now()
+             order by visible_at, created_at
+             limit $1
+               for update skip locked
+        ), expired as (
+            select id, visible_at, created_at
+              from public.learning_submission_jobs
+             where status = 'leased' and leased_until <= now()
+             order by visible_at, created_at
+             limit $1
+               for update skip locked
+        ), candidates as (
+            select id
+              from (select * from queued union all select * from expired) as c
+             order by visible_at, created_at
+             limit $1
+        )
+        "#
+    };
+}
+
+/// The candidate selection of [`lease_jobs`] as a `WITH` clause ending in the `candidates` CTE.
+pub const LEASE_CANDIDATES_CTE: &str = lease_candidates_cte!();
+
+/// Leases up to `limit` jobs that are visible now, or whose lease has expired, oldest first.
+///
+/// One statement. The two kinds of candidates are picked in two index-friendly CTEs rather
+/// than one `OR` condition: with the `OR`, PostgreSQL scans and sorts the whole backlog on
+/// every lease (O(backlog)); split, each side walks the `(status, visible_at)` index and stops
+/// after `limit` rows. Rows locked by one side but not picked are released when the statement
+/// commits.
+pub async fn lease_jobs(
+    pool: &PgPool,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<LeasedJob>, sqlx::Error> {
+    let rows = sqlx::query(concat!(
+        lease_candidates_cte!(),
+        r#"
+        update public.learning_submission_jobs as j
+           set status = 'leased',
+               lease_key = gen_random_uuid(),
+               leased_until = now() + make_interval(secs => $2),
+               updated_at = now(),
+               -- a lease that expired in someone's hands: count the takeover (poison-job guard)
+               payload = case
+                   when j.status = 'leased' and jsonb_typeof(j.payload) = 'object' then
+                       jsonb_set(j.payload, '{lease_takeovers}', to_jsonb(1 + case
+                           when jsonb_typeof(j.payload -> 'lease_takeovers') = 'number'
+                           then least(greatest((j.payload ->> 'lease_takeovers')::numeric, 0), 1000)::int
+                           else 0 end))
+                   else j.payload end
+          from candidates
+         where j.id = candidates.id
+        returning j.id, j.submission_id, j.payload, j.retry_count, j.lease_key, j.leased_until, j.visible_at, j.created_at
+        "#
+    ))
+    .bind(limit)
+    .bind(seconds(lease))
+    .fetch_all(pool)
+    .await?;
+
+    let mut jobs: Vec<(DateTime<Utc>, DateTime<Utc>, LeasedJob)> = rows
+        .into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get("visible_at")?,
+                r.try_get("created_at")?,
+                LeasedJob {
+                    id: r.try_get("id")?,
+                    submission_id: r.try_get("submission_id")?,
+                    payload: r.try_get("payload")?,
+                    retry_count: r.try_get("retry_count")?,
+                    lease_key: r.try_get("lease_key")?,
+                    leased_until: r.try_get("leased_until")?,
+                },
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    jobs.sort_by_key(|(visible_at, created_at, _)| (*visible_at, *created_at));
+    Ok(jobs.into_iter().map(|(_, _, job)| job).collect())
+}
+
+/// Extends the leases still held; returns the ones that were extended (the rest are lost).
+pub async fn extend_leases(
+    pool: &PgPool,
+    leases: &[LeaseRef],
+    lease: Duration,
+) -> Result<Vec<LeaseRef>, sqlx::Error> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = leases.iter().map(|l| l.job_id).collect();
+    let keys: Vec<Uuid> = leases.iter().map(|l| l.lease_key).collect();
+    let rows = sqlx::query(
+        r#"
+        update public.learning_submission_jobs as j
+           set leased_until = now() + make_interval(secs => $3), updated_at = now()
+          from unnest($1::uuid[], $2::uuid[]) as held(id, lease_key)
+         where j.id = held.id and j.lease_key = held.lease_key and j.status = 'leased'
+        returning j.id, j.lease_key
+        "#,
+    )
+    .bind(&ids)
+    .bind(&keys)
+    .bind(seconds(lease))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(LeaseRef {
+                job_id: r.try_get("id")?,
+                lease_key: r.try_get("lease_key")?,
+            })
+        })
+        .collect()
+}
+
+/// Reads a submission as the student (`app.current_sub` set transaction-locally, so RLS lets
+/// exactly that student's rows through). `None` when the row is not visible.
+pub async fn read_submission(
+    pool: &PgPool,
+    student_sub: &str,
+    submission_id: Uuid,
+) -> Result<Option<SubmissionRow>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("select set_config('app.current_sub', $1, true)")
+        .bind(student_sub)
+        .execute(&mut *tx)
+        .await?;
+    let row = sqlx::query(
+        r#"
+        select id, course_id::text as course_id, task_id::text as task_id, student_sub,
+               kind, text_body, storage_key, mime_type, size_bytes, sha256, analysis_status,
+               internal_metadata
+          from public.learning_submissions
+         where id = $1
+        "#,
+    )
+    .bind(submission_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    row.map(|r| {
+        Ok(SubmissionRow {
+            id: r.try_get("id")?,
+            course_id: r.try_get("course_id")?,
+            task_id: r.try_get("task_id")?,
+            student_sub: r.try_get("student_sub")?,
+            kind: r.try_get("kind")?,
+            text_body: r.try_get("text_body")?,
+            storage_key: r.try_get("storage_key")?,
+            mime_type: r.try_get("mime_type")?,
+            size_bytes: r.try_get("size_bytes")?,
+            sha256: r.try_get("sha256")?,
+            analysis_status: r.try_get("analysis_status")?,
+            internal_metadata: r.try_get("internal_metadata")?,
+        })
+    })
+    .transpose()
+}
+/// Drain: gives the listed jobs back to the queue at once (lease cleared, `retry_count` and
+/// `visible_at` unchanged). Returns how many were released.
+pub async fn release(pool: &PgPool, leases: &[LeaseRef]) -> Result<u64, sqlx::Error> {
+    if leases.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = leases.iter().map(|l| l.job_id).collect();
+    let keys: Vec<Uuid> = leases.iter().map(|l| l.lease_key).collect();
+    let done = sqlx::query(
+        r#"
+        update public.learning_submission_jobs as j
+           set status = 'queued', lease_key = null, leased_until = null, updated_at = now()
+          from unnest($1::uuid[], $2::uuid[]) as held(id, lease_key)
+         where j.id = held.id and j.lease_key = held.lease_key and j.status = 'leased'
+        "#,
+    )
+    .bind(&ids)
+    .bind(&keys)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
