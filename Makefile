@@ -8,6 +8,9 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
+# The PyPI test tools live in a virtual environment when they are not installed (make deps).
+export PATH := $(CURDIR)/.tools/venv/bin:$(PATH)
+
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RUNNER_BIN := $(TARGET_DIR)/debug/learning-runner

