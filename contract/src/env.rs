@@ -71,7 +71,7 @@ pub const LEARNING_HTTP_ADDR: &str = "LEARNING_HTTP_ADDR";
 pub const LEARNING_HEALTH_TOKEN: &str = "LEARNING_HEALTH_TOKEN";
 /// Log level or filter.
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
-/// `json` or `text`.
+/// `json` (default) or `plain`.
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
 /// Every variable the runner reads.
