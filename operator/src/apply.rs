@@ -2,39 +2,27 @@
 //! children that are no longer wanted (decided by `prune`), the status (server-side apply on
 //! the status subresource), and an Event per condition transition.
 
-use std::fmt::Debug;
-
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::NamespaceResourceScope;
+use futures::future::BoxFuture;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use learning_crds::{LearningWorker, LearningWorkerStatus};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use crate::desired::{Children, MANAGER};
+use crate::desired::kinds::{ChildObject, ChildVisitor, KindVisitor};
+use crate::desired::{ChildKind, Children, MANAGER};
 use crate::error::ReconcileError;
-use crate::prune::{self, ChildKind, Existing};
+use crate::prune::{self, Existing};
 use crate::status::Transition;
 
 fn params() -> PatchParams {
     PatchParams::apply(MANAGER).force()
 }
 
-async fn apply_one<K>(client: &Client, ns: &str, obj: &K) -> Result<(), ReconcileError>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + k8s_openapi::Resource
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
+async fn apply_one<K: ChildObject>(
+    client: &Client,
+    ns: &str,
+    obj: &K,
+) -> Result<(), ReconcileError> {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let name = obj.name_any();
     api.patch(&name, &params(), &Patch::Apply(obj))
@@ -47,42 +35,28 @@ where
     Ok(())
 }
 
-/// Applies every child, dependencies first (ServiceAccount, policies, volume, Ollama, Job,
-/// runners). One refused child (e.g. an immutable field) does not stop the others: every
-/// child is tried and the failures are returned together.
+/// Server-side apply of one child, as its own type.
+struct Apply<'a> {
+    client: &'a Client,
+    ns: &'a str,
+}
+
+impl<'a> ChildVisitor<'a> for Apply<'a> {
+    type Output = BoxFuture<'a, Result<(), ReconcileError>>;
+    fn visit<K: ChildObject>(self, object: &'a K) -> Self::Output {
+        Box::pin(apply_one(self.client, self.ns, object))
+    }
+}
+
+/// Applies every child in the order of `Children` (dependencies first: ServiceAccount,
+/// policies, volume, Ollama, Job, runners). One refused child (e.g. an immutable field) does
+/// not stop the others: every child is tried and the failures are returned together.
 pub async fn apply_children(client: &Client, ns: &str, c: &Children) -> Result<(), ReconcileError> {
     let mut failures = Vec::new();
-    let mut record = |r: Result<(), ReconcileError>| {
-        if let Err(e) = r {
+    for child in c {
+        if let Err(e) = child.visit(Apply { client, ns }).await {
             failures.push(e);
         }
-    };
-    if let Some(o) = &c.runner_service_account {
-        record(apply_one(client, ns, o).await);
-    }
-    for p in &c.network_policies {
-        record(apply_one(client, ns, p).await);
-    }
-    if let Some(o) = &c.ollama_pvc {
-        record(apply_one(client, ns, o).await);
-    }
-    if let Some(o) = &c.ollama_service {
-        record(apply_one(client, ns, o).await);
-    }
-    if let Some(o) = &c.ollama_deployment {
-        record(apply_one(client, ns, o).await);
-    }
-    if let Some(o) = &c.model_pull_job {
-        record(apply_one(client, ns, o).await);
-    }
-    if let Some(o) = &c.runner_service {
-        record(apply_one(client, ns, o).await);
-    }
-    if let Some(o) = &c.runner_pdb {
-        record(apply_one(client, ns, o).await);
-    }
-    if let Some(o) = &c.runner_deployment {
-        record(apply_one(client, ns, o).await);
     }
     match failures.len() {
         0 => Ok(()),
@@ -92,18 +66,12 @@ pub async fn apply_children(client: &Client, ns: &str, c: &Children) -> Result<(
 }
 
 /// Lists the candidate children of one kind (metadata only, by the operator's labels).
-async fn list_kind<K>(
+async fn list_kind<K: ChildObject>(
     client: &Client,
     ns: &str,
     kind: ChildKind,
     selector: &str,
-) -> Result<Vec<Existing>, ReconcileError>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug,
-{
+) -> Result<Vec<Existing>, ReconcileError> {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let list = api
         .list_metadata(&ListParams::default().labels(selector))
@@ -131,13 +99,11 @@ where
 
 /// Deletes one child; dependents (a Job's pods) go with it in the background. Already gone
 /// counts as done.
-async fn delete_kind<K>(client: &Client, ns: &str, e: &Existing) -> Result<(), ReconcileError>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug,
-{
+async fn delete_kind<K: ChildObject>(
+    client: &Client,
+    ns: &str,
+    e: &Existing,
+) -> Result<(), ReconcileError> {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     match api.delete(&e.name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
@@ -150,36 +116,31 @@ where
     }
 }
 
-async fn list_any(
-    client: &Client,
-    ns: &str,
-    kind: ChildKind,
-    selector: &str,
-) -> Result<Vec<Existing>, ReconcileError> {
-    match kind {
-        ChildKind::Job => list_kind::<Job>(client, ns, kind, selector).await,
-        ChildKind::Deployment => list_kind::<Deployment>(client, ns, kind, selector).await,
-        ChildKind::Service => list_kind::<Service>(client, ns, kind, selector).await,
-        ChildKind::PodDisruptionBudget => {
-            list_kind::<PodDisruptionBudget>(client, ns, kind, selector).await
-        }
-        // Never pruned (not in `ChildKind::PRUNED`).
-        ChildKind::PersistentVolumeClaim => Ok(Vec::new()),
-        ChildKind::ServiceAccount => list_kind::<ServiceAccount>(client, ns, kind, selector).await,
-        ChildKind::NetworkPolicy => list_kind::<NetworkPolicy>(client, ns, kind, selector).await,
+/// Lists the candidate children of a kind, as its own type.
+struct List<'a> {
+    client: &'a Client,
+    ns: &'a str,
+    selector: &'a str,
+}
+
+impl<'a> KindVisitor for List<'a> {
+    type Output = BoxFuture<'a, Result<Vec<Existing>, ReconcileError>>;
+    fn visit<K: ChildObject>(self, kind: ChildKind) -> Self::Output {
+        Box::pin(list_kind::<K>(self.client, self.ns, kind, self.selector))
     }
 }
 
-async fn delete_any(client: &Client, ns: &str, e: &Existing) -> Result<(), ReconcileError> {
-    match e.kind {
-        ChildKind::Job => delete_kind::<Job>(client, ns, e).await,
-        ChildKind::Deployment => delete_kind::<Deployment>(client, ns, e).await,
-        ChildKind::Service => delete_kind::<Service>(client, ns, e).await,
-        ChildKind::PodDisruptionBudget => delete_kind::<PodDisruptionBudget>(client, ns, e).await,
-        // Never pruned: the model volume goes with the LearningWorker, or by hand.
-        ChildKind::PersistentVolumeClaim => Ok(()),
-        ChildKind::ServiceAccount => delete_kind::<ServiceAccount>(client, ns, e).await,
-        ChildKind::NetworkPolicy => delete_kind::<NetworkPolicy>(client, ns, e).await,
+/// Deletes one child, as the type of its kind.
+struct Delete<'a> {
+    client: &'a Client,
+    ns: &'a str,
+    existing: &'a Existing,
+}
+
+impl<'a> KindVisitor for Delete<'a> {
+    type Output = BoxFuture<'a, Result<(), ReconcileError>>;
+    fn visit<K: ChildObject>(self, _kind: ChildKind) -> Self::Output {
+        Box::pin(delete_kind::<K>(self.client, self.ns, self.existing))
     }
 }
 
@@ -193,13 +154,31 @@ pub async fn prune_children(
     desired: &Children,
 ) -> Result<Vec<Existing>, ReconcileError> {
     let selector = prune::selector(&lw.name_any());
+    let selector = selector.as_str();
     let mut existing = Vec::new();
-    for kind in ChildKind::PRUNED {
-        existing.extend(list_any(client, ns, kind, &selector).await?);
+    for kind in ChildKind::ALL
+        .iter()
+        .filter(|kind| prune::is_pruned(**kind))
+    {
+        existing.extend(
+            kind.visit(List {
+                client,
+                ns,
+                selector,
+            })
+            .await?,
+        );
     }
+    // `unwanted` holds pruned kinds only: the model volume is never deleted here.
     let unwanted = prune::unwanted(lw, desired, &existing);
     for e in &unwanted {
-        delete_any(client, ns, e).await?;
+        e.kind
+            .visit(Delete {
+                client,
+                ns,
+                existing: e,
+            })
+            .await?;
         tracing::info!(event = "learning.operator.child_pruned", kind = e.kind.kind(), name = %e.name);
     }
     Ok(unwanted)

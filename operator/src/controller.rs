@@ -13,11 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
@@ -26,7 +21,8 @@ use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use learning_crds::LearningWorker;
 
-use crate::desired::{self, RenderContext, MANAGER};
+use crate::desired::kinds::{ChildObject, KindVisitor};
+use crate::desired::{self, ChildKind, RenderContext, MANAGER};
 use crate::error::ReconcileError;
 use crate::metrics::Metrics;
 use crate::observe::{self, Prober};
@@ -246,6 +242,22 @@ where
     }
 }
 
+/// Adds the watch of one child kind (`owns()`, by the operator's labels) to the controller.
+struct Owns<'a> {
+    controller: Controller<LearningWorker>,
+    client: &'a Client,
+    namespace: Option<&'a str>,
+    config: &'a watcher::Config,
+}
+
+impl KindVisitor for Owns<'_> {
+    type Output = Controller<LearningWorker>;
+    fn visit<K: ChildObject>(self, _kind: ChildKind) -> Self::Output {
+        self.controller
+            .owns(api::<K>(self.client, self.namespace), self.config.clone())
+    }
+}
+
 /// The LearningWorker events that call for a reconcile: a new object, a new `generation` (a
 /// spec change) and a deletion — not the operator's own status writes (nor other
 /// metadata-only changes), which would otherwise reconcile every worker once more after each
@@ -293,14 +305,17 @@ pub async fn run(
     )
     .default_backoff()
     .reflect(writer);
-    let controller = Controller::for_stream(spec_changes(workers), reader)
-        .owns(api::<Deployment>(&client, ns), children.clone())
-        .owns(api::<Service>(&client, ns), children.clone())
-        .owns(api::<ServiceAccount>(&client, ns), children.clone())
-        .owns(api::<PodDisruptionBudget>(&client, ns), children.clone())
-        .owns(api::<PersistentVolumeClaim>(&client, ns), children.clone())
-        .owns(api::<Job>(&client, ns), children.clone())
-        .owns(api::<NetworkPolicy>(&client, ns), children);
+    let controller = ChildKind::ALL.iter().fold(
+        Controller::for_stream(spec_changes(workers), reader),
+        |controller, kind| {
+            kind.visit(Owns {
+                controller,
+                client: &client,
+                namespace: ns,
+                config: &children,
+            })
+        },
+    );
     let store = controller.store();
     let synced = {
         let ready = ready.clone();

@@ -8,64 +8,14 @@ use std::collections::BTreeSet;
 
 use learning_crds::LearningWorker;
 
-use crate::desired::{Children, INSTANCE, MANAGER};
+use crate::desired::{ChildKind, Children, INSTANCE, MANAGER};
 
-/// The kinds of children the operator creates (and may therefore delete).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ChildKind {
-    /// `batch/v1` Job (model pull).
-    Job,
-    /// `apps/v1` Deployment.
-    Deployment,
-    /// `v1` Service.
-    Service,
-    /// `policy/v1` PodDisruptionBudget.
-    PodDisruptionBudget,
-    /// `v1` PersistentVolumeClaim.
-    PersistentVolumeClaim,
-    /// `v1` ServiceAccount.
-    ServiceAccount,
-    /// `networking.k8s.io/v1` NetworkPolicy.
-    NetworkPolicy,
-}
-
-impl ChildKind {
-    /// Every kind, in deletion order: workloads first, isolation (NetworkPolicies) last.
-    pub const ALL: [ChildKind; 7] = [
-        ChildKind::Job,
-        ChildKind::Deployment,
-        ChildKind::Service,
-        ChildKind::PodDisruptionBudget,
-        ChildKind::PersistentVolumeClaim,
-        ChildKind::ServiceAccount,
-        ChildKind::NetworkPolicy,
-    ];
-
-    /// The kinds pruning lists and may delete: every kind but the PersistentVolumeClaim (the
-    /// model volume is never pruned — switching to an external Ollama or the stub backend and
-    /// back must not throw the pulled models away; deleting the LearningWorker still deletes it
-    /// through its owner reference, or delete it by hand).
-    pub const PRUNED: [ChildKind; 6] = [
-        ChildKind::Job,
-        ChildKind::Deployment,
-        ChildKind::Service,
-        ChildKind::PodDisruptionBudget,
-        ChildKind::ServiceAccount,
-        ChildKind::NetworkPolicy,
-    ];
-
-    /// The Kubernetes kind.
-    pub fn kind(self) -> &'static str {
-        match self {
-            ChildKind::Job => "Job",
-            ChildKind::Deployment => "Deployment",
-            ChildKind::Service => "Service",
-            ChildKind::PodDisruptionBudget => "PodDisruptionBudget",
-            ChildKind::PersistentVolumeClaim => "PersistentVolumeClaim",
-            ChildKind::ServiceAccount => "ServiceAccount",
-            ChildKind::NetworkPolicy => "NetworkPolicy",
-        }
-    }
+/// Whether pruning lists and may delete children of `kind`: every kind but the
+/// PersistentVolumeClaim (the model volume is never pruned — switching to an external Ollama
+/// or the stub backend and back must not throw the pulled models away; deleting the
+/// LearningWorker still deletes it through its owner reference, or delete it by hand).
+pub fn is_pruned(kind: ChildKind) -> bool {
+    kind != ChildKind::PersistentVolumeClaim
 }
 
 /// An existing object as pruning sees it (from a metadata-only list).
@@ -86,41 +36,7 @@ pub fn selector(worker: &str) -> String {
 
 /// Every (kind, name) in the desired children.
 pub fn wanted(c: &Children) -> BTreeSet<(ChildKind, String)> {
-    fn name<K: kube::Resource>(o: &K) -> String {
-        o.meta().name.clone().unwrap_or_default()
-    }
-    let mut out = BTreeSet::new();
-    let mut add = |kind, n: String| {
-        out.insert((kind, n));
-    };
-    if let Some(o) = &c.runner_service_account {
-        add(ChildKind::ServiceAccount, name(o));
-    }
-    if let Some(o) = &c.runner_deployment {
-        add(ChildKind::Deployment, name(o));
-    }
-    if let Some(o) = &c.runner_service {
-        add(ChildKind::Service, name(o));
-    }
-    if let Some(o) = &c.runner_pdb {
-        add(ChildKind::PodDisruptionBudget, name(o));
-    }
-    if let Some(o) = &c.ollama_pvc {
-        add(ChildKind::PersistentVolumeClaim, name(o));
-    }
-    if let Some(o) = &c.ollama_deployment {
-        add(ChildKind::Deployment, name(o));
-    }
-    if let Some(o) = &c.ollama_service {
-        add(ChildKind::Service, name(o));
-    }
-    if let Some(o) = &c.model_pull_job {
-        add(ChildKind::Job, name(o));
-    }
-    for p in &c.network_policies {
-        add(ChildKind::NetworkPolicy, name(p));
-    }
-    out
+    c.iter().map(|child| (child.kind(), child.name())).collect()
 }
 
 /// Whether the worker wants a model-pull step at all (managed Ollama with `pullModels`).
@@ -129,8 +45,8 @@ pub fn pull_wanted(lw: &LearningWorker) -> bool {
 }
 
 /// The children to delete, in `ChildKind::ALL` order: owned by this worker (controller owner
-/// reference with its uid), not wanted, and of a pruned kind (never the model volume). Model-pull Jobs are deleted only when the worker
-/// wants no pull step any more; otherwise a Job that is not in the desired set is left to its
+/// reference with its uid), not wanted, and of a pruned kind (never the model volume).
+/// Model-pull Jobs are deleted only when the worker wants no pull step any more; otherwise a Job that is not in the desired set is left to its
 /// `ttlSecondsAfterFinished` (a running pull is never interrupted because `/api/tags` was
 /// briefly unknown, and a failed one stays visible until it expires and is retried).
 pub fn unwanted(lw: &LearningWorker, desired: &Children, existing: &[Existing]) -> Vec<Existing> {
@@ -144,7 +60,7 @@ pub fn unwanted(lw: &LearningWorker, desired: &Children, existing: &[Existing]) 
         .filter(|e| e.controller_uid.as_deref() == Some(uid))
         .filter(|e| !wanted.contains(&(e.kind, e.name.clone())))
         .filter(|e| !(e.kind == ChildKind::Job && keep_jobs))
-        .filter(|e| ChildKind::PRUNED.contains(&e.kind))
+        .filter(|e| is_pruned(e.kind))
         .cloned()
         .collect();
     out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
@@ -230,7 +146,11 @@ mod tests {
         lw.spec.ai.backend = learning_crds::ai::Backend::Stub;
         lw.spec.environment = Some("demo".into());
         let c = children(&lw, &ctx());
-        assert!(c.ollama_pvc.is_none(), "not wanted any more");
+        assert!(
+            !c.iter()
+                .any(|child| child.kind() == ChildKind::PersistentVolumeClaim),
+            "not wanted any more"
+        );
         let pruned = unwanted(&lw, &c, &full_set());
         assert!(
             !pruned

@@ -30,8 +30,9 @@ pub struct Rule {
     pub why: &'static str,
 }
 
-/// Verbs on every child kind: watched by `owns()`, listed and deleted by pruning, written by
-/// server-side apply (a `patch`, which also creates).
+/// Verbs on every child kind (`desired::ChildKind`): watched by `owns()`, listed and deleted
+/// by pruning, written by server-side apply (a `patch`, which also creates). The tests check
+/// every kind of `ChildKind::ALL` against the rules.
 const CHILD_VERBS: &[&str] = &["list", "watch", "patch", "delete"];
 
 /// Everything the operator needs. Kept sorted by scope, then group.
@@ -213,6 +214,65 @@ impl RequestAttributes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::kinds::{ChildObject, KindVisitor};
+    use crate::desired::ChildKind;
+    use crate::prune;
+
+    /// The API group and resource of a child kind.
+    struct GroupAndResource;
+
+    impl KindVisitor for GroupAndResource {
+        type Output = (&'static str, &'static str);
+        fn visit<K: ChildObject>(self, _kind: ChildKind) -> Self::Output {
+            (
+                <K as k8s_openapi::Resource>::GROUP,
+                <K as k8s_openapi::Resource>::URL_PATH_SEGMENT,
+            )
+        }
+    }
+
+    #[test]
+    fn every_child_kind_is_granted_what_the_operator_does_with_it() {
+        for kind in ChildKind::ALL {
+            let (group, resource) = kind.visit(GroupAndResource);
+            // Watched by `owns()` and written by server-side apply; pruned kinds are listed
+            // and deleted too (list also feeds the watch).
+            let mut verbs = vec!["list", "watch", "patch"];
+            if prune::is_pruned(*kind) {
+                verbs.push("delete");
+            }
+            for verb in verbs {
+                let request = RequestAttributes {
+                    verb: verb.into(),
+                    api_group: group.into(),
+                    resource: resource.into(),
+                    namespace: Some("gustav".into()),
+                    name: None,
+                };
+                assert!(
+                    request.granted_by("learning-system").is_some(),
+                    "{verb} {group}/{resource} is not granted"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn child_verbs_are_granted_on_child_kinds_only() {
+        let children: Vec<(&str, &str)> = ChildKind::ALL
+            .iter()
+            .map(|kind| kind.visit(GroupAndResource))
+            .collect();
+        for rule in RULES.iter().filter(|r| r.verbs == CHILD_VERBS) {
+            for resource in rule.resources {
+                assert!(
+                    children.contains(&(rule.api_group, *resource)),
+                    "{}/{resource} is no child kind",
+                    rule.api_group
+                );
+            }
+        }
+    }
 
     fn attrs(method: &str, path: &str, query: Option<&str>) -> (String, String, String) {
         let a = RequestAttributes::parse(method, path, query).unwrap();

@@ -2,54 +2,34 @@
 //! operator would apply them, printed as a multi-document YAML stream. Offline: no owner
 //! references (the resource has no uid yet) and no model-pull Job unless models are named.
 
-use k8s_openapi::Resource;
 use learning_crds::LearningWorker;
-use serde::Serialize;
 use serde_json::Value;
 
+use crate::desired::kinds::{ChildObject, ChildVisitor};
 use crate::desired::{children, Children, RenderContext};
 use crate::error::RenderError;
 
-fn typed<K: Resource + Serialize>(obj: &K) -> Result<Value, RenderError> {
-    let mut v = serde_json::to_value(obj).map_err(RenderError::Serialize)?;
-    if let Value::Object(map) = &mut v {
-        map.insert("apiVersion".into(), K::API_VERSION.into());
-        map.insert("kind".into(), K::KIND.into());
+/// A child as JSON with its `apiVersion` and `kind`.
+struct Typed;
+
+impl ChildVisitor<'_> for Typed {
+    type Output = Result<Value, RenderError>;
+    fn visit<K: ChildObject>(self, obj: &K) -> Self::Output {
+        let mut v = serde_json::to_value(obj).map_err(RenderError::Serialize)?;
+        if let Value::Object(map) = &mut v {
+            map.insert(
+                "apiVersion".into(),
+                <K as k8s_openapi::Resource>::API_VERSION.into(),
+            );
+            map.insert("kind".into(), <K as k8s_openapi::Resource>::KIND.into());
+        }
+        Ok(v)
     }
-    Ok(v)
 }
 
 /// Every child as a JSON object with `apiVersion` and `kind`, in apply order.
 pub fn objects(c: &Children) -> Result<Vec<Value>, RenderError> {
-    let mut out = Vec::new();
-    if let Some(o) = &c.runner_service_account {
-        out.push(typed(o)?);
-    }
-    for p in &c.network_policies {
-        out.push(typed(p)?);
-    }
-    if let Some(o) = &c.ollama_pvc {
-        out.push(typed(o)?);
-    }
-    if let Some(o) = &c.ollama_service {
-        out.push(typed(o)?);
-    }
-    if let Some(o) = &c.ollama_deployment {
-        out.push(typed(o)?);
-    }
-    if let Some(o) = &c.model_pull_job {
-        out.push(typed(o)?);
-    }
-    if let Some(o) = &c.runner_service {
-        out.push(typed(o)?);
-    }
-    if let Some(o) = &c.runner_pdb {
-        out.push(typed(o)?);
-    }
-    if let Some(o) = &c.runner_deployment {
-        out.push(typed(o)?);
-    }
-    Ok(out)
+    c.iter().map(|child| child.visit(Typed)).collect()
 }
 
 /// Parses a LearningWorker from YAML, checks the cross-field rules, and renders its children.

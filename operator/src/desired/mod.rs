@@ -2,19 +2,18 @@
 //! `app.kubernetes.io/*` labels, owner references, and the full set of children the operator
 //! applies. No I/O; the controller and `render` both use these.
 
+pub mod kinds;
 pub mod network;
 pub mod ollama;
 pub mod runner;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use learning_crds::LearningWorker;
+
+pub use kinds::{Child, ChildKind};
 
 /// Field manager and `managed-by` label value.
 pub const MANAGER: &str = "learning-operator";
@@ -144,55 +143,54 @@ pub fn owner_reference(lw: &LearningWorker) -> Option<OwnerReference> {
     lw.controller_owner_ref(&())
 }
 
-/// Every child the operator applies for one LearningWorker.
+/// Every child the operator applies for one LearningWorker, in apply order: dependencies
+/// first (the runner ServiceAccount, the NetworkPolicies, Ollama's model volume, Service and
+/// Deployment, the model-pull Job), then the runners' Service, PodDisruptionBudget and
+/// Deployment. Rendering lists them in the same order.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Children {
-    /// Runner ServiceAccount (no token mounted).
-    pub runner_service_account: Option<ServiceAccount>,
-    /// Runner Deployment.
-    pub runner_deployment: Option<Deployment>,
-    /// Runner Service (health and metrics).
-    pub runner_service: Option<Service>,
-    /// Runner PodDisruptionBudget.
-    pub runner_pdb: Option<PodDisruptionBudget>,
-    /// Ollama model volume.
-    pub ollama_pvc: Option<PersistentVolumeClaim>,
-    /// Ollama Deployment.
-    pub ollama_deployment: Option<Deployment>,
-    /// Ollama Service.
-    pub ollama_service: Option<Service>,
-    /// Model-pull Job.
-    pub model_pull_job: Option<Job>,
-    /// NetworkPolicies.
-    pub network_policies: Vec<NetworkPolicy>,
+pub struct Children(Vec<Child>);
+
+impl Children {
+    /// The children in apply order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Child> {
+        self.0.iter()
+    }
 }
 
-/// Builds every child. The spec must have passed `learning_crds::validate::validate`.
+impl<'a> IntoIterator for &'a Children {
+    type Item = &'a Child;
+    type IntoIter = std::slice::Iter<'a, Child>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Builds every child, in apply order. The spec must have passed
+/// `learning_crds::validate::validate`.
 pub fn children(lw: &LearningWorker, ctx: &RenderContext) -> Children {
     let spec = &lw.spec;
     let managed = spec.manages_ollama();
-    Children {
-        runner_service_account: Some(runner::service_account(lw)),
-        runner_deployment: Some(runner::deployment(lw, ctx.queue_visible)),
-        runner_service: Some(runner::service(lw)),
-        runner_pdb: Some(runner::pdb(lw)),
-        ollama_pvc: managed.then(|| ollama::pvc(lw, ctx.models_claim.as_ref())),
-        ollama_deployment: managed.then(|| ollama::deployment(lw)),
-        ollama_service: managed.then(|| ollama::service(lw)),
-        // One pull at a time: while a pull Job runs, none is started (a shorter missing list
-        // would otherwise give another Job, pulling the same models twice over).
-        model_pull_job: match (&ctx.models_to_pull, managed && spec.ollama.pull_models) {
-            (Some(models), true) if !models.is_empty() && !ctx.pull_active => {
-                Some(ollama::model_pull_job(lw, models))
-            }
-            _ => None,
-        },
-        network_policies: if spec.network.policies {
-            network::policies(lw, ctx)
-        } else {
-            Vec::new()
-        },
+    let mut out: Vec<Child> = vec![runner::service_account(lw).into()];
+    if spec.network.policies {
+        out.extend(network::policies(lw, ctx).into_iter().map(Child::from));
     }
+    if managed {
+        out.push(ollama::pvc(lw, ctx.models_claim.as_ref()).into());
+        out.push(ollama::service(lw).into());
+        out.push(ollama::deployment(lw).into());
+    }
+    // One pull at a time: while a pull Job runs, none is started (a shorter missing list
+    // would otherwise give another Job, pulling the same models twice over).
+    match (&ctx.models_to_pull, managed && spec.ollama.pull_models) {
+        (Some(models), true) if !models.is_empty() && !ctx.pull_active => {
+            out.push(ollama::model_pull_job(lw, models).into());
+        }
+        _ => {}
+    }
+    out.push(runner::service(lw).into());
+    out.push(runner::pdb(lw).into());
+    out.push(runner::deployment(lw, ctx.queue_visible).into());
+    Children(out)
 }
 
 #[cfg(test)]
@@ -237,25 +235,61 @@ mod tests {
         }
     }
 
+    /// Every child as (kind, name), in apply order.
+    fn listing(c: &Children) -> Vec<(ChildKind, String)> {
+        c.iter().map(|child| (child.kind(), child.name())).collect()
+    }
+
+    #[test]
+    fn children_come_in_apply_order_dependencies_first() {
+        let mut c = ctx();
+        c.models_to_pull = Some(vec!["gpt-oss:20b".into()]);
+        let built = children(&example("amd-gpu.yaml"), &c);
+        let expected: Vec<(ChildKind, &str)> = vec![
+            (ChildKind::ServiceAccount, "school-a-runner"),
+            (ChildKind::NetworkPolicy, "school-a-runner"),
+            (ChildKind::NetworkPolicy, "school-a-ollama"),
+            (ChildKind::NetworkPolicy, "school-a-model-pull"),
+            (ChildKind::PersistentVolumeClaim, "school-a-ollama-models"),
+            (ChildKind::Service, "school-a-ollama"),
+            (ChildKind::Deployment, "school-a-ollama"),
+            (ChildKind::Job, "school-a-model-pull-"),
+            (ChildKind::Service, "school-a-runner"),
+            (ChildKind::PodDisruptionBudget, "school-a-runner"),
+            (ChildKind::Deployment, "school-a-runner"),
+        ];
+        let listed = listing(&built);
+        assert_eq!(listed.len(), expected.len(), "{listed:?}");
+        for ((kind, name), (want_kind, want_name)) in listed.iter().zip(expected) {
+            assert_eq!(*kind, want_kind, "{listed:?}");
+            assert!(name.starts_with(want_name), "{name} is not {want_name}");
+        }
+    }
+
     #[test]
     fn managed_ollama_gets_its_objects_and_external_gets_none() {
-        let managed = children(&example("amd-gpu.yaml"), &ctx());
+        let managed = listing(&children(&example("amd-gpu.yaml"), &ctx()));
+        for wanted in [
+            (ChildKind::Deployment, "school-a-ollama".to_owned()),
+            (ChildKind::Service, "school-a-ollama".to_owned()),
+            (
+                ChildKind::PersistentVolumeClaim,
+                "school-a-ollama-models".to_owned(),
+            ),
+        ] {
+            assert!(managed.contains(&wanted), "{wanted:?}");
+        }
         assert!(
-            managed.ollama_deployment.is_some()
-                && managed.ollama_service.is_some()
-                && managed.ollama_pvc.is_some()
-        );
-        assert!(
-            managed.model_pull_job.is_none(),
+            !managed.iter().any(|(kind, _)| *kind == ChildKind::Job),
             "no Job until missing models are known"
         );
-        let external = children(&example("external-ollama.yaml"), &ctx());
+        let external = listing(&children(&example("external-ollama.yaml"), &ctx()));
         assert!(
-            external.ollama_deployment.is_none()
-                && external.ollama_service.is_none()
-                && external.ollama_pvc.is_none()
+            !external.iter().any(|(kind, name)| name.contains("-ollama")
+                || *kind == ChildKind::PersistentVolumeClaim),
+            "{external:?}"
         );
-        assert!(external.runner_deployment.is_some());
+        assert!(external.contains(&(ChildKind::Deployment, "school-d-runner".to_owned())));
     }
 
     #[test]
@@ -263,17 +297,17 @@ mod tests {
         let lw = example("amd-gpu.yaml");
         let mut c = ctx();
         c.models_to_pull = Some(vec!["gpt-oss:20b".into()]);
-        assert!(children(&lw, &c).model_pull_job.is_some());
+        let has_job = |c: &Children| c.iter().any(|child| child.kind() == ChildKind::Job);
+        assert!(has_job(&children(&lw, &c)));
         c.pull_active = true;
         let busy = children(&lw, &c);
+        assert!(!has_job(&busy), "the running Job finishes first");
         assert!(
-            busy.model_pull_job.is_none(),
-            "the running Job finishes first"
-        );
-        assert!(
-            busy.network_policies.iter().any(|p| {
-                p.metadata.name.as_deref() == Some("school-a-ollama")
-                    && p.spec.as_ref().unwrap().egress.as_ref().unwrap().len() == 2
+            busy.iter().any(|child| match child {
+                Child::NetworkPolicy(p) =>
+                    p.metadata.name.as_deref() == Some("school-a-ollama")
+                        && p.spec.as_ref().unwrap().egress.as_ref().unwrap().len() == 2,
+                _ => false,
             }),
             "its pull egress stays open"
         );
@@ -281,19 +315,14 @@ mod tests {
 
     /// Every pod template the operator renders for `lw` (runners, Ollama, the pull Job).
     fn pod_templates(c: &Children) -> Vec<(String, k8s_openapi::api::core::v1::PodSpec)> {
-        let mut out = Vec::new();
-        for d in [&c.runner_deployment, &c.ollama_deployment]
-            .into_iter()
-            .flatten()
-        {
-            let spec = d.spec.as_ref().unwrap().template.spec.clone().unwrap();
-            out.push((d.metadata.name.clone().unwrap(), spec));
-        }
-        if let Some(j) = &c.model_pull_job {
-            let spec = j.spec.as_ref().unwrap().template.spec.clone().unwrap();
-            out.push((j.metadata.name.clone().unwrap(), spec));
-        }
-        out
+        c.iter()
+            .filter_map(|child| match child {
+                Child::Deployment(d) => Some((&d.metadata, &d.spec.as_ref()?.template)),
+                Child::Job(j) => Some((&j.metadata, &j.spec.as_ref()?.template)),
+                _ => None,
+            })
+            .map(|(meta, template)| (meta.name.clone().unwrap(), template.spec.clone().unwrap()))
+            .collect()
     }
 
     #[test]
