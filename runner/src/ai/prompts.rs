@@ -28,6 +28,16 @@ an die Schülerin oder den Schüler (Du-Form). Gliedere in zwei Abschnitte: zuer
 Schritte** mit konkreten, umsetzbaren Hinweisen. Höchstens 150 Wörter. Nenne keine Punktzahlen, zitiere die \
 Hinweise der Lehrkraft nicht und verrate keine Musterlösung.";
 
+/// The analysis step's closing instruction when Ollama constrains the answer to the schema.
+const STRUCTURED_FORMAT_HINT: &str = "Antworte als JSON nach dem vorgegebenen Schema.";
+
+/// The analysis step's closing instruction without structured output: the JSON shape spelled
+/// out, since nothing else constrains the answer.
+const FREE_TEXT_FORMAT_HINT: &str =
+    "Antworte ausschließlich mit einem JSON-Objekt ohne weiteren Text, genau in dieser Form:\n\
+     {\"score\": <0-5 gesamt>, \"criteria_results\": [{\"criterion\": \"<Kriterium wörtlich>\", \"max_score\": 10, \
+     \"score\": <0-10>, \"explanation_md\": \"<Begründung>\"}]}";
+
 /// Cuts `text` to `max` characters, marking the cut.
 pub fn clip(text: &str, max: usize) -> String {
     let count = text.chars().count();
@@ -93,12 +103,9 @@ pub fn analysis_prompt(
         .map(|(i, c)| format!("{}. {}\n", i + 1, c))
         .collect();
     let format_hint = if structured {
-        "Antworte als JSON nach dem vorgegebenen Schema.".to_owned()
+        STRUCTURED_FORMAT_HINT
     } else {
-        "Antworte ausschließlich mit einem JSON-Objekt ohne weiteren Text, genau in dieser Form:\n\
-         {\"score\": <0-5 gesamt>, \"criteria_results\": [{\"criterion\": \"<Kriterium wörtlich>\", \"max_score\": 10, \
-         \"score\": <0-10>, \"explanation_md\": \"<Begründung>\"}]}"
-            .to_owned()
+        FREE_TEXT_FORMAT_HINT
     };
     let user = format!(
         "{}## Kriterien (in dieser Reihenfolge, wörtlich übernehmen)\n{list}\n## Schülerarbeit\n{}\n\n{format_hint}",
