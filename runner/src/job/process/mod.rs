@@ -1,0 +1,205 @@
+//! One job from lease to finish: parse the payload, read the submission under RLS, vision,
+//! feedback, then complete / retry / fail in one fenced transaction (contract §6).
+//!
+//! Decisions are pure ([`crate::job::outcome`]); this module sequences the I/O: `vision`
+//! obtains the text, `feedback` asks for the feedback, `record` finishes the job. Adapter
+//! calls run in their own task with a timeout (`adapter_call`), so a hanging or panicking
+//! adapter becomes a transient error of its phase instead of a stuck or dead runner.
+
+mod adapter_call;
+mod feedback;
+mod record;
+mod vision;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::PgPool;
+use tracing::Instrument;
+
+use self::feedback::give_feedback;
+use self::record::record;
+use self::vision::obtain_text;
+use crate::ai::Adapters;
+use crate::db::queue::{self, LeasedJob, SubmissionRow, VisionCache};
+use crate::job::error_code::{ErrorCode, Phase};
+use crate::job::outcome::JobError;
+use crate::job::payload::{parse_payload, JobPayload};
+use crate::telemetry::metrics::Metrics;
+use crate::worker::backoff::BackoffPolicy;
+
+/// How a job ended, for metrics and the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Result stored, job deleted.
+    Completed,
+    /// Requeued for a later attempt.
+    Retried,
+    /// Failed for good.
+    Failed,
+    /// Nothing to do (submission no longer pending); job deleted.
+    Skipped,
+    /// Another runner holds the job; our result was dropped.
+    LeaseLost,
+    /// The database could not record the outcome; the lease will expire and the job return.
+    Abandoned,
+}
+
+impl JobOutcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobOutcome::Completed => "completed",
+            JobOutcome::Retried => "retried",
+            JobOutcome::Failed => "failed",
+            JobOutcome::Skipped => "skipped",
+            JobOutcome::LeaseLost => "lease_lost",
+            JobOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// Everything a job needs besides the job itself.
+#[derive(Clone)]
+pub struct JobContext {
+    /// Database pool (the worker login role).
+    pub pool: PgPool,
+    /// Vision and feedback backends.
+    pub adapters: Adapters,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Retries before failing.
+    pub max_retries: u32,
+    /// Retry spacing.
+    pub backoff: BackoffPolicy,
+    /// Limit of the whole vision phase (storage reads and the model call).
+    pub timeout_vision: Duration,
+    /// Limit of the whole feedback phase (every model call of it).
+    pub timeout_feedback: Duration,
+}
+
+/// Keeps `analysis_jobs_inflight` right even when a job's future is dropped (drain abort)
+/// or unwinds.
+struct InflightGuard(prometheus::IntGauge);
+
+impl InflightGuard {
+    fn enter(metrics: &Metrics) -> Self {
+        metrics.inflight.inc();
+        InflightGuard(metrics.inflight.clone())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// After this many lease takeovers (the job's holder crashed, ran out of memory or lost the
+/// database mid-job) the job is failed instead of being handed to the next runner to crash.
+pub const MAX_LEASE_TAKEOVERS: u32 = 3;
+
+/// What the pipeline decided before the finishing transaction.
+enum Finish {
+    Complete {
+        text: String,
+        feedback_md: String,
+        analysis: Value,
+    },
+    Error {
+        error: JobError,
+        cache: Option<VisionCache>,
+    },
+    Discard,
+}
+
+/// Processes one leased job to its end. Never panics on bad input; every path finishes the
+/// job in the database or leaves it to lease expiry when the database is unreachable.
+pub async fn process_job(ctx: &JobContext, job: LeasedJob) -> JobOutcome {
+    let span = tracing::info_span!("job", job_id = %job.id, submission_id = %job.submission_id, retry = job.retry_count);
+    async {
+        let started = Instant::now();
+        let _inflight = InflightGuard::enter(&ctx.metrics);
+        let finish = run_pipeline(ctx, &job).await;
+        let outcome = match finish {
+            Ok(finish) => record(ctx, &job, finish).await,
+            Err(e) => {
+                ctx.metrics.db_errors.with_label_values(&["read_submission"]).inc();
+                tracing::warn!(event = "learning.job.db_error", error = %e, "could not read the submission; the job returns when its lease expires");
+                JobOutcome::Abandoned
+            }
+        };
+        ctx.metrics.processed.with_label_values(&[outcome.as_str()]).inc();
+        ctx.metrics
+            .job_duration
+            .with_label_values(&[outcome.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run_pipeline(ctx: &JobContext, job: &LeasedJob) -> Result<Finish, sqlx::Error> {
+    let payload = match parse_payload(&job.payload, job.submission_id) {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(Finish::Error {
+                error: JobError::input(ErrorCode::InputCorrupt, "bad_payload", e.to_string()),
+                cache: None,
+            })
+        }
+    };
+    let Some(row) =
+        queue::read_submission(&ctx.pool, &payload.student_sub, job.submission_id).await?
+    else {
+        // The job's foreign key guarantees the row exists, so an invisible row means the
+        // payload names the wrong student: fail visibly instead of dropping the job.
+        return Ok(Finish::Error {
+            error: JobError::input(
+                ErrorCode::InputCorrupt,
+                "submission_not_visible",
+                "submission not visible for the job's student_sub (missing row or wrong student)",
+            ),
+            cache: None,
+        });
+    };
+    if !matches!(row.analysis_status.as_str(), "pending" | "extracted") {
+        return Ok(Finish::Discard);
+    }
+    if payload.lease_takeovers >= MAX_LEASE_TAKEOVERS {
+        let phase = if row.kind == "text" {
+            Phase::Feedback
+        } else {
+            Phase::Vision
+        };
+        return Ok(Finish::Error {
+            error: JobError {
+                phase,
+                transient: false,
+                code: None,
+                reason: "lease_takeovers",
+                message: format!(
+                    "processing was interrupted {} times (runner crash, out of memory or database error); giving up so the queue keeps moving",
+                    payload.lease_takeovers
+                ),
+            },
+            cache: None,
+        });
+    }
+    let final_attempt = u32::try_from(job.retry_count.max(0)).unwrap_or(0) >= ctx.max_retries;
+    Ok(analyse(ctx, &payload, &row, final_attempt).await)
+}
+
+async fn analyse(
+    ctx: &JobContext,
+    payload: &JobPayload,
+    row: &SubmissionRow,
+    final_attempt: bool,
+) -> Finish {
+    let text = match obtain_text(ctx, payload, row).await {
+        Ok(text) => text,
+        Err(error) => return Finish::Error { error, cache: None },
+    };
+    give_feedback(ctx, payload, row, text, final_attempt).await
+}

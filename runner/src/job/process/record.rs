@@ -1,0 +1,175 @@
+//! Recording how a job ends: one fenced finishing transaction (discard, complete, retry or
+//! fail), retried a few times on database errors, then the log line and metrics of the
+//! outcome — or of the lost lease, or of the outcome that could not be recorded.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::{Finish, JobContext, JobOutcome};
+use crate::db::queue::{self, Fenced, LeasedJob, VisionCache};
+use crate::job::message::truncate_message;
+use crate::job::outcome::{decide, Decision, JobError};
+
+/// Finishes the job in the database as `finish` says.
+pub(super) async fn record(ctx: &JobContext, job: &LeasedJob, finish: Finish) -> JobOutcome {
+    let lease = job.lease_ref();
+    let pool = &ctx.pool;
+    match finish {
+        Finish::Discard => {
+            let r = with_db_retry(ctx, "discard", || queue::discard(pool, lease)).await;
+            settle(ctx, r, JobOutcome::Skipped, || {
+                tracing::info!(
+                    event = "learning.job.skipped",
+                    "submission is no longer pending; job removed"
+                );
+            })
+        }
+        Finish::Complete {
+            text,
+            feedback_md,
+            analysis,
+        } => {
+            let r = with_db_retry(ctx, "complete", || {
+                queue::complete(
+                    pool,
+                    lease,
+                    job.submission_id,
+                    &text,
+                    &feedback_md,
+                    &analysis,
+                )
+            })
+            .await;
+            settle(ctx, r, JobOutcome::Completed, || {
+                tracing::info!(event = "learning.job.completed", "feedback stored");
+            })
+        }
+        Finish::Error { error, cache } => record_error(ctx, job, error, cache).await,
+    }
+}
+
+/// Requeues the job for a retry or fails it for good, as [`decide`] says.
+async fn record_error(
+    ctx: &JobContext,
+    job: &LeasedJob,
+    error: JobError,
+    cache: Option<VisionCache>,
+) -> JobOutcome {
+    let decision = decide(
+        &error,
+        job.retry_count,
+        ctx.max_retries,
+        &ctx.backoff,
+        fastrand::f64(),
+    );
+    let lease = job.lease_ref();
+    let pool = &ctx.pool;
+    match decision {
+        Decision::Retry {
+            phase,
+            delay,
+            message,
+        } => {
+            let r = with_db_retry(ctx, "retry", || {
+                queue::retry(
+                    pool,
+                    lease,
+                    job.submission_id,
+                    phase,
+                    &message,
+                    delay,
+                    cache.as_ref(),
+                )
+            })
+            .await;
+            settle(ctx, r, JobOutcome::Retried, || {
+                ctx.metrics
+                    .retries
+                    .with_label_values(&[phase.as_str()])
+                    .inc();
+                tracing::warn!(
+                    event = "learning.job.retry_scheduled",
+                    phase = phase.as_str(),
+                    reason = error.reason,
+                    delay_s = delay.as_secs_f64(),
+                    "transient error; job requeued"
+                );
+            })
+        }
+        Decision::Fail { code, message } => {
+            let message = truncate_message(&message);
+            let r = with_db_retry(ctx, "fail", || {
+                queue::fail(pool, lease, job.submission_id, code, &message)
+            })
+            .await;
+            settle(ctx, r, JobOutcome::Failed, || {
+                ctx.metrics.failed.with_label_values(&[code.as_str()]).inc();
+                tracing::warn!(
+                    event = "learning.job.failed",
+                    error_code = code.as_str(),
+                    phase = error.phase.as_str(),
+                    reason = error.reason,
+                    "job failed for good"
+                );
+            })
+        }
+    }
+}
+
+fn settle(
+    ctx: &JobContext,
+    result: Result<Fenced, sqlx::Error>,
+    applied: JobOutcome,
+    on_applied: impl FnOnce(),
+) -> JobOutcome {
+    match result {
+        Ok(Fenced::Applied) => {
+            on_applied();
+            applied
+        }
+        Ok(Fenced::LeaseLost) => {
+            ctx.metrics.lease_lost.inc();
+            tracing::warn!(
+                event = "learning.job.lease_lost",
+                intended = applied.as_str(),
+                "another runner holds this job; result dropped"
+            );
+            JobOutcome::LeaseLost
+        }
+        Err(e) => {
+            tracing::error!(event = "learning.job.finish_failed", intended = applied.as_str(), error = %e,
+                "could not record the outcome; the job returns when its lease expires");
+            JobOutcome::Abandoned
+        }
+    }
+}
+
+/// Retries a finishing transaction a few times on database errors. Safe: each attempt is one
+/// atomic, fenced transaction.
+async fn with_db_retry<'a, F, Fut>(
+    ctx: &JobContext,
+    operation: &'static str,
+    mut attempt: F,
+) -> Result<Fenced, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Fenced, sqlx::Error>> + 'a,
+{
+    let mut pause = Duration::from_millis(250);
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                ctx.metrics.db_errors.with_label_values(&[operation]).inc();
+                tries += 1;
+                if tries >= 4 {
+                    return Err(e);
+                }
+                tracing::warn!(event = "learning.job.finish_retry", operation, error = %e, "database error while finishing; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+    }
+}
