@@ -37,7 +37,7 @@ pub struct LearningWorkerStatus {
     pub queue: Option<QueueStatus>,
     /// The runners' last health report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<HealthStatus>,
+    pub health: Option<HealthReport>,
 }
 
 /// Pod counts of a workload.
@@ -122,29 +122,6 @@ pub struct QueueStatus {
     pub oldest_job_age_seconds: i64,
 }
 
-/// The runners' health report (contract §9).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthStatus {
-    /// `healthy` or `degraded`.
-    pub status: String,
-    /// The database role the runner is connected as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_role: Option<String>,
-    /// The individual checks.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<HealthCheck>,
-}
-
-/// One check of the health report.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthCheck {
-    /// Check name (`db_role`, `queue_visibility`).
-    pub check: String,
-    /// `ok` or `failed`.
-    pub status: String,
-    /// Detail text.
-    #[serde(default)]
-    pub detail: String,
-}
+/// The runners' health report: the contract's type (`learning_contract::health`), stored as the
+/// runners serve it.
+pub use learning_contract::health::{HealthCheck, HealthReport, HealthState};

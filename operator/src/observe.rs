@@ -18,7 +18,7 @@ use crate::pod_issues;
 use crate::probes::{self, Probe};
 
 /// The runner's health path (contract §9).
-pub const HEALTH_PATH: &str = "/internal/health/learning-worker";
+pub use learning_contract::health::HEALTH_PATH;
 
 /// HTTP GET for the probes; the real one uses reqwest, tests script the answers.
 #[async_trait::async_trait]

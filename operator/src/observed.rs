@@ -2,7 +2,7 @@
 //! problems, the answers of the runners and of Ollama, the pull Job and the model volume.
 //! `observe` fills it in; `status` computes the conditions from it.
 
-use learning_crds::status::{HealthStatus, QueueStatus, ReplicaCounts};
+use learning_crds::status::{HealthReport, QueueStatus, ReplicaCounts};
 
 use crate::desired::ollama::ExistingClaim;
 use crate::pod_issues::PodIssue;
@@ -38,7 +38,7 @@ pub struct Observed {
     /// Problems of runner pods.
     pub runner_pods: Vec<PodIssue>,
     /// Health report through the runner Service.
-    pub health: Probe<HealthStatus>,
+    pub health: Probe<HealthReport>,
     /// Queue depth from the runners' metrics.
     pub queue: Probe<QueueStatus>,
     /// Managed Ollama Deployment, when it exists.

@@ -2,7 +2,8 @@
 //! queue metrics, Ollama's `/api/version`, `/api/tags` and `/api/ps` — and model-name matching.
 //! Pure; the HTTP calls live in `observe`.
 
-use learning_crds::status::{HealthCheck, HealthStatus, QueueStatus};
+use learning_contract::metrics as scraped;
+use learning_crds::status::{HealthReport, QueueStatus};
 use serde::Deserialize;
 
 /// Result of asking something over HTTP.
@@ -26,44 +27,9 @@ impl<T> Probe<T> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct HealthJson {
-    status: String,
-    #[serde(default)]
-    current_role: Option<String>,
-    #[serde(default)]
-    checks: Vec<HealthCheckJson>,
-}
-
-#[derive(Deserialize)]
-struct HealthCheckJson {
-    check: String,
-    status: String,
-    #[serde(default)]
-    detail: String,
-}
-
 /// The health report (served with 200 when healthy and 503 when degraded; both carry it).
-pub fn parse_health(body: &str) -> Result<HealthStatus, String> {
-    let h: HealthJson = serde_json::from_str(body)
-        .map_err(|e| format!("health report is not the contract's JSON: {e}"))?;
-    if h.status != "healthy" && h.status != "degraded" {
-        return Err(format!("unknown health status {:?}", h.status));
-    }
-    Ok(HealthStatus {
-        status: h.status,
-        current_role: h.current_role,
-        checks: h
-            .checks
-            .into_iter()
-            .map(|c| HealthCheck {
-                check: c.check,
-                status: c.status,
-                detail: c.detail,
-            })
-            .collect(),
-    })
+pub fn parse_health(body: &str) -> Result<HealthReport, String> {
+    serde_json::from_str(body).map_err(|e| format!("health report is not the contract's JSON: {e}"))
 }
 
 /// Queue depth from the runner's `/metrics` (`learning_runner_queue_jobs{state=...}` and
@@ -79,23 +45,34 @@ pub fn parse_queue_metrics(text: &str) -> Result<QueueStatus, String> {
             continue;
         };
         let n = v.max(0.0).round() as i64;
-        if let Some(labels) = key.strip_prefix("learning_runner_queue_jobs{") {
+        if let Some(labels) = key
+            .strip_prefix(scraped::QUEUE_JOBS)
+            .and_then(|rest| rest.strip_prefix('{'))
+        {
             seen = true;
-            match labels.trim_end_matches('}') {
-                "state=\"visible\"" => q.visible = n,
-                "state=\"delayed\"" => q.delayed = n,
-                "state=\"leased\"" => q.leased = n,
-                "state=\"failed\"" => q.failed = n,
+            let state = labels
+                .trim_end_matches('}')
+                .strip_prefix(scraped::QUEUE_STATE_LABEL)
+                .and_then(|rest| rest.strip_prefix("=\""))
+                .and_then(|rest| rest.strip_suffix('"'));
+            match state {
+                Some(scraped::STATE_VISIBLE) => q.visible = n,
+                Some(scraped::STATE_DELAYED) => q.delayed = n,
+                Some(scraped::STATE_LEASED) => q.leased = n,
+                Some(scraped::STATE_FAILED) => q.failed = n,
                 _ => {}
             }
-        } else if key == "learning_runner_oldest_job_age_seconds" {
+        } else if key == scraped::OLDEST_JOB_AGE_SECONDS {
             q.oldest_job_age_seconds = n;
         }
     }
     if seen {
         Ok(q)
     } else {
-        Err("no learning_runner_queue_jobs in the runner's metrics".into())
+        Err(format!(
+            "no {} in the runner's metrics",
+            scraped::QUEUE_JOBS
+        ))
     }
 }
 
@@ -145,12 +122,9 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    /// Share in GPU memory, in percent.
+    /// Share in GPU memory, in whole percent rounded down (the contract's rounding).
     pub fn gpu_percent(&self) -> i32 {
-        if self.size == 0 {
-            return 0;
-        }
-        ((self.size_vram.min(self.size) as f64 / self.size as f64) * 100.0).floor() as i32
+        learning_contract::gpu::gpu_percent(self.size, self.size_vram)
     }
 }
 
@@ -170,18 +144,7 @@ pub fn parse_ps(body: &str) -> Result<Vec<LoadedModel>, String> {
         .map_err(|e| format!("/api/ps: {e}"))
 }
 
-/// Whether two model references name the same model (`gpt-oss` = `gpt-oss:latest`).
-pub fn same_model(a: &str, b: &str) -> bool {
-    fn norm(m: &str) -> String {
-        let last = m.rsplit('/').next().unwrap_or(m);
-        if last.contains(':') {
-            m.to_owned()
-        } else {
-            format!("{m}:latest")
-        }
-    }
-    norm(a) == norm(b)
-}
+pub use learning_contract::model::same_model;
 
 #[cfg(test)]
 mod tests {
@@ -190,7 +153,7 @@ mod tests {
     #[test]
     fn health_report_in_the_contracts_shape() {
         let h = parse_health(r#"{"status":"degraded","currentRole":null,"checks":[{"check":"db_role","status":"failed","detail":"db_connect_failed"}]}"#).unwrap();
-        assert_eq!(h.status, "degraded");
+        assert_eq!(h.status, learning_crds::status::HealthState::Degraded);
         assert_eq!(h.checks[0].detail, "db_connect_failed");
         assert!(parse_health(r#"{"status":"fine"}"#).is_err());
         assert!(parse_health("<html>").is_err());
@@ -226,5 +189,6 @@ mod tests {
         assert!(same_model("gpt-oss", "gpt-oss:latest"));
         assert!(same_model("library/x:1", "library/x:1"));
         assert!(!same_model("gpt-oss:20b", "gpt-oss:latest"));
+        assert!(same_model("registry:5000/foo", "registry:5000/foo:latest"));
     }
 }

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use learning_contract::env as var;
 use learning_crds::schema::SecretKeyRef;
 use learning_crds::LearningWorker;
 
@@ -91,69 +92,72 @@ pub fn runner_env(lw: &LearningWorker) -> Vec<EnvVar> {
     let r = &spec.runner;
     let ai = &spec.ai;
     let mut e = vec![secret_env(
-        "LEARNING_DATABASE_URL",
+        var::LEARNING_DATABASE_URL,
         &spec.database.secret_ref,
     )];
     if let Some(environment) = &spec.environment {
-        e.push(env("GUSTAV_ENV", environment));
+        e.push(env(var::GUSTAV_ENV, environment));
     }
-    e.push(env("AI_BACKEND", ai.backend.as_str()));
+    e.push(env(var::AI_BACKEND, ai.backend.as_str()));
     if let Some(url) = ollama_url(lw) {
-        e.push(env("OLLAMA_BASE_URL", url));
+        e.push(env(var::OLLAMA_BASE_URL, url));
     }
     e.extend([
-        env("AI_VISION_MODEL", &ai.vision_model),
-        env("AI_FEEDBACK_MODEL", &ai.feedback_model),
-        env("AI_TIMEOUT_VISION", ai.vision_timeout_seconds.to_string()),
+        env(var::AI_VISION_MODEL, &ai.vision_model),
+        env(var::AI_FEEDBACK_MODEL, &ai.feedback_model),
         env(
-            "AI_TIMEOUT_FEEDBACK",
+            var::AI_TIMEOUT_VISION,
+            ai.vision_timeout_seconds.to_string(),
+        ),
+        env(
+            var::AI_TIMEOUT_FEEDBACK,
             ai.feedback_timeout_seconds.to_string(),
         ),
         env(
-            "LEARNING_DSPY_JSON_ADAPTER",
+            var::LEARNING_DSPY_JSON_ADAPTER,
             ai.structured_output.to_string(),
         ),
     ]);
     if let Some(level) = ai.think_level {
-        e.push(env("AI_THINK_LEVEL", level.as_str()));
+        e.push(env(var::AI_THINK_LEVEL, level.as_str()));
     }
     e.extend([
-        env("WORKER_CONCURRENCY", r.concurrency.to_string()),
-        env("WORKER_MAX_RETRIES", r.max_retries.to_string()),
-        env("WORKER_BACKOFF_SECONDS", r.backoff_seconds.to_string()),
+        env(var::WORKER_CONCURRENCY, r.concurrency.to_string()),
+        env(var::WORKER_MAX_RETRIES, r.max_retries.to_string()),
+        env(var::WORKER_BACKOFF_SECONDS, r.backoff_seconds.to_string()),
         env(
-            "WORKER_BACKOFF_MAX_SECONDS",
+            var::WORKER_BACKOFF_MAX_SECONDS,
             r.backoff_max_seconds.to_string(),
         ),
-        env("WORKER_LEASE_SECONDS", r.lease_seconds.to_string()),
-        env("WORKER_LEASE_MULTIPLIER", r.lease_multiplier.to_string()),
+        env(var::WORKER_LEASE_SECONDS, r.lease_seconds.to_string()),
+        env(var::WORKER_LEASE_MULTIPLIER, r.lease_multiplier.to_string()),
         env(
-            "WORKER_POLL_INTERVAL",
+            var::WORKER_POLL_INTERVAL,
             seconds_from_millis(r.poll_interval_milliseconds),
         ),
-        env("WORKER_LISTEN_NOTIFY", r.listen_notify.to_string()),
+        env(var::WORKER_LISTEN_NOTIFY, r.listen_notify.to_string()),
         env(
-            "WORKER_DRAIN_GRACE_SECONDS",
+            var::WORKER_DRAIN_GRACE_SECONDS,
             r.drain_grace_seconds.to_string(),
         ),
     ]);
     if let Some(storage) = &spec.storage {
         if let Some(volume) = &storage.submissions_volume {
-            e.push(env("STORAGE_VERIFY_ROOT", &volume.mount_path));
+            e.push(env(var::STORAGE_VERIFY_ROOT, &volume.mount_path));
         }
         if let Some(supabase) = &storage.supabase {
-            e.push(env("SUPABASE_URL", &supabase.url));
+            e.push(env(var::SUPABASE_URL, &supabase.url));
             e.push(secret_env(
-                "SUPABASE_SERVICE_ROLE_KEY",
+                var::SUPABASE_SERVICE_ROLE_KEY,
                 &supabase.service_role_key_secret_ref,
             ));
-            e.push(env("LEARNING_STORAGE_BUCKET", &supabase.bucket));
+            e.push(env(var::LEARNING_STORAGE_BUCKET, &supabase.bucket));
         }
     }
     e.extend([
-        env("LEARNING_HTTP_ADDR", format!("0.0.0.0:{RUNNER_PORT}")),
-        env("LOG_LEVEL", &r.log_level),
-        env("LOG_FORMAT", "json"),
+        env(var::LEARNING_HTTP_ADDR, format!("0.0.0.0:{RUNNER_PORT}")),
+        env(var::LOG_LEVEL, &r.log_level),
+        env(var::LOG_FORMAT, "json"),
     ]);
     e.extend(r.env.iter().flatten().cloned());
     e

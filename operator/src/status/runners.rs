@@ -2,17 +2,16 @@
 //! first pod-level problem), RunnersHealthy (the runners' health report as a whole) and
 //! QueueReachable (the database checks of that report).
 
+// The checks of the runner's health report that are about Ollama, not the database
+// (`AI_BACKEND=local`): OllamaReady's and ModelsReady's business, not the queue's.
+use learning_contract::health::OLLAMA_CHECKS as RUNNER_OLLAMA_CHECKS;
 use learning_crds::conditions::{reasons as r, types as t, Status};
-use learning_crds::status::{HealthCheck, HealthStatus};
+use learning_crds::status::{HealthCheck, HealthReport};
 
 use super::{counts_text, pod_message, Draft, SUSPENDED_MESSAGE};
 use crate::observed::Workload;
 use crate::pod_issues::PodIssue;
 use crate::probes::Probe;
-
-/// The checks of the runner's health report that are about Ollama, not the database
-/// (`AI_BACKEND=local`): OllamaReady's and ModelsReady's business, not the queue's.
-const RUNNER_OLLAMA_CHECKS: [&str; 2] = ["ollama", "models"];
 
 const NO_RUNNERS_WHILE_SUSPENDED: &str = "no runners while suspended";
 const NO_RUNNER_TO_ASK: &str = "no running runner to ask";
@@ -56,7 +55,7 @@ pub(super) fn runners_available(
 
 /// RunnersHealthy: the overall verdict of the runners' health report, naming the failed
 /// checks; `Unknown` when no runner could be asked.
-pub(super) fn runners_healthy(suspended: bool, health: &Probe<HealthStatus>) -> Draft {
+pub(super) fn runners_healthy(suspended: bool, health: &Probe<HealthReport>) -> Draft {
     match (health, suspended) {
         (_, true) => Draft::new(
             t::RUNNERS_HEALTHY,
@@ -64,7 +63,7 @@ pub(super) fn runners_healthy(suspended: bool, health: &Probe<HealthStatus>) -> 
             r::SUSPENDED,
             NO_RUNNERS_WHILE_SUSPENDED,
         ),
-        (Probe::Ok(report), _) if report.status == "healthy" => Draft::new(
+        (Probe::Ok(report), _) if report.is_healthy() => Draft::new(
             t::RUNNERS_HEALTHY,
             true,
             r::HEALTHY,
@@ -99,7 +98,7 @@ pub(super) fn runners_healthy(suspended: bool, health: &Probe<HealthStatus>) -> 
 
 /// QueueReachable: what the database checks of the health report say; `Unknown` when no
 /// runner could be asked.
-pub(super) fn queue_reachable(suspended: bool, health: &Probe<HealthStatus>) -> Draft {
+pub(super) fn queue_reachable(suspended: bool, health: &Probe<HealthReport>) -> Draft {
     match (health, suspended) {
         (_, true) => Draft::new(
             t::QUEUE_REACHABLE,
@@ -125,7 +124,7 @@ pub(super) fn queue_reachable(suspended: bool, health: &Probe<HealthStatus>) -> 
 
 /// QueueReachable from a health report: only its database checks count (the runner's
 /// `ollama` and `models` checks are OllamaReady's and ModelsReady's business).
-fn queue_from_report(report: &HealthStatus) -> Draft {
+fn queue_from_report(report: &HealthReport) -> Draft {
     let database_checks: Vec<&HealthCheck> = report
         .checks
         .iter()
@@ -165,7 +164,7 @@ fn queue_from_report(report: &HealthStatus) -> Draft {
 }
 
 fn failed(check: &HealthCheck) -> bool {
-    check.status != "ok"
+    !check.passed()
 }
 
 /// Checks as `check (detail)`, comma-separated.

@@ -144,13 +144,17 @@ async fn disabling_network_policies_deletes_them_and_nothing_else() {
     );
 }
 
-/// A `MakeWriter` that keeps what the fmt subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+thread_local! {
+    /// What the log subscriber wrote on this thread.
+    static THIS_THREAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
-impl std::io::Write for Captured {
+/// Writes into the calling thread's buffer.
+struct ThreadBuffer;
+
+impl std::io::Write for ThreadBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        THIS_THREAD.with(|lines| lines.borrow_mut().extend_from_slice(buf));
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -158,21 +162,25 @@ impl std::io::Write for Captured {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
+/// Captures log lines per thread from now on. A global subscriber (installed once) rather
+/// than a scoped one: tracing caches per call site whether anyone listens, and a scoped
+/// subscriber can lose that race against tests on other threads that reached the call site
+/// first without one.
+fn capture_this_threads_logs() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| ThreadBuffer)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+    });
+    THIS_THREAD.with(|lines| lines.borrow_mut().clear());
 }
 
 #[tokio::test]
 async fn the_reconcile_span_marks_its_own_log_lines_and_is_left_while_it_waits() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    capture_this_threads_logs();
     let (client, log) = fake_api_server(full_cluster());
     let mut lw = example(5);
     lw.spec.network.policies = false;
@@ -188,7 +196,7 @@ async fn the_reconcile_span_marks_its_own_log_lines_and_is_left_while_it_waits()
         .unwrap();
     elsewhere.await.unwrap();
     finish(&log);
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = THIS_THREAD.with(|lines| String::from_utf8(lines.borrow().clone()).unwrap());
     let pruned: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("learning.operator.child_pruned"))

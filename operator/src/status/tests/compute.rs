@@ -152,8 +152,8 @@ fn ready_names_the_dependency_the_unready_runners_wait_for() {
     assert_eq!(summary(&o, t::READY), s("False", r::OLLAMA_STARTING));
 
     let mut obs = unready();
-    obs.health = Probe::Ok(HealthStatus {
-        status: "degraded".into(),
+    obs.health = Probe::Ok(HealthReport {
+        status: HealthState::Degraded,
         current_role: None,
         checks: vec![check("db_role", "failed", "db_connect_failed")],
     });
@@ -203,8 +203,8 @@ fn health_report_drives_runners_healthy_and_queue_reachable() {
     ];
     for (case, checks, healthy, queue) in table {
         let mut obs = all_good();
-        obs.health = Probe::Ok(HealthStatus {
-            status: "degraded".into(),
+        obs.health = Probe::Ok(HealthReport {
+            status: HealthState::Degraded,
             current_role: None,
             checks,
         });
@@ -328,8 +328,8 @@ fn only_changes_are_transitions_and_times_hold() {
     );
 
     let mut obs = all_good();
-    obs.health = Probe::Ok(HealthStatus {
-        status: "degraded".into(),
+    obs.health = Probe::Ok(HealthReport {
+        status: HealthState::Degraded,
         current_role: None,
         checks: vec![],
     });

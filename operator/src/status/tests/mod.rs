@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use learning_crds::ai::Backend;
 use learning_crds::conditions::{reasons as r, types as t, Status};
-use learning_crds::status::{HealthCheck, HealthStatus, QueueStatus, ReplicaCounts};
+use learning_crds::status::{HealthCheck, HealthReport, HealthState, QueueStatus, ReplicaCounts};
 use learning_crds::LearningWorker;
 
 use super::{Components, Draft, Outcome};
@@ -46,9 +46,9 @@ fn check(name: &str, status: &str, detail: &str) -> HealthCheck {
     }
 }
 
-fn healthy_report() -> HealthStatus {
-    HealthStatus {
-        status: "healthy".into(),
+fn healthy_report() -> HealthReport {
+    HealthReport {
+        status: HealthState::Healthy,
         current_role: Some("gustav_worker".into()),
         checks: vec![
             check("db_role", "ok", "gustav_worker"),
@@ -59,9 +59,9 @@ fn healthy_report() -> HealthStatus {
 
 /// What a local-backend runner reports while its Ollama is unreachable: database fine, the
 /// `ollama` and `models` checks failed.
-fn report_without_ollama() -> HealthStatus {
+fn report_without_ollama() -> HealthReport {
     let mut h = healthy_report();
-    h.status = "degraded".into();
+    h.status = HealthState::Degraded;
     h.checks.extend([
         check("ollama", "failed", "unreachable: connection refused"),
         check("models", "failed", "unknown: Ollama unreachable"),
@@ -70,9 +70,9 @@ fn report_without_ollama() -> HealthStatus {
 }
 
 /// A degraded report with these checks and no role.
-fn degraded_report(checks: Vec<HealthCheck>) -> HealthStatus {
-    HealthStatus {
-        status: "degraded".into(),
+fn degraded_report(checks: Vec<HealthCheck>) -> HealthReport {
+    HealthReport {
+        status: HealthState::Degraded,
         current_role: None,
         checks,
     }
