@@ -344,11 +344,16 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 
 /// The metric names the runner and the operator register (from their metrics modules).
 fn exported_metrics() -> String {
-    ["runner/src/telemetry/metrics.rs", "operator/src/metrics.rs"]
-        .iter()
-        .map(|p| std::fs::read_to_string(root().join(p)).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n")
+    [
+        "runner/src/telemetry/metrics.rs",
+        "operator/src/metrics.rs",
+        // The queue metrics the operator scrapes are named in the contract crate.
+        "contract/src/metrics.rs",
+    ]
+    .iter()
+    .map(|p| std::fs::read_to_string(root().join(p)).unwrap())
+    .collect::<Vec<_>>()
+    .join("\n")
 }
 
 #[test]
