@@ -251,80 +251,19 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> Result<RunSumm
     let state = Arc::new(RunnerState::default());
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::worker::shutdown::cancel_on_signal(shutdown.clone()));
+    log_start(&config, adapters.backend);
 
-    for warning in &config.warnings {
-        tracing::warn!(event = "learning.config.fallback", "{warning}");
-    }
-    tracing::info!(event = "learning.adapters.selected", backend = adapters.backend,
-        vision = %config.ai.vision_model, feedback = %config.ai.feedback_model,
-        "learning.adapters.selected backend={} vision={} feedback={}", adapters.backend, config.ai.vision_model, config.ai.feedback_model);
-
-    let listener = tokio::net::TcpListener::bind(config.http.addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.http.addr,
-            source,
-        })?;
-    let bound = listener.local_addr().unwrap_or(config.http.addr);
-    tracing::info!(event = "learning.http.listening", addr = %bound);
-    let http_stop = CancellationToken::new();
-    // The probes get their own two connections: a busy job loop must not make them time out.
-    let probe_pool = crate::db::lazy_pool_sized(&config.database, 2);
-    let router = http::router(HttpState {
-        pool: probe_pool.clone(),
-        metrics: metrics.clone(),
-        runner: state.clone(),
-        health_token: config.http.health_token.clone(),
-        ollama: ollama.clone(),
-    });
-    let http_stop_signal = http_stop.clone();
-    let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { http_stop_signal.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(event = "learning.http.failed", error = %e);
-        }
-    });
-
+    let mut http = HttpServer::start(&config, &metrics, &state, ollama.clone()).await?;
     let background_stop = CancellationToken::new();
     let wake = Arc::new(Notify::new());
-    if config.worker.listen_notify {
-        tokio::spawn(wakeup::run_listener(
-            pool.clone(),
-            wake.clone(),
-            background_stop.clone(),
-        ));
-    }
-    tokio::spawn(refresh_queue_metrics(
-        pool.clone(),
-        metrics.clone(),
-        background_stop.clone(),
-    ));
+    spawn_queue_watchers(&config, &pool, &metrics, &wake, &background_stop);
     let gate: Option<Arc<dyn BackendGate>> = match ollama {
-        Some(monitor) => {
-            // A model pull can take long: a SIGTERM meanwhile stops it (the loop then drains at once).
-            tokio::select! {
-                _ = prepare_ollama(&monitor, config.ai.pull_missing) => {}
-                _ = shutdown.cancelled() => {
-                    tracing::info!(event = "learning.ollama.pull_interrupted", "start-up interrupted by a signal");
-                }
-            }
-            tokio::spawn(monitor.clone().run(OLLAMA_REFRESH, background_stop.clone()));
-            Some(Arc::new(monitor))
-        }
+        Some(monitor) => Some(ollama_gate(monitor, &config, &shutdown, &background_stop).await),
         None => None,
     };
 
     let worker = Worker {
-        ctx: JobContext {
-            pool: pool.clone(),
-            adapters,
-            metrics: metrics.clone(),
-            max_retries: config.worker.max_retries,
-            backoff: config.worker.backoff,
-            timeout_vision: phase_budget_vision(&config),
-            timeout_feedback: phase_budget_feedback(&config),
-        },
+        ctx: job_context(&config, pool.clone(), adapters, metrics),
         config: config.worker.clone(),
         state,
         wake,
@@ -333,11 +272,137 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> Result<RunSumm
     let summary = worker.run(shutdown.clone()).await;
 
     background_stop.cancel();
-    http_stop.cancel();
-    let _ = server.await;
+    http.stop().await;
     pool.close().await;
-    probe_pool.close().await;
+    http.probe_pool.close().await;
     Ok(summary)
+}
+
+/// Logs the settings accepted with a fallback and the selected adapters.
+fn log_start(config: &RunnerConfig, backend: &str) {
+    for warning in &config.warnings {
+        tracing::warn!(event = "learning.config.fallback", "{warning}");
+    }
+    tracing::info!(event = "learning.adapters.selected", backend = backend,
+        vision = %config.ai.vision_model, feedback = %config.ai.feedback_model,
+        "learning.adapters.selected backend={} vision={} feedback={}", backend, config.ai.vision_model, config.ai.feedback_model);
+}
+
+/// The HTTP server (probes, health, metrics) running in its own task.
+struct HttpServer {
+    /// Stops the server gracefully.
+    stop: CancellationToken,
+    /// The server task.
+    task: tokio::task::JoinHandle<()>,
+    /// The probes' own pool, closed after the job loop's.
+    probe_pool: PgPool,
+}
+
+impl HttpServer {
+    /// Binds the listen address and serves until stopped.
+    async fn start(
+        config: &RunnerConfig,
+        metrics: &Metrics,
+        state: &Arc<RunnerState>,
+        ollama: Option<OllamaMonitor>,
+    ) -> Result<Self, StartError> {
+        let listener = tokio::net::TcpListener::bind(config.http.addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.http.addr,
+                source,
+            })?;
+        let bound = listener.local_addr().unwrap_or(config.http.addr);
+        tracing::info!(event = "learning.http.listening", addr = %bound);
+        let stop = CancellationToken::new();
+        // The probes get their own two connections: a busy job loop must not make them time out.
+        let probe_pool = crate::db::lazy_pool_sized(&config.database, 2);
+        let router = http::router(HttpState {
+            pool: probe_pool.clone(),
+            metrics: metrics.clone(),
+            runner: state.clone(),
+            health_token: config.http.health_token.clone(),
+            ollama,
+        });
+        let stop_signal = stop.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop_signal.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(event = "learning.http.failed", error = %e);
+            }
+        });
+        Ok(HttpServer {
+            stop,
+            task,
+            probe_pool,
+        })
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    async fn stop(&mut self) {
+        self.stop.cancel();
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Starts the LISTEN/NOTIFY wake-ups (when configured) and the queue depth gauges.
+fn spawn_queue_watchers(
+    config: &RunnerConfig,
+    pool: &PgPool,
+    metrics: &Metrics,
+    wake: &Arc<Notify>,
+    stop: &CancellationToken,
+) {
+    if config.worker.listen_notify {
+        tokio::spawn(wakeup::run_listener(
+            pool.clone(),
+            wake.clone(),
+            stop.clone(),
+        ));
+    }
+    tokio::spawn(refresh_queue_metrics(
+        pool.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
+}
+
+/// Prepares Ollama (a signal interrupts a long model pull; the loop then drains at once),
+/// then keeps checking it; leasing pauses while it is unavailable.
+async fn ollama_gate(
+    monitor: OllamaMonitor,
+    config: &RunnerConfig,
+    shutdown: &CancellationToken,
+    background_stop: &CancellationToken,
+) -> Arc<dyn BackendGate> {
+    tokio::select! {
+        _ = prepare_ollama(&monitor, config.ai.pull_missing) => {}
+        _ = shutdown.cancelled() => {
+            tracing::info!(event = "learning.ollama.pull_interrupted", "start-up interrupted by a signal");
+        }
+    }
+    tokio::spawn(monitor.clone().run(OLLAMA_REFRESH, background_stop.clone()));
+    Arc::new(monitor)
+}
+
+/// What every job needs: the pool, the adapters, the metrics, the retry policy and the phase
+/// budgets.
+fn job_context(
+    config: &RunnerConfig,
+    pool: PgPool,
+    adapters: Adapters,
+    metrics: Metrics,
+) -> JobContext {
+    JobContext {
+        pool,
+        adapters,
+        metrics,
+        max_retries: config.worker.max_retries,
+        backoff: config.worker.backoff,
+        timeout_vision: phase_budget_vision(config),
+        timeout_feedback: phase_budget_feedback(config),
+    }
 }
 
 /// Applies the bundled migrations.
