@@ -196,6 +196,7 @@ async fn database_checks(
     true
 }
 
+/// The Ollama checks: reachable, models present, and one generate round trip.
 async fn ollama_checks(monitor: &OllamaMonitor, feedback_model: &str, lines: &mut Vec<CheckLine>) {
     let snapshot = monitor.refresh().await;
     if !snapshot.reachable {
@@ -215,35 +216,48 @@ async fn ollama_checks(monitor: &OllamaMonitor, feedback_model: &str, lines: &mu
         "ollama reachable",
         format!("version {}", snapshot.version.unwrap_or_else(|| "?".into())),
     ));
-    if snapshot.missing.is_empty() {
+    if models_check(monitor, &snapshot.missing, feedback_model, lines) {
+        lines.push(round_trip_check(monitor, feedback_model).await);
+    }
+}
+
+/// Whether the configured models are installed. Returns whether the round trip can run,
+/// that is whether the feedback model is there.
+fn models_check(
+    monitor: &OllamaMonitor,
+    missing: &[String],
+    feedback_model: &str,
+    lines: &mut Vec<CheckLine>,
+) -> bool {
+    if missing.is_empty() {
         lines.push(CheckLine::pass(
             "models present",
             monitor.models().join(", "),
         ));
-    } else {
-        let fix = snapshot
-            .missing
-            .iter()
-            .map(|m| format!("ollama pull {m}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        lines.push(CheckLine::fail(
-            "models present",
-            format!("missing: {}", snapshot.missing.join(", ")),
-            format!("{fix} (or set OLLAMA_PULL_MISSING=true)"),
-        ));
-        if snapshot
-            .missing
-            .iter()
-            .any(|m| same_model(m, feedback_model))
-        {
-            lines.push(CheckLine::skip(
-                "generate round trip",
-                format!("the feedback model {feedback_model} is missing"),
-            ));
-            return;
-        }
+        return true;
     }
+    let fix = missing
+        .iter()
+        .map(|m| format!("ollama pull {m}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    lines.push(CheckLine::fail(
+        "models present",
+        format!("missing: {}", missing.join(", ")),
+        format!("{fix} (or set OLLAMA_PULL_MISSING=true)"),
+    ));
+    if missing.iter().any(|m| same_model(m, feedback_model)) {
+        lines.push(CheckLine::skip(
+            "generate round trip",
+            format!("the feedback model {feedback_model} is missing"),
+        ));
+        return false;
+    }
+    true
+}
+
+/// One short chat with the feedback model, and where the model ran (GPU or CPU).
+async fn round_trip_check(monitor: &OllamaMonitor, feedback_model: &str) -> CheckLine {
     let started = Instant::now();
     let request = ChatRequest {
         model: feedback_model.to_owned(),
@@ -261,35 +275,38 @@ async fn ollama_checks(monitor: &OllamaMonitor, feedback_model: &str, lines: &mu
         .await
     {
         Ok(answer) => {
-            let gpu = match monitor.client().ps().await {
-                Ok(ps) => match ps.iter().find(|m| same_model(&m.name, feedback_model)) {
-                    Some(m) if m.gpu_percent() == 100 => "on the GPU (100%)".to_owned(),
-                    Some(m) if m.gpu_percent() == 0 => {
-                        "on the CPU only (no GPU offload)".to_owned()
-                    }
-                    Some(m) => format!("partly on the GPU ({}%, rest on CPU)", m.gpu_percent()),
-                    None => "GPU use unknown (model not listed in /api/ps)".to_owned(),
-                },
-                Err(_) => "GPU use unknown (/api/ps failed)".to_owned(),
-            };
+            let gpu = gpu_placement(monitor, feedback_model).await;
             let empty = if answer.trim().is_empty() {
                 ", but the answer was empty"
             } else {
                 ""
             };
-            lines.push(CheckLine::pass(
+            CheckLine::pass(
                 "generate round trip",
                 format!(
                     "{feedback_model} answered in {:.1} s{empty}; ran {gpu}",
                     started.elapsed().as_secs_f64()
                 ),
-            ));
+            )
         }
-        Err(e) => lines.push(CheckLine::fail(
+        Err(e) => CheckLine::fail(
             "generate round trip",
             e.to_string(),
             "see the Ollama pod's log; a first call may need more memory or time to load the model",
-        )),
+        ),
+    }
+}
+
+/// Where the loaded feedback model runs, from `/api/ps`.
+async fn gpu_placement(monitor: &OllamaMonitor, feedback_model: &str) -> String {
+    match monitor.client().ps().await {
+        Ok(ps) => match ps.iter().find(|m| same_model(&m.name, feedback_model)) {
+            Some(m) if m.gpu_percent() == 100 => "on the GPU (100%)".to_owned(),
+            Some(m) if m.gpu_percent() == 0 => "on the CPU only (no GPU offload)".to_owned(),
+            Some(m) => format!("partly on the GPU ({}%, rest on CPU)", m.gpu_percent()),
+            None => "GPU use unknown (model not listed in /api/ps)".to_owned(),
+        },
+        Err(_) => "GPU use unknown (/api/ps failed)".to_owned(),
     }
 }
 
