@@ -2,6 +2,7 @@
 //! heartbeat counters and queue depth. Labels are bounded sets; no ids, no text.
 
 use learning_contract::metrics as contract;
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -69,169 +70,28 @@ impl Metrics {
     /// exist (at 0) from the first scrape.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let inflight = IntGauge::new(
-            "analysis_jobs_inflight",
-            "Learning jobs being processed right now.",
-        )?;
-        let processed = IntCounterVec::new(
-            Opts::new(
-                "ai_worker_processed_total",
-                "Learning jobs finished, by outcome.",
-            ),
-            &["status"],
-        )?;
-        let retries = IntCounterVec::new(
-            Opts::new(
-                "ai_worker_retry_total",
-                "Learning jobs scheduled for a retry, by phase.",
-            ),
-            &["phase"],
-        )?;
-        let failed = IntCounterVec::new(
-            Opts::new(
-                "ai_worker_failed_total",
-                "Learning jobs failed for good, by error code.",
-            ),
-            &["error_code"],
-        )?;
-        let job_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "learning_runner_job_duration_seconds",
-                "Time from lease to finish of one job, by outcome.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["outcome"],
-        )?;
-        let phase_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "learning_runner_phase_duration_seconds",
-                "Time spent in one processing phase.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["phase"],
-        )?;
-        let lease_lost = IntCounter::new(
-            "learning_runner_lease_lost_total",
-            "Job results dropped because another runner took the lease over.",
-        )?;
-        let heartbeats = IntCounterVec::new(
-            Opts::new(
-                "learning_runner_heartbeats_total",
-                "Lease extensions, by result.",
-            ),
-            &["result"],
-        )?;
-        let leased = IntCounter::new(
-            "learning_runner_jobs_leased_total",
-            "Jobs leased by this runner.",
-        )?;
-        let db_errors = IntCounterVec::new(
-            Opts::new(
-                "learning_runner_db_errors_total",
-                "Database errors, by operation.",
-            ),
-            &["operation"],
-        )?;
-        let queue_depth = GaugeVec::new(
-            Opts::new(
-                contract::QUEUE_JOBS,
-                "Jobs in the queue by state (visible, delayed, leased, failed).",
-            ),
-            &[contract::QUEUE_STATE_LABEL],
-        )?;
-        let oldest_job_age = Gauge::new(
-            contract::OLDEST_JOB_AGE_SECONDS,
-            "Age of the oldest job that is visible and waiting.",
-        )?;
-
-        let feedback_parse = IntCounterVec::new(
-            Opts::new(
-                "learning_runner_feedback_parse_total",
-                "Feedback analyses by how they were obtained.",
-            ),
-            &["parse_status"],
-        )?;
-        let ollama_up = IntGauge::new(
-            "learning_runner_ollama_up",
-            "1 when the last Ollama check succeeded, else 0.",
-        )?;
-        let ollama_model_present = IntGaugeVec::new(
-            Opts::new(
-                "learning_runner_ollama_model_present",
-                "1 when a configured model is installed in Ollama.",
-            ),
-            &["model"],
-        )?;
-        let ollama_gpu_offload = GaugeVec::new(
-            Opts::new(
-                "learning_runner_ollama_gpu_offload_ratio",
-                "Share of a loaded model in GPU memory (size_vram / size); below 1 means a partial or full CPU fallback.",
-            ),
-            &["model"],
-        )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "learning_runner_build_info",
-                "Always 1; the labels say which AI backend this runner uses and its version.",
-            ),
-            &["backend", "version"],
-        )?;
-        registry.register(Box::new(build_info.clone()))?;
-        registry.register(Box::new(feedback_parse.clone()))?;
-        registry.register(Box::new(ollama_up.clone()))?;
-        registry.register(Box::new(ollama_model_present.clone()))?;
-        registry.register(Box::new(ollama_gpu_offload.clone()))?;
-        registry.register(Box::new(inflight.clone()))?;
-        registry.register(Box::new(processed.clone()))?;
-        registry.register(Box::new(retries.clone()))?;
-        registry.register(Box::new(failed.clone()))?;
-        registry.register(Box::new(job_duration.clone()))?;
-        registry.register(Box::new(phase_duration.clone()))?;
-        registry.register(Box::new(lease_lost.clone()))?;
-        registry.register(Box::new(heartbeats.clone()))?;
-        registry.register(Box::new(leased.clone()))?;
-        registry.register(Box::new(db_errors.clone()))?;
-        registry.register(Box::new(queue_depth.clone()))?;
-        registry.register(Box::new(oldest_job_age.clone()))?;
-
-        for outcome in OUTCOMES {
-            processed.with_label_values(&[outcome]);
-        }
-        for phase in [Phase::Vision, Phase::Feedback] {
-            retries.with_label_values(&[phase.as_str()]);
-        }
-        for code in ErrorCode::ALL {
-            failed.with_label_values(&[code.as_str()]);
-        }
-        for result in ["extended", "lost", "error"] {
-            heartbeats.with_label_values(&[result]);
-        }
-        for status in ["parsed_structured", "parsed", "fallback", "no_criteria"] {
-            feedback_parse.with_label_values(&[status]);
-        }
-        for state in contract::QUEUE_STATES {
-            queue_depth.with_label_values(&[state]);
-        }
-
+        let jobs = JobMetrics::register(&registry)?;
+        let queue = QueueMetrics::register(&registry)?;
+        let ai = AiMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
-            inflight,
-            processed,
-            retries,
-            failed,
-            job_duration,
-            phase_duration,
-            lease_lost,
-            heartbeats,
-            leased,
-            db_errors,
-            queue_depth,
-            oldest_job_age,
-            feedback_parse,
-            ollama_up,
-            ollama_model_present,
-            ollama_gpu_offload,
-            build_info,
+            inflight: jobs.inflight,
+            processed: jobs.processed,
+            retries: jobs.retries,
+            failed: jobs.failed,
+            job_duration: jobs.job_duration,
+            phase_duration: jobs.phase_duration,
+            lease_lost: queue.lease_lost,
+            heartbeats: queue.heartbeats,
+            leased: queue.leased,
+            db_errors: queue.db_errors,
+            queue_depth: queue.queue_depth,
+            oldest_job_age: queue.oldest_job_age,
+            feedback_parse: ai.feedback_parse,
+            ollama_up: ai.ollama_up,
+            ollama_model_present: ai.ollama_model_present,
+            ollama_gpu_offload: ai.ollama_gpu_offload,
+            build_info: ai.build_info,
         })
     }
 
@@ -270,6 +130,243 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// The jobs' metrics: the contract's four, and how long jobs and their phases take.
+struct JobMetrics {
+    inflight: IntGauge,
+    processed: IntCounterVec,
+    retries: IntCounterVec,
+    failed: IntCounterVec,
+    job_duration: HistogramVec,
+    phase_duration: HistogramVec,
+}
+
+impl JobMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let phases = [Phase::Vision, Phase::Feedback].map(Phase::as_str);
+        let codes = ErrorCode::ALL.map(ErrorCode::as_str);
+        Ok(JobMetrics {
+            inflight: registered(
+                registry,
+                IntGauge::new(
+                    "analysis_jobs_inflight",
+                    "Learning jobs being processed right now.",
+                )?,
+            )?,
+            processed: counter_vec(
+                registry,
+                Opts::new(
+                    "ai_worker_processed_total",
+                    "Learning jobs finished, by outcome.",
+                ),
+                "status",
+                &OUTCOMES,
+            )?,
+            retries: counter_vec(
+                registry,
+                Opts::new(
+                    "ai_worker_retry_total",
+                    "Learning jobs scheduled for a retry, by phase.",
+                ),
+                "phase",
+                &phases,
+            )?,
+            failed: counter_vec(
+                registry,
+                Opts::new(
+                    "ai_worker_failed_total",
+                    "Learning jobs failed for good, by error code.",
+                ),
+                "error_code",
+                &codes,
+            )?,
+            job_duration: duration_histogram(
+                registry,
+                "learning_runner_job_duration_seconds",
+                "Time from lease to finish of one job, by outcome.",
+                "outcome",
+            )?,
+            phase_duration: duration_histogram(
+                registry,
+                "learning_runner_phase_duration_seconds",
+                "Time spent in one processing phase.",
+                "phase",
+            )?,
+        })
+    }
+}
+
+/// The queue's and the leases' metrics: takeovers, heartbeats, leases taken, database errors
+/// and the queue's depth.
+struct QueueMetrics {
+    lease_lost: IntCounter,
+    heartbeats: IntCounterVec,
+    leased: IntCounter,
+    db_errors: IntCounterVec,
+    queue_depth: GaugeVec,
+    oldest_job_age: Gauge,
+}
+
+impl QueueMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        Ok(QueueMetrics {
+            lease_lost: registered(
+                registry,
+                IntCounter::new(
+                    "learning_runner_lease_lost_total",
+                    "Job results dropped because another runner took the lease over.",
+                )?,
+            )?,
+            heartbeats: counter_vec(
+                registry,
+                Opts::new(
+                    "learning_runner_heartbeats_total",
+                    "Lease extensions, by result.",
+                ),
+                "result",
+                &["extended", "lost", "error"],
+            )?,
+            leased: registered(
+                registry,
+                IntCounter::new(
+                    "learning_runner_jobs_leased_total",
+                    "Jobs leased by this runner.",
+                )?,
+            )?,
+            db_errors: counter_vec(
+                registry,
+                Opts::new(
+                    "learning_runner_db_errors_total",
+                    "Database errors, by operation.",
+                ),
+                "operation",
+                &[],
+            )?,
+            queue_depth: queue_depth(registry)?,
+            oldest_job_age: registered(
+                registry,
+                Gauge::new(
+                    contract::OLDEST_JOB_AGE_SECONDS,
+                    "Age of the oldest job that is visible and waiting.",
+                )?,
+            )?,
+        })
+    }
+}
+
+/// `learning_runner_queue_jobs`, with a series for every state of the contract.
+fn queue_depth(registry: &Registry) -> Result<GaugeVec, prometheus::Error> {
+    let queue_depth = registered(
+        registry,
+        GaugeVec::new(
+            Opts::new(
+                contract::QUEUE_JOBS,
+                "Jobs in the queue by state (visible, delayed, leased, failed).",
+            ),
+            &[contract::QUEUE_STATE_LABEL],
+        )?,
+    )?;
+    for state in contract::QUEUE_STATES {
+        queue_depth.with_label_values(&[state]);
+    }
+    Ok(queue_depth)
+}
+
+/// The AI backend's metrics: how feedback was parsed, Ollama's state, and the build info.
+struct AiMetrics {
+    feedback_parse: IntCounterVec,
+    ollama_up: IntGauge,
+    ollama_model_present: IntGaugeVec,
+    ollama_gpu_offload: GaugeVec,
+    build_info: IntGaugeVec,
+}
+
+impl AiMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        Ok(AiMetrics {
+            feedback_parse: counter_vec(
+                registry,
+                Opts::new(
+                    "learning_runner_feedback_parse_total",
+                    "Feedback analyses by how they were obtained.",
+                ),
+                "parse_status",
+                &["parsed_structured", "parsed", "fallback", "no_criteria"],
+            )?,
+            ollama_up: registered(
+                registry,
+                IntGauge::new(
+                    "learning_runner_ollama_up",
+                    "1 when the last Ollama check succeeded, else 0.",
+                )?,
+            )?,
+            ollama_model_present: registered(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "learning_runner_ollama_model_present",
+                        "1 when a configured model is installed in Ollama.",
+                    ),
+                    &["model"],
+                )?,
+            )?,
+            ollama_gpu_offload: registered(
+                registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "learning_runner_ollama_gpu_offload_ratio",
+                        "Share of a loaded model in GPU memory (size_vram / size); below 1 means a partial or full CPU fallback.",
+                    ),
+                    &["model"],
+                )?,
+            )?,
+            build_info: registered(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "learning_runner_build_info",
+                        "Always 1; the labels say which AI backend this runner uses and its version.",
+                    ),
+                    &["backend", "version"],
+                )?,
+            )?,
+        })
+    }
+}
+
+/// Registers `metric` in `registry` and hands it back.
+fn registered<M>(registry: &Registry, metric: M) -> Result<M, prometheus::Error>
+where
+    M: Collector + Clone + 'static,
+{
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// A registered counter with one label, its series for `values` pre-created.
+fn counter_vec(
+    registry: &Registry,
+    opts: Opts,
+    label: &str,
+    values: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    let counter = registered(registry, IntCounterVec::new(opts, &[label])?)?;
+    for value in values {
+        counter.with_label_values(&[value]);
+    }
+    Ok(counter)
+}
+
+/// A registered histogram of durations in seconds ([`DURATION_BUCKETS`]) with one label.
+fn duration_histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+) -> Result<HistogramVec, prometheus::Error> {
+    let opts = HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec());
+    registered(registry, HistogramVec::new(opts, &[label])?)
 }
 
 #[cfg(test)]
