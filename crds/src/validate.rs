@@ -4,7 +4,9 @@
 
 use crate::ai::Backend;
 use crate::learning_worker::{LearningWorkerSpec, MAX_NAME_LEN};
-use crate::ollama::{GpuVendor, OllamaMode};
+use crate::ollama::{GpuSpec, GpuVendor, OllamaMode, OllamaSpec};
+use crate::runner::RunnerSpec;
+use crate::storage::StorageSpec;
 use learning_contract::env::OPERATOR_SET;
 use learning_contract::url::{check_external_ollama_url, check_supabase_url};
 
@@ -26,8 +28,24 @@ fn err(field: &'static str, message: impl Into<String>) -> SpecError {
 }
 
 /// Checks the rules the schema's types cannot express. An empty list means valid.
+///
+/// The errors come section by section, in the order of the spec: the name, the runner, the AI,
+/// Ollama, the storage, the network, and last whether the storage names any source.
 pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
     let mut errors = Vec::new();
+    check_name(name, &mut errors);
+    check_runner(&spec.runner, &mut errors);
+    check_ai(spec, &mut errors);
+    check_ollama_url(&spec.ollama, &mut errors);
+    check_gpu(&spec.ollama.gpu, &mut errors);
+    check_storage(spec, &mut errors);
+    check_network(spec, &mut errors);
+    check_storage_sources(spec.storage.as_ref(), &mut errors);
+    errors
+}
+
+/// `metadata.name`: a short DNS label, as every child's name derives from it.
+fn check_name(name: &str, errors: &mut Vec<SpecError>) {
     if name.len() > MAX_NAME_LEN || !is_dns_label_starting_with_letter(name) {
         errors.push(err(
             "metadata.name",
@@ -36,7 +54,11 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
             ),
         ));
     }
-    let r = &spec.runner;
+}
+
+/// `spec.runner`: replicas or autoscaling (with sane bounds), a positive concurrency, a
+/// backoff within its maximum, and no env the operator sets itself.
+fn check_runner(r: &RunnerSpec, errors: &mut Vec<SpecError>) {
     if r.replicas.is_some() && r.autoscaling.is_some() {
         errors.push(err(
             "spec.runner",
@@ -77,6 +99,10 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
             ));
         }
     }
+}
+
+/// `spec.ai`: the think level only for gpt-oss, and no stub backend in production or staging.
+fn check_ai(spec: &LearningWorkerSpec, errors: &mut Vec<SpecError>) {
     if spec.ai.think_level.is_some() && !spec.ai.feedback_model.starts_with("gpt-oss") {
         errors.push(err(
             "spec.ai.thinkLevel",
@@ -96,7 +122,10 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
             "the stub AI backend is refused in production and staging environments",
         ));
     }
-    let o = &spec.ollama;
+}
+
+/// `spec.ollama.url`: required (and local) when external, refused when managed.
+fn check_ollama_url(o: &OllamaSpec, errors: &mut Vec<SpecError>) {
     match (o.mode, &o.url) {
         (OllamaMode::External, None) => {
             errors.push(err("spec.ollama.url", "required when mode is external"))
@@ -111,34 +140,40 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
         }
         (OllamaMode::Managed, None) => {}
     }
-    if o.gpu.vendor != GpuVendor::Amd
-        && (o.gpu.hsa_override_gfx_version.is_some() || o.gpu.hip_visible_devices.is_some())
+}
+
+/// `spec.ollama.gpu`: the ROCm settings only for AMD, no more visible devices than requested,
+/// and a resource name only with a vendor.
+fn check_gpu(gpu: &GpuSpec, errors: &mut Vec<SpecError>) {
+    if gpu.vendor != GpuVendor::Amd
+        && (gpu.hsa_override_gfx_version.is_some() || gpu.hip_visible_devices.is_some())
     {
         errors.push(err(
             "spec.ollama.gpu",
             "hsaOverrideGfxVersion and hipVisibleDevices apply to AMD GPUs only",
         ));
     }
-    if let Some(devices) = &o.gpu.hip_visible_devices {
-        if devices.split(',').count() > usize::try_from(o.gpu.count).unwrap_or(0) {
+    if let Some(devices) = &gpu.hip_visible_devices {
+        if devices.split(',').count() > usize::try_from(gpu.count).unwrap_or(0) {
             errors.push(err(
                 "spec.ollama.gpu.hipVisibleDevices",
                 "lists more GPUs than gpu.count requests (the pod gets only count devices)",
             ));
         }
     }
-    if o.gpu.vendor == GpuVendor::None && o.gpu.resource_name.is_some() {
+    if gpu.vendor == GpuVendor::None && gpu.resource_name.is_some() {
         errors.push(err(
             "spec.ollama.gpu.resourceName",
             "needs a GPU vendor (amd or nvidia)",
         ));
     }
-    if let Some(url) = spec
-        .storage
-        .as_ref()
-        .and_then(|s| s.supabase.as_ref())
-        .map(|s| &s.url)
-    {
+}
+
+/// `spec.storage`: a Supabase URL the runner accepts, storage for the local backend, and a
+/// bucket name the runner accepts.
+fn check_storage(spec: &LearningWorkerSpec, errors: &mut Vec<SpecError>) {
+    let supabase = spec.storage.as_ref().and_then(|s| s.supabase.as_ref());
+    if let Some(url) = supabase.map(|s| &s.url) {
         if let Err(why) = check_supabase_url(url) {
             errors.push(err("spec.storage.supabase.url", why.to_string()));
         }
@@ -149,25 +184,31 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
             "the local AI backend needs spec.storage (the submissions volume and/or Supabase Storage) to read submission files",
         ));
     }
-    if let Some(bucket) = spec
-        .storage
-        .as_ref()
-        .and_then(|s| s.supabase.as_ref())
-        .map(|s| &s.bucket)
-    {
-        let ok = !bucket.is_empty()
-            && bucket.len() <= 63
-            && !bucket.starts_with('.')
-            && bucket
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !ok {
+    if let Some(bucket) = supabase.map(|s| &s.bucket) {
+        if !is_bucket_name(bucket) {
             errors.push(err(
                 "spec.storage.supabase.bucket",
                 "bucket must be letters, digits, '.', '_' or '-'",
             ));
         }
     }
+}
+
+/// `spec.storage` (checked last): at least one source of submission files.
+fn check_storage_sources(storage: Option<&StorageSpec>, errors: &mut Vec<SpecError>) {
+    if let Some(s) = storage {
+        if s.submissions_volume.is_none() && s.supabase.is_none() {
+            errors.push(err(
+                "spec.storage",
+                "set submissionsVolume, supabase, or both",
+            ));
+        }
+    }
+}
+
+/// `spec.network`: DNS CIDRs that parse, and runner egress only with policies and with a
+/// Supabase peer when Supabase is used.
+fn check_network(spec: &LearningWorkerSpec, errors: &mut Vec<SpecError>) {
     let n = &spec.network;
     for cidr in &n.dns_cidrs {
         if !is_cidr(cidr) {
@@ -189,15 +230,17 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
             ));
         }
     }
-    if let Some(s) = &spec.storage {
-        if s.submissions_volume.is_none() && s.supabase.is_none() {
-            errors.push(err(
-                "spec.storage",
-                "set submissionsVolume, supabase, or both",
-            ));
-        }
-    }
-    errors
+}
+
+/// A Supabase Storage bucket name: 1 to 63 letters, digits, `.`, `_` or `-`, not starting
+/// with a dot.
+fn is_bucket_name(bucket: &str) -> bool {
+    !bucket.is_empty()
+        && bucket.len() <= 63
+        && !bucket.starts_with('.')
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 /// `address/prefix` with a prefix that fits the address family.
