@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::net::TcpListener;
+use learning_tests::tools::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -69,14 +69,6 @@ impl Running {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn get(url: String) -> Result<(u16, String), String> {

@@ -34,18 +34,8 @@ fn operator(args: &[&str]) -> String {
 }
 
 fn kubernetes_validate(file: &Path, version: &str) -> String {
-    let out = Command::new("kubernetes-validate")
-        .args(["--strict", "-k", version])
-        .arg(file)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run kubernetes-validate ({e}): install it with `pip install kubernetes-validate` (see .ci)")
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = learning_tests::tools::kubernetes_validate(file, version);
+    let text = learning_tests::tools::text(&out);
     assert!(
         out.status.success(),
         "kubernetes-validate --strict -k {version} {} failed:\n{text}",

@@ -14,6 +14,7 @@ pub mod fake_supabase;
 pub mod fixtures;
 pub mod images;
 pub mod pdf;
+pub mod tools;
 
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};

@@ -12,14 +12,14 @@
 //! Each checker is also shown to fail on a broken input, so a green run means something.
 //! A missing tool fails the test with the command that installs it; nothing is skipped.
 
+use learning_tests::tools::{check_jsonschema, require_tool, text};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_yaml_ng::Value;
 
-const HINT_JSONSCHEMA: &str = "install it with `make deps` (pip install check-jsonschema)";
+use learning_tests::tools::HINT_CHECK_JSONSCHEMA as HINT_JSONSCHEMA;
 
 /// The pages whose links are checked, relative to the workspace root.
 const PAGES_OUTSIDE_DOCS: [&str; 5] = [
@@ -446,32 +446,12 @@ fn compose_path() -> PathBuf {
 }
 
 fn check_compose_schema(file: &Path) -> std::process::Output {
-    Command::new("check-jsonschema")
-        .args(["--builtin-schema", "vendor.compose-spec"])
-        .arg(file)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run check-jsonschema ({e}): {HINT_JSONSCHEMA}"))
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    check_jsonschema("vendor.compose-spec", file)
 }
 
 #[test]
 fn the_compose_file_matches_the_compose_specification() {
-    let ok = Command::new("check-jsonschema")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "check-jsonschema is not installed or does not run: {HINT_JSONSCHEMA}"
-    );
+    require_tool("check-jsonschema", HINT_JSONSCHEMA);
     let out = check_compose_schema(&compose_path());
     assert!(
         out.status.success(),

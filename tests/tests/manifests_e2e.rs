@@ -11,8 +11,9 @@ use std::process::Command;
 use chart_support::*;
 use serde_yaml_ng::Value;
 
-const HINT_JSONSCHEMA: &str = "install it with `make deps` (pip install check-jsonschema)";
-const HINT_SHELLCHECK: &str = "install the Debian package shellcheck (make deps)";
+use learning_tests::tools::{
+    check_jsonschema, HINT_CHECK_JSONSCHEMA as HINT_JSONSCHEMA, HINT_SHELLCHECK,
+};
 
 fn workflows() -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(root().join(".github/workflows"))
@@ -29,12 +30,7 @@ fn workflows() -> Vec<std::path::PathBuf> {
 fn workflows_match_the_github_workflow_schema() {
     require_tool("check-jsonschema", HINT_JSONSCHEMA);
     for wf in workflows() {
-        let out = run(
-            Command::new("check-jsonschema")
-                .args(["--builtin-schema", "vendor.github-workflows"])
-                .arg(&wf),
-            HINT_JSONSCHEMA,
-        );
+        let out = check_jsonschema("vendor.github-workflows", &wf);
         assert!(out.status.success(), "{}:\n{}", wf.display(), text(&out));
     }
     // The schema check itself can fail: a job without runs-on is refused.
@@ -43,12 +39,7 @@ fn workflows_match_the_github_workflow_schema() {
         "bad.yml",
         "name: x\non: push\njobs:\n  a:\n    steps:\n      - run: echo\n",
     );
-    let out = run(
-        Command::new("check-jsonschema")
-            .args(["--builtin-schema", "vendor.github-workflows"])
-            .arg(&bad),
-        HINT_JSONSCHEMA,
-    );
+    let out = check_jsonschema("vendor.github-workflows", &bad);
     assert!(
         !out.status.success(),
         "a broken workflow passed:\n{}",

@@ -1,6 +1,7 @@
 //! Spawning the real `learning-runner` binary against a test database.
 #![allow(dead_code)]
 
+pub use learning_tests::tools::{free_port, sigterm, wait_with_limit};
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpListener;
@@ -13,15 +14,6 @@ use learning_tests::TestDb;
 pub struct RunnerProcess {
     pub child: Child,
     pub http: String,
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The environment every spawned runner gets (the parent's environment is not inherited).
@@ -93,50 +85,6 @@ pub fn read_output(child: &mut Child) -> (String, String) {
         let _ = s.read_to_string(&mut err);
     }
     (out, err)
-}
-
-/// Waits for exit with a limit; kills and panics when it is exceeded.
-pub fn wait_with_limit(child: &mut Child, limit: Duration) -> (ExitStatus, String, String) {
-    // Drain the pipes on threads so a chatty child never blocks on a full pipe.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return (status, out.join().unwrap(), err.join().unwrap());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "process did not exit within {limit:?}:\n{}\n{}",
-                out.join().unwrap(),
-                err.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Sends SIGTERM.
-pub fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -TERM failed");
 }
 
 /// Parses the summary line `learning-runner stopped: completed=… …` into a map.

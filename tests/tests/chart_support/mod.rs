@@ -4,9 +4,11 @@
 
 #![allow(dead_code)] // each test crate uses a different part
 
+#[allow(unused_imports)]
+pub use learning_tests::tools::{require_tool, run, text};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_yaml_ng::Value;
@@ -77,24 +79,6 @@ pub fn helm(major: u8) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Runs a command; panics with an install hint when the program cannot be started.
-pub fn run(cmd: &mut Command, hint: &str) -> Output {
-    cmd.output().unwrap_or_else(|e| {
-        panic!(
-            "cannot run {:?} ({e}): {hint}",
-            cmd.get_program().to_string_lossy()
-        )
-    })
-}
-
-pub fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `helm template` of the chart; `Err(stderr)` when helm fails.
@@ -183,12 +167,7 @@ pub fn kubernetes_validate(file: &Path, what: &str) -> usize {
     let crd_typed: BTreeSet<&str> = CRD_TYPED.iter().map(|(k, _)| *k).collect();
     let expected = all.iter().filter(|d| !crd_typed.contains(kind(d))).count();
     for version in K8S_VERSIONS {
-        let out = run(
-            Command::new("kubernetes-validate")
-                .args(["--strict", "-k", version])
-                .arg(file),
-            "install it with `make deps` (pip install kubernetes-validate)",
-        );
+        let out = learning_tests::tools::kubernetes_validate(file, version);
         let t = text(&out);
         assert!(
             out.status.success(),
@@ -218,16 +197,6 @@ pub fn kubernetes_validate(file: &Path, what: &str) -> usize {
         );
     }
     expected
-}
-
-/// `tool --version` works, or panic with the install hint.
-pub fn require_tool(tool: &str, hint: &str) {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(ok, "{tool} is not installed or does not run: {hint}");
 }
 
 /// The `openAPIV3Schema` of the generated LearningWorker CRD (the served version).
