@@ -1,4 +1,4 @@
-//! The Ollama client against the FAKE Ollama server: every endpoint, streaming, pulls with
+//! The Ollama client against the FAKE Ollama server: every endpoint, pulls with
 //! progress, and the classification of every failure mode into transient or permanent.
 
 use std::time::Duration;
@@ -54,50 +54,6 @@ async fn generate_and_chat_return_the_whole_answer() {
     );
     assert_eq!(client.chat(&chat(), LIMIT).await.unwrap(), "Antwort B");
     assert_eq!(fake.requests_to("/api/generate")[0]["stream"], false);
-}
-
-#[tokio::test]
-async fn streams_are_reassembled_chunk_by_chunk() {
-    let (fake, client) = setup().await;
-    let long = "Dies ist eine längere Antwort, die in Stücken kommt.";
-    fake.default_answer(Endpoint::Generate, MODEL, FakeAnswer::Text(long.into()));
-    fake.default_answer(Endpoint::Chat, MODEL, FakeAnswer::Text(long.into()));
-    let mut pieces = 0;
-    assert_eq!(
-        client
-            .generate_stream(&generate(), LIMIT, |_| pieces += 1)
-            .await
-            .unwrap(),
-        long
-    );
-    assert!(pieces >= 2, "arrived in {pieces} chunks");
-    assert_eq!(
-        client.chat_stream(&chat(), LIMIT, |_| {}).await.unwrap(),
-        long
-    );
-    assert_eq!(fake.requests_to("/api/chat")[0]["stream"], true);
-}
-
-#[tokio::test]
-async fn an_error_in_the_middle_of_a_stream_is_a_server_error() {
-    let (fake, client) = setup().await;
-    fake.script(
-        Endpoint::Chat,
-        MODEL,
-        vec![FakeAnswer::MidStreamError(
-            "Anfang".into(),
-            "out of memory".into(),
-        )],
-    );
-    let e = client
-        .chat_stream(&chat(), LIMIT, |_| {})
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&e, OllamaError::Server { message, .. } if message.contains("out of memory")),
-        "{e:?}"
-    );
-    assert!(e.is_transient());
 }
 
 #[tokio::test]
@@ -170,15 +126,7 @@ async fn every_failure_is_classified() {
     let e = client.generate(&unknown, LIMIT).await.unwrap_err();
     assert_eq!(e, OllamaError::ModelNotFound("nope:1b".into()));
 
-    let dead = OllamaClient::new(&format!("http://127.0.0.1:{}", common_free_port())).unwrap();
+    let dead = OllamaClient::new(&format!("http://127.0.0.1:{}", learning_tests::tools::free_port())).unwrap();
     let e = dead.tags().await.unwrap_err();
     assert_eq!(e.reason(), "connection_refused");
-}
-
-fn common_free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -1,11 +1,11 @@
 //! Spawning the real `learning-runner` binary against a test database.
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
 pub use learning_tests::tools::{free_port, sigterm, wait_with_limit};
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::TcpListener;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use learning_tests::TestDb;

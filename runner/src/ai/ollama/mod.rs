@@ -1,5 +1,5 @@
 //! A small Ollama client: one shared `reqwest` client with connect and request timeouts,
-//! `/api/generate` and `/api/chat` (whole answers or NDJSON streams), `/api/tags`, `/api/ps`,
+//! `/api/generate` and `/api/chat` (whole answers), `/api/tags`, `/api/ps`,
 //! `/api/pull` with progress, `/api/version`. Every failure is classified ([`OllamaError`])
 //! so callers can tell a retry-worthy problem from a permanent one.
 //!
@@ -210,37 +210,6 @@ impl OllamaClient {
         Ok(answer.text().to_owned())
     }
 
-    /// A streamed answer of `T` chunks from `path`, reassembled; the whole exchange is bounded by `limit`.
-    async fn stream<T: Answer, B: Serialize>(
-        &self,
-        path: &str,
-        body: &B,
-        model: &str,
-        limit: Duration,
-        mut on_chunk: impl FnMut(&str),
-    ) -> Result<String, OllamaError> {
-        let work = async {
-            let response = self.send_json(path, body, limit, model).await?;
-            let mut text = String::new();
-            read_ndjson::<T>(response, limit, |chunk| {
-                if let Some(err) = chunk.error() {
-                    return Err(OllamaError::Server {
-                        status: 200,
-                        message: shorten(err),
-                    });
-                }
-                on_chunk(chunk.text());
-                text.push_str(chunk.text());
-                Ok(chunk.done())
-            })
-            .await?;
-            Ok(text)
-        };
-        tokio::time::timeout(limit, work)
-            .await
-            .map_err(|_| OllamaError::Timeout(limit))?
-    }
-
     /// `/api/generate` without streaming; returns the whole answer.
     pub async fn generate(
         &self,
@@ -255,21 +224,6 @@ impl OllamaClient {
             .await
     }
 
-    /// `/api/generate` streaming NDJSON; `on_chunk` sees each piece; returns the whole answer.
-    pub async fn generate_stream(
-        &self,
-        request: &GenerateRequest,
-        limit: Duration,
-        on_chunk: impl FnMut(&str),
-    ) -> Result<String, OllamaError> {
-        let request = GenerateRequest {
-            stream: true,
-            ..request.clone()
-        };
-        self.stream::<GenerateChunk, _>("/api/generate", &request, &request.model, limit, on_chunk)
-            .await
-    }
-
     /// `/api/chat` without streaming; returns the assistant's content.
     pub async fn chat(
         &self,
@@ -281,21 +235,6 @@ impl OllamaClient {
             ..request.clone()
         };
         self.complete::<ChatChunk, _>("/api/chat", &request, &request.model, limit)
-            .await
-    }
-
-    /// `/api/chat` streaming NDJSON; returns the whole assistant content.
-    pub async fn chat_stream(
-        &self,
-        request: &ChatRequest,
-        limit: Duration,
-        on_chunk: impl FnMut(&str),
-    ) -> Result<String, OllamaError> {
-        let request = ChatRequest {
-            stream: true,
-            ..request.clone()
-        };
-        self.stream::<ChatChunk, _>("/api/chat", &request, &request.model, limit, on_chunk)
             .await
     }
 
