@@ -126,7 +126,11 @@ async fn every_failure_is_classified() {
     let e = client.generate(&unknown, LIMIT).await.unwrap_err();
     assert_eq!(e, OllamaError::ModelNotFound("nope:1b".into()));
 
-    let dead = OllamaClient::new(&format!("http://127.0.0.1:{}", learning_tests::tools::free_port())).unwrap();
+    let dead = OllamaClient::new(&format!(
+        "http://127.0.0.1:{}",
+        learning_tests::tools::free_port()
+    ))
+    .unwrap();
     let e = dead.tags().await.unwrap_err();
     assert_eq!(e.reason(), "connection_refused");
 }
