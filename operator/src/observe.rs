@@ -179,6 +179,28 @@ pub async fn observe(
     Ok(o)
 }
 
+/// A Deployment and the pods of its component; `what` names both in errors.
+async fn observe_workload(
+    client: &Client,
+    ns: &str,
+    deployment: &str,
+    pods: &ListParams,
+    what: [&'static str; 2],
+) -> Result<(Option<Workload>, Vec<Pod>), ReconcileError> {
+    let workload = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get_opt(deployment)
+        .await
+        .map_err(observe_err(what[0]))?
+        .as_ref()
+        .map(workload);
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(pods)
+        .await
+        .map_err(observe_err(what[1]))?
+        .items;
+    Ok((workload, pods))
+}
+
 /// The runner Deployment, its pods' problems and, once a runner runs, its health report and
 /// queue metrics.
 async fn observe_runners(
@@ -188,23 +210,20 @@ async fn observe_runners(
     ns: &str,
     o: &mut Observed,
 ) -> Result<(), ReconcileError> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    o.runner = deployments
-        .get_opt(&names::runner(worker))
-        .await
-        .map_err(observe_err("the runner Deployment"))?
-        .as_ref()
-        .map(workload);
-    let runner_pods = pods
-        .list(&selector(worker, runner::COMPONENT))
-        .await
-        .map_err(observe_err("runner pods"))?;
-    o.runner_pods = pod_issues::issues(&runner_pods.items);
+    let runner_pods;
+    (o.runner, runner_pods) = observe_workload(
+        client,
+        ns,
+        &names::runner(worker),
+        &selector(worker, runner::COMPONENT),
+        ["the runner Deployment", "runner pods"],
+    )
+    .await?;
+    o.runner_pods = pod_issues::issues(&runner_pods);
     // Runners are unready exactly when the database, the schema or Ollama are the problem,
     // and their health report says which: ask as soon as one runs (the runner Service
     // publishes not-ready addresses), not only once one is ready.
-    let running = runner_pods.items.iter().filter(|p| is_running(p)).count();
+    let running = runner_pods.iter().filter(|p| is_running(p)).count();
     if running > 0 || o.runner.as_ref().is_some_and(|w| w.counts.ready > 0) {
         let base = format!("http://{}.{ns}.svc:{RUNNER_PORT}", names::runner(worker));
         o.health = probe(
@@ -233,19 +252,16 @@ async fn observe_managed_ollama(
     ns: &str,
     o: &mut Observed,
 ) -> Result<(), ReconcileError> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    o.ollama = deployments
-        .get_opt(&names::ollama(worker))
-        .await
-        .map_err(observe_err("the Ollama Deployment"))?
-        .as_ref()
-        .map(workload);
-    let ollama_pods = pods
-        .list(&selector(worker, ollama::COMPONENT))
-        .await
-        .map_err(observe_err("Ollama pods"))?;
-    o.ollama_pods = pod_issues::issues(&ollama_pods.items);
+    let ollama_pods;
+    (o.ollama, ollama_pods) = observe_workload(
+        client,
+        ns,
+        &names::ollama(worker),
+        &selector(worker, ollama::COMPONENT),
+        ["the Ollama Deployment", "Ollama pods"],
+    )
+    .await?;
+    o.ollama_pods = pod_issues::issues(&ollama_pods);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     o.models_claim = claims
         .get_opt(&names::models_pvc(worker))
