@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{
     VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use learning_contract::env as var;
@@ -54,6 +55,7 @@ pub fn desired_replicas(lw: &LearningWorker, queue_visible: Option<i64>) -> i32 
     }
 }
 
+/// A plain environment variable.
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.into(),
@@ -62,6 +64,7 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
     }
 }
 
+/// An environment variable from a Secret key (required).
 fn secret_env(name: &str, secret: &SecretKeyRef) -> EnvVar {
     EnvVar {
         name: name.into(),
@@ -181,6 +184,7 @@ pub fn ollama_url(lw: &LearningWorker) -> Option<String> {
     }
 }
 
+/// An HTTP probe on the `http` port.
 fn http_probe(path: &str, period: i32, failure_threshold: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -214,17 +218,13 @@ pub fn restricted_container_security() -> SecurityContext {
     }
 }
 
-/// The runner Deployment.
-pub fn deployment(lw: &LearningWorker, queue_visible: Option<i64>) -> Deployment {
-    let name = worker(lw);
-    let r = &lw.spec.runner;
-    let selector = selector_labels(&name, COMPONENT);
+/// The runner's volumes and their mounts: a bounded `/tmp`, and the submissions volume
+/// (read-only) when one is configured.
+fn volumes(lw: &LearningWorker) -> (Vec<Volume>, Vec<VolumeMount>) {
     let mut volumes = vec![Volume {
         name: "tmp".into(),
         empty_dir: Some(EmptyDirVolumeSource {
-            size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
-                "64Mi".into(),
-            )),
+            size_limit: Some(Quantity("64Mi".into())),
             ..EmptyDirVolumeSource::default()
         }),
         ..Volume::default()
@@ -256,7 +256,14 @@ pub fn deployment(lw: &LearningWorker, queue_visible: Option<i64>) -> Deployment
             ..VolumeMount::default()
         });
     }
-    let container = Container {
+    (volumes, mounts)
+}
+
+/// The runner container: `run` with the contract's env on the `http` port, probes on
+/// `/livez` and `/readyz`, restricted, with the given mounts.
+fn container(lw: &LearningWorker, mounts: Vec<VolumeMount>) -> Container {
+    let r = &lw.spec.runner;
+    Container {
         name: "runner".into(),
         image: Some(r.image.clone()),
         image_pull_policy: r.image_pull_policy.map(|p| p.as_str().to_owned()),
@@ -277,54 +284,78 @@ pub fn deployment(lw: &LearningWorker, queue_visible: Option<i64>) -> Deployment
         security_context: Some(restricted_container_security()),
         volume_mounts: Some(mounts),
         ..Container::default()
-    };
+    }
+}
+
+/// The runner pod's security context: non-root as [`RUNNER_UID`], RuntimeDefault seccomp.
+fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUNNER_UID),
+        run_as_group: Some(RUNNER_UID),
+        fs_group: Some(RUNNER_UID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The runner pod template: the runner ServiceAccount without a token, a termination grace
+/// of the drain grace plus [`TERMINATION_MARGIN_SECONDS`], the user's scheduling settings.
+fn pod_template(lw: &LearningWorker) -> PodTemplateSpec {
+    let name = worker(lw);
+    let r = &lw.spec.runner;
+    let (volumes, mounts) = volumes(lw);
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(super::labels(&name, COMPONENT)),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(names::runner(&name)),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            termination_grace_period_seconds: Some(
+                i64::from(r.drain_grace_seconds) + TERMINATION_MARGIN_SECONDS,
+            ),
+            security_context: Some(pod_security()),
+            containers: vec![container(lw, mounts)],
+            volumes: Some(volumes),
+            node_selector: r.node_selector.clone(),
+            tolerations: r.tolerations.clone(),
+            affinity: r.affinity.clone(),
+            image_pull_secrets: r.image_pull_secrets.clone(),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+/// Rolling updates one extra runner at a time, never below the wanted count.
+fn rolling_update() -> DeploymentStrategy {
+    DeploymentStrategy {
+        type_: Some("RollingUpdate".into()),
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(IntOrString::Int(1)),
+            max_unavailable: Some(IntOrString::Int(0)),
+        }),
+    }
+}
+
+/// The runner Deployment.
+pub fn deployment(lw: &LearningWorker, queue_visible: Option<i64>) -> Deployment {
+    let name = worker(lw);
     Deployment {
         metadata: child_meta(lw, names::runner(&name), COMPONENT),
         spec: Some(DeploymentSpec {
             replicas: Some(desired_replicas(lw, queue_visible)),
             selector: LabelSelector {
-                match_labels: Some(selector.clone()),
+                match_labels: Some(selector_labels(&name, COMPONENT)),
                 match_expressions: None,
             },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(super::labels(&name, COMPONENT)),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(names::runner(&name)),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(
-                        i64::from(r.drain_grace_seconds) + TERMINATION_MARGIN_SECONDS,
-                    ),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(RUNNER_UID),
-                        run_as_group: Some(RUNNER_UID),
-                        fs_group: Some(RUNNER_UID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    node_selector: r.node_selector.clone(),
-                    tolerations: r.tolerations.clone(),
-                    affinity: r.affinity.clone(),
-                    image_pull_secrets: r.image_pull_secrets.clone(),
-                    ..PodSpec::default()
-                }),
-            },
+            strategy: Some(rolling_update()),
+            template: pod_template(lw),
             ..DeploymentSpec::default()
         }),
         status: None,
@@ -365,166 +396,4 @@ pub fn pdb(lw: &LearningWorker) -> PodDisruptionBudget {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::fixtures::example;
-    use super::*;
-
-    fn env_map(lw: &LearningWorker) -> std::collections::BTreeMap<String, EnvVar> {
-        runner_env(lw)
-            .into_iter()
-            .map(|e| (e.name.clone(), e))
-            .collect()
-    }
-
-    #[test]
-    fn env_uses_the_contract_names_and_the_dsn_only_from_the_secret() {
-        let lw = example("amd-gpu.yaml");
-        let env = env_map(&lw);
-        let dsn = &env["LEARNING_DATABASE_URL"];
-        assert_eq!(dsn.value, None);
-        let sel = dsn
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap();
-        assert_eq!(
-            (sel.name.as_str(), sel.key.as_str()),
-            ("learning-db", "dsn")
-        );
-        let key = env["SUPABASE_SERVICE_ROLE_KEY"]
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap();
-        assert_eq!(key.name, "supabase-service-role");
-        let value = |k: &str| env[k].value.clone().unwrap();
-        assert_eq!(value("OLLAMA_BASE_URL"), "http://school-a-ollama:11434");
-        assert_eq!(value("AI_BACKEND"), "local");
-        assert_eq!(value("AI_FEEDBACK_MODEL"), "gpt-oss:20b");
-        assert_eq!(value("AI_THINK_LEVEL"), "low");
-        assert_eq!(value("GUSTAV_ENV"), "production");
-        assert_eq!(value("WORKER_CONCURRENCY"), "2");
-        assert_eq!(value("WORKER_POLL_INTERVAL"), "0.5");
-        assert_eq!(value("WORKER_DRAIN_GRACE_SECONDS"), "25");
-        assert_eq!(value("STORAGE_VERIFY_ROOT"), "/var/lib/gustav/submissions");
-        assert_eq!(value("LEARNING_HTTP_ADDR"), "0.0.0.0:8080");
-        assert!(!env.contains_key("DATABASE_URL"));
-    }
-
-    #[test]
-    fn external_mode_passes_the_url_and_stub_gets_none() {
-        let lw = example("external-ollama.yaml");
-        assert_eq!(ollama_url(&lw).as_deref(), Some("http://ollama:11434"));
-        let mut stub = example("cpu-only.yaml");
-        stub.spec.ai.backend = learning_crds::ai::Backend::Stub;
-        assert!(!env_map(&stub).contains_key("OLLAMA_BASE_URL"));
-    }
-
-    #[test]
-    fn pod_is_restricted_tokenless_and_drains_within_its_grace() {
-        let d = deployment(&example("amd-gpu.yaml"), None);
-        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-        assert_eq!(pod.automount_service_account_token, Some(false));
-        assert_eq!(pod.termination_grace_period_seconds, Some(40));
-        assert_eq!(
-            pod.security_context.as_ref().unwrap().run_as_non_root,
-            Some(true)
-        );
-        let c = &pod.containers[0];
-        let sc = c.security_context.as_ref().unwrap();
-        assert_eq!(sc.read_only_root_filesystem, Some(true));
-        assert_eq!(
-            c.termination_message_policy.as_deref(),
-            Some("FallbackToLogsOnError")
-        );
-        assert_eq!(sc.allow_privilege_escalation, Some(false));
-        assert_eq!(
-            sc.capabilities.as_ref().unwrap().drop.as_deref(),
-            Some(&["ALL".to_owned()][..])
-        );
-        let live = c
-            .liveness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap();
-        let ready = c
-            .readiness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap();
-        assert_eq!(
-            (live.path.as_deref(), ready.path.as_deref()),
-            (Some("/livez"), Some("/readyz"))
-        );
-        let submissions = c
-            .volume_mounts
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|m| m.name == "submissions")
-            .unwrap();
-        assert_eq!(submissions.read_only, Some(true));
-        assert_eq!(d.spec.as_ref().unwrap().replicas, Some(2));
-    }
-
-    #[test]
-    fn replicas_follow_suspend_fixed_count_and_backlog_within_bounds() {
-        let mut lw = example("autoscaling.yaml"); // 1..6, 20 jobs per replica
-        for (visible, want) in [
-            (None, 1),
-            (Some(0), 1),
-            (Some(20), 1),
-            (Some(21), 2),
-            (Some(119), 6),
-            (Some(10_000), 6),
-        ] {
-            assert_eq!(desired_replicas(&lw, visible), want, "{visible:?}");
-        }
-        lw.spec.suspend = true;
-        assert_eq!(desired_replicas(&lw, Some(500)), 0);
-        let fixed = example("nvidia-gpu.yaml");
-        assert_eq!(desired_replicas(&fixed, Some(500)), 1);
-    }
-
-    #[test]
-    fn service_and_pdb_select_the_runner_pods() {
-        let lw = example("amd-gpu.yaml");
-        let pod_labels = deployment(&lw, None)
-            .spec
-            .unwrap()
-            .template
-            .metadata
-            .unwrap()
-            .labels
-            .unwrap();
-        let svc = service(&lw).spec.unwrap();
-        for (k, v) in svc.selector.unwrap() {
-            assert_eq!(pod_labels.get(&k), Some(&v));
-        }
-        assert_eq!(svc.ports.unwrap()[0].port, 8080);
-        assert_eq!(
-            svc.publish_not_ready_addresses,
-            Some(true),
-            "the health report of unready runners must be readable"
-        );
-        let pdb = pdb(&lw).spec.unwrap();
-        assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
-        assert_eq!(
-            pdb.unhealthy_pod_eviction_policy.as_deref(),
-            Some("AlwaysAllow"),
-            "unready runners never block a drain"
-        );
-        assert_eq!(
-            service_account(&lw).automount_service_account_token,
-            Some(false)
-        );
-    }
-}
+mod tests;
