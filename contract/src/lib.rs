@@ -6,7 +6,7 @@
 //!
 //! - [`health`]: the health report's path, JSON shape and check names;
 //! - [`metrics`]: the runner metrics the operator scrapes;
-//! - [`env`]: the environment variables the runner reads (and which the operator sets itself);
+//! - [`env`](mod@env): the environment variables the runner reads (and which the operator sets itself);
 //! - [`url`]: the rules for `OLLAMA_BASE_URL` and `SUPABASE_URL`;
 //! - [`model`]: when two Ollama model names mean the same model;
 //! - [`gpu`]: a loaded model's share of GPU memory.

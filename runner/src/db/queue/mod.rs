@@ -1,6 +1,6 @@
-//! Every SQL statement the runner sends, in one place (design convention 10): [`lease`]
-//! (taking, holding and giving back jobs, reading their submission), [`finish`] (the fenced
-//! ends of a job and GUSTAV's update functions) and [`inspect`] (queue depth, the health probe,
+//! Every SQL statement the runner sends, in one place (design convention 10): `lease`
+//! (taking, holding and giving back jobs, reading their submission), `finish` (the fenced
+//! ends of a job and GUSTAV's update functions) and `inspect` (queue depth, the health probe,
 //! schema and role checks).
 //!
 //! Leasing is one statement (CTE + `for update skip locked`, committed at once). Every finish —
