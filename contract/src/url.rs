@@ -89,8 +89,15 @@ pub const EXTERNAL_OLLAMA_URL_PATTERN: &str = concat!(
     r"(/[-A-Za-z0-9._~/]*)?$"
 );
 
-/// The schema pattern of `SUPABASE_URL` in the CRD: what [`check_supabase_url`] accepts.
-pub const SUPABASE_URL_PATTERN: &str = r"^https?://[^\s@/?#\\]+/?$";
+/// The schema pattern of `SUPABASE_URL` in the CRD: what [`check_supabase_url`] accepts — a
+/// host of URL-safe ASCII characters (or a bracketed IPv6 address), an optional port in
+/// 1..=65535, at most one trailing slash. Written with explicit ASCII classes: the API server's
+/// regular expressions (Go) and Rust's disagree on what `\s` covers.
+pub const SUPABASE_URL_PATTERN: &str = concat!(
+    r"^https?://([A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])",
+    r"(:0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+    r"/?$"
+);
 
 /// A DNS-1035 label (a Kubernetes service name): a letter first, then letters, digits or `-`,
 /// not ending in `-`. Digit-only or `0x…` names are refused: URL parsers read them as IPv4
@@ -100,6 +107,17 @@ fn is_service_name(host: &str) -> bool {
         && host.starts_with(|c: char| c.is_ascii_alphabetic())
         && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         && !host.ends_with('-')
+}
+
+/// A port as the schema patterns allow it: ASCII digits only (leading zeros allowed), 1..=65535.
+fn is_port(port: &str) -> bool {
+    let significant = port.trim_start_matches('0');
+    !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && significant.len() <= 5
+        && significant
+            .parse::<u32>()
+            .is_ok_and(|p| (1..=65535).contains(&p))
 }
 
 /// A URL's host (IPv6 without brackets) and port, after its scheme was checked.
@@ -139,10 +157,8 @@ fn split_ollama_url(url: &str) -> Result<Authority<'_>, OllamaUrlError> {
             None => (authority, None),
         }
     };
-    if let Some(port) = port {
-        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
-            return Err(OllamaUrlError::Port);
-        }
+    if port.is_some_and(|p| !is_port(p)) {
+        return Err(OllamaUrlError::Port);
     }
     if host.is_empty() {
         return Err(OllamaUrlError::Malformed);
@@ -179,18 +195,42 @@ pub fn check_external_ollama_url(url: &str) -> Result<String, OllamaUrlError> {
     Ok(checked)
 }
 
-/// Checks a `SUPABASE_URL` and returns it trimmed, without a trailing slash.
+/// Checks a `SUPABASE_URL` and returns it trimmed, without its trailing slash.
 pub fn check_supabase_url(url: &str) -> Result<String, SupabaseUrlError> {
-    let url = url.trim().trim_end_matches('/');
+    let url = url.trim();
+    let url = url.strip_suffix('/').unwrap_or(url);
     let authority = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
         .ok_or(SupabaseUrlError::Scheme)?;
-    let plain = !authority.is_empty()
-        && !authority
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "/@?#\\".contains(c));
-    if plain {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((address, "")) => (Some(address), None),
+            Some((address, after)) => (Some(address), Some(after.strip_prefix(':'))),
+            None => (None, None),
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (Some(host), Some(Some(port))),
+            None => (Some(authority), None),
+        },
+    };
+    let bracketed = authority.starts_with('[');
+    let host_ok = host.is_some_and(|h| {
+        !h.is_empty()
+            && if bracketed {
+                h.bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            } else {
+                h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._~!$&'()*+,;=%-".contains(&b))
+            }
+    });
+    let port_ok = match port {
+        None => true,
+        Some(Some(p)) => is_port(p),
+        Some(None) => false,
+    };
+    if host_ok && port_ok {
         Ok(url.to_owned())
     } else {
         Err(SupabaseUrlError::NotABaseUrl)
@@ -247,6 +287,8 @@ mod tests {
             ("http://ollama/?x=1", OllamaUrlError::Malformed),
             ("http://", OllamaUrlError::Malformed),
             ("http://[::1", OllamaUrlError::Malformed),
+            ("http://ollama:+80", OllamaUrlError::Port),
+            ("http://ollama:", OllamaUrlError::Port),
         ] {
             assert_eq!(check_ollama_base_url(bad), Err(why), "{bad}");
         }
@@ -277,6 +319,8 @@ mod tests {
             "http://supabase-kong:8000",
             "http://supabase_kong_gustav:8000/",
             "https://db.example.org",
+            "http://[::1]:8000",
+            "http://kong:08000",
         ] {
             assert!(check_supabase_url(ok).is_ok(), "{ok}");
         }
@@ -295,6 +339,16 @@ mod tests {
             "https://example.org/?token=x",
             "https://example.org#frag",
             "https://exa mple.org",
+            "http://kong\u{b}:8000",
+            "http://kong\u{a0}:8000",
+            "http://kong:abc",
+            "http://kong:+80",
+            "http://kong:0",
+            "http://kong:65536",
+            "http://kong:8000//",
+            "http://[::1",
+            "http://[::1]x",
+            "http://kö.example",
         ] {
             assert_eq!(
                 check_supabase_url(bad),

@@ -330,6 +330,14 @@ fn supabase_urls_and_keep_alive_follow_the_runners_rules() {
         "https://example.org?x",
         "ftp://example.org",
         "https://exa\\mple.org",
+        "http://kong\u{b}:8000",
+        "http://kong\u{a0}:8000",
+        "http://kong:abc",
+        "http://kong:+80",
+        "http://kong:99999",
+        "http://kong:08000",
+        "http://[::1]:8000",
+        "http://kong:8000//",
     ] {
         let runner_accepts = learning_contract::url::check_supabase_url(url).is_ok();
         let schema_errors = errors_for(&|v| v["spec"]["storage"]["supabase"]["url"] = json!(url));

@@ -31,8 +31,8 @@ pub const CATEGORIES: [&str; 11] = [
     "serialize",
 ];
 
-/// The `state` values of `learning_operator_worker_queue_jobs` (the status's queue fields).
-pub const QUEUE_STATES: [&str; 4] = ["visible", "delayed", "leased", "failed"];
+/// The `state` values of `learning_operator_worker_queue_jobs`: the runners' own queue states.
+pub use learning_contract::metrics::QUEUE_STATES;
 
 /// (namespace, name) of a LearningWorker.
 type WorkerKey = (String, String);

@@ -134,3 +134,46 @@ async fn every_failure_is_classified() {
     let e = dead.tags().await.unwrap_err();
     assert_eq!(e.reason(), "connection_refused");
 }
+
+#[tokio::test]
+async fn an_error_line_in_the_middle_of_a_pull_is_a_server_error() {
+    let (fake, client) = setup().await;
+    fake.fail_endpoint(
+        "/api/pull",
+        Some(FakeAnswer::Garbage(
+            "{\"status\":\"pulling manifest\"}\n{\"error\":\"no space left on device\"}\n".into(),
+        )),
+    );
+    let mut statuses = Vec::new();
+    let e = client
+        .pull("qwen2.5vl:3b", LIMIT, |p| statuses.push(p.status.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, OllamaError::Server { message, .. } if message.contains("no space left")),
+        "{e:?}"
+    );
+    assert!(e.is_transient());
+    assert_eq!(statuses, ["pulling manifest"]);
+}
+
+#[tokio::test]
+async fn a_model_behind_a_registry_port_is_found_without_its_tag() {
+    // `registry:5000/foo` names `registry:5000/foo:latest`: the colon belongs to the port. The
+    // runner once read it as a tag and paused for a "missing" model that Ollama listed.
+    let fake = FakeOllama::start().await;
+    fake.add_model("registry:5000/school/foo:latest");
+    let client = OllamaClient::new(&fake.base_url()).unwrap();
+    let metrics = learning_runner::telemetry::metrics::Metrics::new().unwrap();
+    let monitor = learning_runner::ai::ollama::monitor::OllamaMonitor::new(
+        client,
+        vec![
+            "registry:5000/school/foo".into(),
+            "registry:5000/school/bar".into(),
+        ],
+        metrics,
+    );
+    let snapshot = monitor.refresh().await;
+    assert!(snapshot.reachable);
+    assert_eq!(snapshot.missing, ["registry:5000/school/bar"]);
+}

@@ -9,10 +9,11 @@ use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 /// How to get `kubernetes-validate`.
-pub const HINT_KUBERNETES_VALIDATE: &str =
-    "install it with `make deps` (kubernetes-validate from PyPI)";
+pub const HINT_KUBERNETES_VALIDATE: &str = "install it with `make deps` (kubernetes-validate from \
+     PyPI, into .tools/venv: outside make, put .tools/venv/bin on PATH)";
 /// How to get `check-jsonschema`.
-pub const HINT_CHECK_JSONSCHEMA: &str = "install it with `make deps` (check-jsonschema from PyPI)";
+pub const HINT_CHECK_JSONSCHEMA: &str = "install it with `make deps` (check-jsonschema from \
+     PyPI, into .tools/venv: outside make, put .tools/venv/bin on PATH)";
 /// How to get `promtool`.
 pub const HINT_PROMTOOL: &str = "install the Debian package prometheus (make deps)";
 /// How to get `shellcheck`.

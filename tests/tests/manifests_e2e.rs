@@ -244,4 +244,34 @@ fn the_dockerfile_has_both_small_non_root_targets() {
         ignore.lines().any(|l| l.trim() == "!migrations/"),
         "sqlx::migrate! embeds migrations/"
     );
+    // `cargo build` in the image loads every workspace member: each must be in the context.
+    let workspace: toml_members::Members =
+        toml_members::read(&std::fs::read_to_string(root().join("Cargo.toml")).unwrap());
+    assert!(workspace.0.len() >= 5, "{:?}", workspace.0);
+    for member in workspace.0 {
+        assert!(
+            ignore.lines().any(|l| l.trim() == format!("!{member}/")),
+            ".dockerignore leaves out the workspace member {member}/: the image build would fail"
+        );
+    }
+}
+
+/// The `members` of the workspace's Cargo.toml (a one-line array, as this repository writes it).
+mod toml_members {
+    pub struct Members(pub Vec<String>);
+
+    pub fn read(cargo_toml: &str) -> Members {
+        let line = cargo_toml
+            .lines()
+            .find(|l| l.trim_start().starts_with("members"))
+            .expect("Cargo.toml has a members line");
+        let list = line.split_once('[').and_then(|(_, r)| r.split_once(']'));
+        let (list, _) = list.expect("members = [\"a\", \"b\"] on one line");
+        Members(
+            list.split(',')
+                .map(|m| m.trim().trim_matches('"').to_owned())
+                .filter(|m| !m.is_empty())
+                .collect(),
+        )
+    }
 }

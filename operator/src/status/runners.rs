@@ -137,7 +137,7 @@ fn queue_from_report(report: &HealthReport) -> Draft {
         .collect();
     if failed_checks
         .iter()
-        .any(|c| c.detail == "db_connect_failed")
+        .any(|c| c.detail == learning_contract::health::DB_CONNECT_FAILED)
     {
         Draft::new(
             t::QUEUE_REACHABLE,

@@ -154,7 +154,8 @@ struct ThreadBuffer;
 
 impl std::io::Write for ThreadBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        THIS_THREAD.with(|lines| lines.borrow_mut().extend_from_slice(buf));
+        // A thread that logs while it exits finds its buffer gone: drop those lines.
+        let _ = THIS_THREAD.try_with(|lines| lines.borrow_mut().extend_from_slice(buf));
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -166,14 +166,8 @@ impl RemoteStorage {
         bucket: &str,
         service_key: Option<Secret>,
     ) -> Result<Self, RemoteConfigError> {
-        let url = url.trim().trim_end_matches('/');
-        let rest = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"))
-            .ok_or(RemoteConfigError::Url)?;
-        if rest.is_empty() || rest.contains(['@', '?', '#', ' ']) {
-            return Err(RemoteConfigError::Url);
-        }
+        let url =
+            learning_contract::url::check_supabase_url(url).map_err(|_| RemoteConfigError::Url)?;
         let service_key = service_key
             .filter(|k| !k.expose().is_empty())
             .ok_or(RemoteConfigError::MissingKey)?;
@@ -185,7 +179,7 @@ impl RemoteStorage {
             .map_err(|e| RemoteConfigError::Client(e.to_string()))?;
         Ok(RemoteStorage {
             http,
-            base: url.to_owned(),
+            base: url,
             bucket: bucket.to_owned(),
             service_key,
         })
