@@ -1,11 +1,13 @@
 //! Shared helpers for tests that drive real programs: a free local port, external tools that
 //! must be installed (a missing tool fails the test loudly, saying how to install it — never a
-//! silent skip), `kubernetes-validate`, and child processes that are waited for with a limit.
+//! silent skip), `kubernetes-validate`, child processes that are waited for with a limit, and
+//! temporary directories.
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How to get `kubernetes-validate`.
@@ -127,6 +129,37 @@ pub fn sigterm(child: &Child) {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok, "kill -TERM {} failed", child.id());
+}
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory; `tag` goes into its name.
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "gustav-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+
+    /// Writes `file` in the directory and returns its path.
+    pub fn write(&self, file: &str, content: &str) -> PathBuf {
+        let p = self.0.join(file);
+        std::fs::write(&p, content).expect("write temp file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[cfg(test)]

@@ -12,10 +12,9 @@
 //! Each checker is also shown to fail on a broken input, so a green run means something.
 //! A missing tool fails the test with the command that installs it; nothing is skipped.
 
-use learning_tests::tools::{check_jsonschema, require_tool, text};
+use learning_tests::tools::{check_jsonschema, require_tool, text, TempDir};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_yaml_ng::Value;
 
@@ -622,32 +621,3 @@ fn the_compose_env_example_has_placeholders_only() {
 }
 
 // --- helpers -----------------------------------------------------------------------------------
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "gustav-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-
-    fn write(&self, file: &str, content: &str) -> PathBuf {
-        let p = self.0.join(file);
-        std::fs::write(&p, content).expect("write temp file");
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}

@@ -5,11 +5,10 @@
 #![allow(dead_code)] // each test crate uses a different part
 
 #[allow(unused_imports)]
-pub use learning_tests::tools::{require_tool, run, text};
+pub use learning_tests::tools::{require_tool, run, text, TempDir};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_yaml_ng::Value;
 
@@ -127,35 +126,6 @@ pub fn name(doc: &Value) -> &str {
 /// The documents of `kind`.
 pub fn of_kind<'a>(all: &'a [Value], k: &str) -> Vec<&'a Value> {
     all.iter().filter(|d| kind(d) == k).collect()
-}
-
-/// A directory under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "gustav-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-
-    pub fn write(&self, file: &str, content: &str) -> PathBuf {
-        let p = self.0.join(file);
-        std::fs::write(&p, content).expect("write temp file");
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Runs `kubernetes-validate --strict` on `file` for every version in [`K8S_VERSIONS`].
