@@ -74,8 +74,7 @@ fn functions(text: &str) -> Vec<(String, usize, usize)> {
             .skip_while(|w| *w != "fn")
             .nth(1)
             .map(|n| n.split(['(', '<']).next().unwrap_or(n).to_owned());
-        let Some(name) = name.filter(|_| code.trim_start().split_whitespace().any(|w| w == "fn"))
-        else {
+        let Some(name) = name.filter(|_| code.split_whitespace().any(|w| w == "fn")) else {
             i += 1;
             continue;
         };
