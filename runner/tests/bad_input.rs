@@ -404,3 +404,51 @@ async fn the_pool_refuses_a_role_that_bypasses_rls_on_every_new_connection() {
     let err = refused.expect_err("a BYPASSRLS role gets no connection");
     assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err}");
 }
+
+#[tokio::test]
+async fn every_runner_connection_has_time_limits_so_no_statement_waits_without_bound() {
+    use std::str::FromStr;
+    let db = TestDb::new().await;
+    let config = learning_runner::config::DatabaseConfig {
+        connect: sqlx::postgres::PgConnectOptions::from_str(&db.worker_url()).unwrap(),
+        max_connections: 2,
+        allow_privileged: false,
+    };
+    let pool = learning_runner::db::lazy_pool(&config);
+    let heartbeat = learning_runner::db::dedicated_pool(&pool);
+    for pool in [&pool, &heartbeat] {
+        let limits: (String, String, String) = sqlx::query_as(
+            "select current_setting('statement_timeout'), current_setting('lock_timeout'), \
+             current_setting('idle_in_transaction_session_timeout')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(limits, ("30s".into(), "10s".into(), "1min".into()));
+    }
+    // A row the web app keeps locked: the runner's update gives up after lock_timeout with
+    // PostgreSQL's lock_not_available (55P03) instead of waiting for ever.
+    let (_, id) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
+    let mut web_app = db.admin.begin().await.unwrap();
+    sqlx::query("select 1 from learning_submission_jobs where id = $1 for update")
+        .bind(id)
+        .execute(&mut *web_app)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("set lock_timeout = '200ms'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let err = sqlx::query("update learning_submission_jobs set updated_at = now() where id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("55P03"),
+        "{err}"
+    );
+    web_app.rollback().await.unwrap();
+}

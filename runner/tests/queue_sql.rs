@@ -118,17 +118,58 @@ async fn heartbeat_extends_held_leases_and_reports_lost_ones() {
         job_id: job.id,
         lease_key: Uuid::new_v4(),
     };
-    let extended =
-        queue::extend_leases(&worker, &[job.lease_ref(), stale], Duration::from_secs(120))
-            .await
-            .unwrap();
-    assert_eq!(extended, vec![job.lease_ref()]);
+    let found = queue::extend_leases(&worker, &[job.lease_ref(), stale], Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(found.extended, vec![job.lease_ref()]);
+    assert!(
+        found.busy.is_empty(),
+        "the stale key is neither extended nor busy"
+    );
     let until: f64 = sqlx::query_scalar("select extract(epoch from leased_until - now())::float8 from learning_submission_jobs where id = $1")
         .bind(job.id)
         .fetch_one(&db.admin)
         .await
         .unwrap();
     assert!(until > 100.0, "lease extended to ~120 s, got {until}");
+}
+
+#[tokio::test]
+async fn a_heartbeat_never_waits_for_a_row_its_own_finish_holds() {
+    // One job's finish holds its row (waiting, say, on a submission row the web app locked);
+    // the heartbeat must still extend the other jobs at once and must not call the busy one
+    // lost.
+    let db = TestDb::new().await;
+    let worker = db.worker_pool(3).await;
+    fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
+    fixtures::enqueue(&db.admin, &NewSubmission::text("s2", "b")).await;
+    let jobs = queue::lease_jobs(&worker, 2, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let (busy, free) = (jobs[0].lease_ref(), jobs[1].lease_ref());
+    let mut finishing = db.admin.begin().await.unwrap();
+    sqlx::query("select 1 from learning_submission_jobs where id = $1 for update")
+        .bind(busy.job_id)
+        .execute(&mut *finishing)
+        .await
+        .unwrap();
+    let found = tokio::time::timeout(
+        Duration::from_secs(20),
+        queue::extend_leases(&worker, &[busy, free], Duration::from_secs(120)),
+    )
+    .await
+    .expect("the heartbeat waited for a locked row")
+    .unwrap();
+    assert_eq!((found.extended, found.busy), (vec![free], vec![busy]));
+    finishing.rollback().await.unwrap();
+    let found = queue::extend_leases(&worker, &[busy, free], Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.extended.len(),
+        2,
+        "extended again once the lock is gone"
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,8 @@ use crate::config::DatabaseConfig;
 pub const PRIVILEGED_ROLE_REFUSED: &str =
     "the database role bypasses row-level security (superuser or BYPASSRLS); use the gustav_worker login role";
 
-/// A pool that opens up to `max_connections` on demand.
+/// A pool that opens up to `max_connections` on demand. Every connection gets the session
+/// limits of [`queue::SESSION_LIMITS`] and, unless allowed, the row-level-security guard.
 pub fn lazy_pool_sized(config: &DatabaseConfig, max_connections: u32) -> PgPool {
     let allow_privileged = config.allow_privileged;
     PgPoolOptions::new()
@@ -27,6 +28,7 @@ pub fn lazy_pool_sized(config: &DatabaseConfig, max_connections: u32) -> PgPool 
         .idle_timeout(Duration::from_secs(300))
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
+                queue::apply_session_limits(conn).await?;
                 if !allow_privileged {
                     let bypasses = queue::role_bypasses_rls_on(conn).await?;
                     if bypasses {
@@ -37,6 +39,18 @@ pub fn lazy_pool_sized(config: &DatabaseConfig, max_connections: u32) -> PgPool 
             })
         })
         .connect_lazy_with(config.connect.clone())
+}
+
+/// A one-connection pool with the options of `pool`, for work that must never queue behind
+/// the job connections: the lease heartbeat. Its connection carries the same timeouts.
+pub fn dedicated_pool(pool: &PgPool) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(300))
+        .after_connect(|conn, _meta| Box::pin(queue::apply_session_limits(conn)))
+        .connect_lazy_with(pool.connect_options().as_ref().clone())
 }
 
 /// A pool of the configured size.

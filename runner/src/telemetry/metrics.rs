@@ -222,10 +222,10 @@ impl QueueMetrics {
                 registry,
                 Opts::new(
                     "learning_runner_heartbeats_total",
-                    "Lease extensions, by result.",
+                    "Lease extensions, by result (busy: the job's own finish held the row, so it was skipped).",
                 ),
                 "result",
-                &["extended", "lost", "error"],
+                &["extended", "busy", "lost", "error"],
             )?,
             leased: registered(
                 registry,

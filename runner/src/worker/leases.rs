@@ -66,7 +66,8 @@ impl LeaseRegistry {
     }
 }
 
-/// Extends every held lease once; returns how many were lost. A lease counts as lost only
+/// Extends every held lease once; returns how many were lost. A lease whose row is locked by
+/// its own finish right now is left as it is (the lock protects it). A lease counts as lost only
 /// when its job is still registered with the same key (a job that simply finished between the
 /// snapshot and the statement is not lost); lost leases are forgotten so they are reported
 /// once, and the job's finish is refused by the fence anyway.
@@ -80,13 +81,18 @@ pub async fn beat_once(
     if held.is_empty() {
         return Ok(0);
     }
-    let extended = queue::extend_leases(pool, &held, lease).await?;
+    let found = queue::extend_leases(pool, &held, lease).await?;
     metrics
         .heartbeats
         .with_label_values(&["extended"])
-        .inc_by(extended.len() as u64);
+        .inc_by(found.extended.len() as u64);
+    metrics
+        .heartbeats
+        .with_label_values(&["busy"])
+        .inc_by(found.busy.len() as u64);
     let mut lost = 0;
-    for gone in held.iter().filter(|h| !extended.contains(h)) {
+    let kept = |h: &&LeaseRef| found.extended.contains(h) || found.busy.contains(h);
+    for gone in held.iter().filter(|h| !kept(h)) {
         if registry.remove_exact(*gone) {
             lost += 1;
             tracing::warn!(event = "learning.lease.lost", job_id = %gone.job_id, "lease could not be extended; another runner holds the job now");

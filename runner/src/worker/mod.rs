@@ -151,8 +151,10 @@ impl Worker {
     /// Starts extending the leases in `registry` until stopped.
     fn start_heartbeat(&self, registry: &LeaseRegistry) -> Heartbeat {
         let stop = CancellationToken::new();
+        // Its own connection: with all job connections busy (or one stuck), leases would
+        // otherwise expire while the heartbeat waits for a connection.
         let task = tokio::spawn(run_heartbeat(
-            self.pool().clone(),
+            crate::db::dedicated_pool(self.pool()),
             registry.clone(),
             self.metrics().clone(),
             self.config.heartbeat_interval,

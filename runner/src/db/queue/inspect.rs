@@ -109,3 +109,20 @@ pub async fn current_role(pool: &PgPool) -> Result<String, sqlx::Error> {
         .fetch_one(pool)
         .await
 }
+
+/// The time limits of every runner session, so that no statement of the runner can wait
+/// without bound — not on a lock held by the web app, not on a transaction left open:
+/// - `statement_timeout` 30 s: the longest statement (the lease) takes milliseconds;
+/// - `lock_timeout` 10 s: a finish waiting on a submission row the web app holds fails and
+///   is retried, instead of holding its job row (and its runner's slot) indefinitely;
+/// - `idle_in_transaction_session_timeout` 60 s: a transaction the runner lost track of is
+///   ended by the server, releasing its locks.
+pub const SESSION_LIMITS: &str = "set statement_timeout = '30s'; \
+     set lock_timeout = '10s'; \
+     set idle_in_transaction_session_timeout = '60s'";
+
+/// Applies [`SESSION_LIMITS`] to a new connection.
+pub async fn apply_session_limits(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    use sqlx::Executor as _;
+    conn.execute(SESSION_LIMITS).await.map(drop)
+}

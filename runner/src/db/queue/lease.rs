@@ -100,24 +100,56 @@ pub async fn lease_jobs(
     Ok(jobs.into_iter().map(|(_, _, job)| job).collect())
 }
 
-/// Extends the leases still held; returns the ones that were extended (the rest are lost).
+/// What one heartbeat found for the leases it was given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseExtension {
+    /// Extended.
+    pub extended: Vec<LeaseRef>,
+    /// Still ours, but the row is locked right now (by this runner's own finish of the job,
+    /// which may be waiting on a lock of the web app): not extended, and not lost. The lock
+    /// keeps any other runner from taking the job while it is held.
+    pub busy: Vec<LeaseRef>,
+}
+
+/// Extends the leases still held, without ever waiting for a row lock: rows locked by a
+/// finish in progress are skipped and reported [`LeaseExtension::busy`], so one slow finish
+/// never holds up the heartbeat of every other job. A lease in neither list is gone (taken
+/// over, or the job finished).
 pub async fn extend_leases(
     pool: &PgPool,
     leases: &[LeaseRef],
     lease: Duration,
-) -> Result<Vec<LeaseRef>, sqlx::Error> {
+) -> Result<LeaseExtension, sqlx::Error> {
     if leases.is_empty() {
-        return Ok(Vec::new());
+        return Ok(LeaseExtension::default());
     }
     let ids: Vec<Uuid> = leases.iter().map(|l| l.job_id).collect();
     let keys: Vec<Uuid> = leases.iter().map(|l| l.lease_key).collect();
     let rows = sqlx::query(
         r#"
-        update public.learning_submission_jobs as j
-           set leased_until = now() + make_interval(secs => $3), updated_at = now()
-          from unnest($1::uuid[], $2::uuid[]) as held(id, lease_key)
-         where j.id = held.id and j.lease_key = held.lease_key and j.status = 'leased'
-        returning j.id, j.lease_key
+        with held as (
+            select * from unnest($1::uuid[], $2::uuid[]) as h(id, lease_key)
+        ), lockable as (
+            select j.id
+              from public.learning_submission_jobs as j
+              join held on held.id = j.id and held.lease_key = j.lease_key
+             where j.status = 'leased'
+               for update of j skip locked
+        ), extended as (
+            update public.learning_submission_jobs as j
+               set leased_until = now() + make_interval(secs => $3), updated_at = now()
+              from lockable
+             where j.id = lockable.id
+            returning j.id, j.lease_key
+        )
+        select held.id, held.lease_key,
+               exists (select 1 from extended
+                        where extended.id = held.id
+                          and extended.lease_key = held.lease_key) as extended,
+               exists (select 1 from public.learning_submission_jobs as j
+                        where j.id = held.id and j.lease_key = held.lease_key
+                          and j.status = 'leased') as still_ours
+          from held
         "#,
     )
     .bind(&ids)
@@ -125,14 +157,19 @@ pub async fn extend_leases(
     .bind(seconds(lease))
     .fetch_all(pool)
     .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(LeaseRef {
-                job_id: r.try_get("id")?,
-                lease_key: r.try_get("lease_key")?,
-            })
-        })
-        .collect()
+    let mut found = LeaseExtension::default();
+    for row in rows {
+        let lease = LeaseRef {
+            job_id: row.try_get("id")?,
+            lease_key: row.try_get("lease_key")?,
+        };
+        if row.try_get::<bool, _>("extended")? {
+            found.extended.push(lease);
+        } else if row.try_get::<bool, _>("still_ours")? {
+            found.busy.push(lease);
+        }
+    }
+    Ok(found)
 }
 
 /// Reads a submission as the student (`app.current_sub` set transaction-locally, so RLS lets
