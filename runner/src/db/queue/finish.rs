@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::{seconds, Fenced, LeaseRef};
+use super::{seconds, within, Fenced, LeaseRef};
 use crate::job::error_code::{ErrorCode, Phase};
 
 async fn finish(tx: Transaction<'_, Postgres>, applied: bool) -> Result<Fenced, sqlx::Error> {
@@ -30,19 +30,22 @@ pub async fn complete(
     feedback_md: &str,
     analysis_json: &Value,
 ) -> Result<Fenced, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let deleted = delete_fenced(&mut tx, lease).await?;
-    if deleted {
-        update_completed(
-            &mut tx,
-            submission_id,
-            text_body,
-            feedback_md,
-            analysis_json,
-        )
-        .await?;
-    }
-    finish(tx, deleted).await
+    within(async move {
+        let mut tx = pool.begin().await?;
+        let deleted = delete_fenced(&mut tx, lease).await?;
+        if deleted {
+            update_completed(
+                &mut tx,
+                submission_id,
+                text_body,
+                feedback_md,
+                analysis_json,
+            )
+            .await?;
+        }
+        finish(tx, deleted).await
+    })
+    .await
 }
 
 async fn delete_fenced(
@@ -77,34 +80,37 @@ pub async fn retry(
     delay: Duration,
     cache: Option<&VisionCache>,
 ) -> Result<Fenced, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let requeued = sqlx::query(
-        r#"
-        update public.learning_submission_jobs
-           set status = 'queued',
-               retry_count = retry_count + 1,
-               visible_at = now() + make_interval(secs => $3),
-               lease_key = null,
-               leased_until = null,
-               updated_at = now(),
-               payload = case when $4::text is null or jsonb_typeof(payload) <> 'object' then payload
-                              else payload || jsonb_build_object('cached_text_md', $4::text, 'cached_raw_metadata', $5::jsonb) end
-         where id = $1 and lease_key = $2 and status = 'leased'
-        "#,
-    )
-    .bind(lease.job_id)
-    .bind(lease.lease_key)
-    .bind(seconds(delay))
-    .bind(cache.map(|c| c.text_md.as_str()))
-    .bind(cache.map(|c| &c.raw_metadata))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if requeued {
-        mark_retry(&mut tx, submission_id, phase, message).await?;
-    }
-    finish(tx, requeued).await
+    within(async move {
+        let mut tx = pool.begin().await?;
+        let requeued = sqlx::query(
+            r#"
+            update public.learning_submission_jobs
+               set status = 'queued',
+                   retry_count = retry_count + 1,
+                   visible_at = now() + make_interval(secs => $3),
+                   lease_key = null,
+                   leased_until = null,
+                   updated_at = now(),
+                   payload = case when $4::text is null or jsonb_typeof(payload) <> 'object' then payload
+                                  else payload || jsonb_build_object('cached_text_md', $4::text, 'cached_raw_metadata', $5::jsonb) end
+             where id = $1 and lease_key = $2 and status = 'leased'
+            "#,
+        )
+        .bind(lease.job_id)
+        .bind(lease.lease_key)
+        .bind(seconds(delay))
+        .bind(cache.map(|c| c.text_md.as_str()))
+        .bind(cache.map(|c| &c.raw_metadata))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if requeued {
+            mark_retry(&mut tx, submission_id, phase, message).await?;
+        }
+        finish(tx, requeued).await
+    })
+    .await
 }
 
 /// Permanent error (or retries used up): marks the job `failed` with `code` (fenced) and the
@@ -116,32 +122,38 @@ pub async fn fail(
     code: ErrorCode,
     message: &str,
 ) -> Result<Fenced, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let failed = sqlx::query(
-        r#"
-        update public.learning_submission_jobs
-           set status = 'failed', error_code = $3, lease_key = null, leased_until = null, updated_at = now()
-         where id = $1 and lease_key = $2 and status = 'leased'
-        "#,
-    )
-    .bind(lease.job_id)
-    .bind(lease.lease_key)
-    .bind(code.as_str())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if failed {
-        update_failed(&mut tx, submission_id, code.as_str(), message).await?;
-    }
-    finish(tx, failed).await
+    within(async move {
+        let mut tx = pool.begin().await?;
+        let failed = sqlx::query(
+            r#"
+            update public.learning_submission_jobs
+               set status = 'failed', error_code = $3, lease_key = null, leased_until = null, updated_at = now()
+             where id = $1 and lease_key = $2 and status = 'leased'
+            "#,
+        )
+        .bind(lease.job_id)
+        .bind(lease.lease_key)
+        .bind(code.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if failed {
+            update_failed(&mut tx, submission_id, code.as_str(), message).await?;
+        }
+        finish(tx, failed).await
+    })
+    .await
 }
 
 /// Nothing to do for this job (submission already completed or failed): deletes it (fenced).
 pub async fn discard(pool: &PgPool, lease: LeaseRef) -> Result<Fenced, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let deleted = delete_fenced(&mut tx, lease).await?;
-    finish(tx, deleted).await
+    within(async move {
+        let mut tx = pool.begin().await?;
+        let deleted = delete_fenced(&mut tx, lease).await?;
+        finish(tx, deleted).await
+    })
+    .await
 }
 
 /// GUSTAV's `learning_worker_update_completed`: stores text, feedback and analysis and marks
@@ -153,14 +165,17 @@ pub async fn update_completed(
     feedback_md: &str,
     analysis_json: &Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("select public.learning_worker_update_completed($1, $2, $3, $4::jsonb)")
-        .bind(submission_id)
-        .bind(text_body)
-        .bind(feedback_md)
-        .bind(analysis_json)
-        .execute(conn)
-        .await
-        .map(drop)
+    within(async move {
+        sqlx::query("select public.learning_worker_update_completed($1, $2, $3, $4::jsonb)")
+            .bind(submission_id)
+            .bind(text_body)
+            .bind(feedback_md)
+            .bind(analysis_json)
+            .execute(conn)
+            .await
+            .map(drop)
+    })
+    .await
 }
 
 /// GUSTAV's `learning_worker_update_failed`: marks the submission `failed` with `code`.
@@ -170,13 +185,16 @@ pub async fn update_failed(
     code: &str,
     message: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("select public.learning_worker_update_failed($1, $2, $3)")
-        .bind(submission_id)
-        .bind(code)
-        .bind(message)
-        .execute(conn)
-        .await
-        .map(drop)
+    within(async move {
+        sqlx::query("select public.learning_worker_update_failed($1, $2, $3)")
+            .bind(submission_id)
+            .bind(code)
+            .bind(message)
+            .execute(conn)
+            .await
+            .map(drop)
+    })
+    .await
 }
 
 /// GUSTAV's `learning_worker_mark_retry`: records a failed attempt of `phase` on the
@@ -187,11 +205,14 @@ pub async fn mark_retry(
     phase: Phase,
     message: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("select public.learning_worker_mark_retry($1, $2, $3, now())")
-        .bind(submission_id)
-        .bind(phase.as_str())
-        .bind(message)
-        .execute(conn)
-        .await
-        .map(drop)
+    within(async move {
+        sqlx::query("select public.learning_worker_mark_retry($1, $2, $3, now())")
+            .bind(submission_id)
+            .bind(phase.as_str())
+            .bind(message)
+            .execute(conn)
+            .await
+            .map(drop)
+    })
+    .await
 }

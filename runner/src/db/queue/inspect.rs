@@ -3,90 +3,103 @@
 
 use sqlx::{PgPool, Row};
 
-use super::{ProbeCheck, QueueDepth};
+use super::{within, ProbeCheck, QueueDepth};
 
 /// Counts of the queue by state, and the age of the oldest visible job.
 pub async fn queue_depth(pool: &PgPool) -> Result<QueueDepth, sqlx::Error> {
-    let r = sqlx::query(
-        r#"
-        select count(*) filter (where status = 'queued' and visible_at <= now()) as visible,
-               count(*) filter (where status = 'queued' and visible_at > now())  as delayed,
-               count(*) filter (where status = 'leased')                         as leased,
-               count(*) filter (where status = 'failed')                         as failed,
-               coalesce(extract(epoch from now() - min(visible_at) filter (where status = 'queued' and visible_at <= now())), 0)::float8 as oldest
-          from public.learning_submission_jobs
-        "#,
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(QueueDepth {
-        visible: r.try_get("visible")?,
-        delayed: r.try_get("delayed")?,
-        leased: r.try_get("leased")?,
-        failed: r.try_get("failed")?,
-        oldest_visible_age_seconds: r.try_get("oldest")?,
+    within(async move {
+        let r = sqlx::query(
+            r#"
+            select count(*) filter (where status = 'queued' and visible_at <= now()) as visible,
+                   count(*) filter (where status = 'queued' and visible_at > now())  as delayed,
+                   count(*) filter (where status = 'leased')                         as leased,
+                   count(*) filter (where status = 'failed')                         as failed,
+                   coalesce(extract(epoch from now() - min(visible_at) filter (where status = 'queued' and visible_at <= now())), 0)::float8 as oldest
+              from public.learning_submission_jobs
+            "#,
+        )
+        .fetch_one(pool)
+        .await?;
+        Ok(QueueDepth {
+            visible: r.try_get("visible")?,
+            delayed: r.try_get("delayed")?,
+            leased: r.try_get("leased")?,
+            failed: r.try_get("failed")?,
+            oldest_visible_age_seconds: r.try_get("oldest")?,
+        })
     })
+    .await
 }
 
 /// Jobs that are still to be processed (queued at any time, or leased).
 pub async fn unfinished_jobs(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "select count(*) from public.learning_submission_jobs where status in ('queued', 'leased')",
-    )
-    .fetch_one(pool)
+    within(async move {
+        sqlx::query_scalar(
+            "select count(*) from public.learning_submission_jobs where status in ('queued', 'leased')",
+        )
+        .fetch_one(pool)
+        .await
+    })
     .await
 }
 
 /// The role the pool logs in as, and the rows of `learning_worker_health_probe()`.
 pub async fn health_probe(pool: &PgPool) -> Result<(String, Vec<ProbeCheck>), sqlx::Error> {
-    let role = current_role(pool).await?;
-    let rows =
-        sqlx::query("select check_name, status, detail from public.learning_worker_health_probe()")
-            .fetch_all(pool)
-            .await?;
-    let checks = rows
-        .into_iter()
-        .map(|r| {
-            Ok(ProbeCheck {
-                check: r
-                    .try_get::<Option<String>, _>("check_name")?
-                    .unwrap_or_default(),
-                status: r
-                    .try_get::<Option<String>, _>("status")?
-                    .unwrap_or_default(),
-                detail: r
-                    .try_get::<Option<String>, _>("detail")?
-                    .unwrap_or_default(),
+    within(async move {
+        let role = current_role(pool).await?;
+        let rows = sqlx::query(
+            "select check_name, status, detail from public.learning_worker_health_probe()",
+        )
+        .fetch_all(pool)
+        .await?;
+        let checks = rows
+            .into_iter()
+            .map(|r| {
+                Ok(ProbeCheck {
+                    check: r
+                        .try_get::<Option<String>, _>("check_name")?
+                        .unwrap_or_default(),
+                    status: r
+                        .try_get::<Option<String>, _>("status")?
+                        .unwrap_or_default(),
+                    detail: r
+                        .try_get::<Option<String>, _>("detail")?
+                        .unwrap_or_default(),
+                })
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-    Ok((role, checks))
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok((role, checks))
+    })
+    .await
 }
 
 /// Whether the queue table and the three update functions exist and the login role may use
 /// them (readiness): SELECT on submissions, SELECT/UPDATE/DELETE on jobs, EXECUTE on the
 /// functions. A missing grant would otherwise fail every finish while the runner looked ready.
 pub async fn schema_present(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        r#"
-        select case
-            when to_regclass('public.learning_submission_jobs') is null
-              or to_regclass('public.learning_submissions') is null
-              or to_regprocedure('public.learning_worker_update_completed(uuid,text,text,jsonb)') is null
-              or to_regprocedure('public.learning_worker_update_failed(uuid,text,text)') is null
-              or to_regprocedure('public.learning_worker_mark_retry(uuid,text,text,timestamptz)') is null
-            then false
-            else has_table_privilege('public.learning_submissions', 'select')
-             and has_table_privilege('public.learning_submission_jobs', 'select')
-             and has_table_privilege('public.learning_submission_jobs', 'update')
-             and has_table_privilege('public.learning_submission_jobs', 'delete')
-             and has_function_privilege('public.learning_worker_update_completed(uuid,text,text,jsonb)', 'execute')
-             and has_function_privilege('public.learning_worker_update_failed(uuid,text,text)', 'execute')
-             and has_function_privilege('public.learning_worker_mark_retry(uuid,text,text,timestamptz)', 'execute')
-            end
-        "#,
-    )
-    .fetch_one(pool)
+    within(async move {
+        sqlx::query_scalar(
+            r#"
+            select case
+                when to_regclass('public.learning_submission_jobs') is null
+                  or to_regclass('public.learning_submissions') is null
+                  or to_regprocedure('public.learning_worker_update_completed(uuid,text,text,jsonb)') is null
+                  or to_regprocedure('public.learning_worker_update_failed(uuid,text,text)') is null
+                  or to_regprocedure('public.learning_worker_mark_retry(uuid,text,text,timestamptz)') is null
+                then false
+                else has_table_privilege('public.learning_submissions', 'select')
+                 and has_table_privilege('public.learning_submission_jobs', 'select')
+                 and has_table_privilege('public.learning_submission_jobs', 'update')
+                 and has_table_privilege('public.learning_submission_jobs', 'delete')
+                 and has_function_privilege('public.learning_worker_update_completed(uuid,text,text,jsonb)', 'execute')
+                 and has_function_privilege('public.learning_worker_update_failed(uuid,text,text)', 'execute')
+                 and has_function_privilege('public.learning_worker_mark_retry(uuid,text,text,timestamptz)', 'execute')
+                end
+            "#,
+        )
+        .fetch_one(pool)
+        .await
+    })
     .await
 }
 
@@ -99,15 +112,21 @@ pub async fn role_bypasses_rls_on(conn: &mut sqlx::PgConnection) -> Result<bool,
 
 /// Whether the login role bypasses row-level security (superuser or BYPASSRLS).
 pub async fn role_bypasses_rls(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    role_bypasses_rls_on(&mut conn).await
+    within(async move {
+        let mut conn = pool.acquire().await?;
+        role_bypasses_rls_on(&mut conn).await
+    })
+    .await
 }
 
 /// The role the pool logs in as.
 pub async fn current_role(pool: &PgPool) -> Result<String, sqlx::Error> {
-    sqlx::query_scalar("select current_user::text")
-        .fetch_one(pool)
-        .await
+    within(async move {
+        sqlx::query_scalar("select current_user::text")
+            .fetch_one(pool)
+            .await
+    })
+    .await
 }
 
 /// The time limits of every runner session, so that no statement of the runner can wait

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::{seconds, LeaseRef, LeasedJob, SubmissionRow};
+use super::{seconds, within, LeaseRef, LeasedJob, SubmissionRow};
 
 /// The lease statement's candidate selection (`$1` = the limit), shared with the benchmark so
 /// that what `make bench` measures is exactly what the runner sends.
@@ -53,51 +53,54 @@ pub async fn lease_jobs(
     limit: i64,
     lease: Duration,
 ) -> Result<Vec<LeasedJob>, sqlx::Error> {
-    let rows = sqlx::query(concat!(
-        lease_candidates_cte!(),
-        r#"
-        update public.learning_submission_jobs as j
-           set status = 'leased',
-               lease_key = gen_random_uuid(),
-               leased_until = now() + make_interval(secs => $2),
-               updated_at = now(),
-               -- a lease that expired in someone's hands: count the takeover (poison-job guard)
-               payload = case
-                   when j.status = 'leased' and jsonb_typeof(j.payload) = 'object' then
-                       jsonb_set(j.payload, '{lease_takeovers}', to_jsonb(1 + case
-                           when jsonb_typeof(j.payload -> 'lease_takeovers') = 'number'
-                           then least(greatest((j.payload ->> 'lease_takeovers')::numeric, 0), 1000)::int
-                           else 0 end))
-                   else j.payload end
-          from candidates
-         where j.id = candidates.id
-        returning j.id, j.submission_id, j.payload, j.retry_count, j.lease_key, j.leased_until, j.visible_at, j.created_at
-        "#
-    ))
-    .bind(limit)
-    .bind(seconds(lease))
-    .fetch_all(pool)
-    .await?;
+    within(async move {
+        let rows = sqlx::query(concat!(
+            lease_candidates_cte!(),
+            r#"
+            update public.learning_submission_jobs as j
+               set status = 'leased',
+                   lease_key = gen_random_uuid(),
+                   leased_until = now() + make_interval(secs => $2),
+                   updated_at = now(),
+                   -- a lease that expired in someone's hands: count the takeover (poison-job guard)
+                   payload = case
+                       when j.status = 'leased' and jsonb_typeof(j.payload) = 'object' then
+                           jsonb_set(j.payload, '{lease_takeovers}', to_jsonb(1 + case
+                               when jsonb_typeof(j.payload -> 'lease_takeovers') = 'number'
+                               then least(greatest((j.payload ->> 'lease_takeovers')::numeric, 0), 1000)::int
+                               else 0 end))
+                       else j.payload end
+              from candidates
+             where j.id = candidates.id
+            returning j.id, j.submission_id, j.payload, j.retry_count, j.lease_key, j.leased_until, j.visible_at, j.created_at
+            "#
+        ))
+        .bind(limit)
+        .bind(seconds(lease))
+        .fetch_all(pool)
+        .await?;
 
-    let mut jobs: Vec<(DateTime<Utc>, DateTime<Utc>, LeasedJob)> = rows
-        .into_iter()
-        .map(|r| {
-            Ok((
-                r.try_get("visible_at")?,
-                r.try_get("created_at")?,
-                LeasedJob {
-                    id: r.try_get("id")?,
-                    submission_id: r.try_get("submission_id")?,
-                    payload: r.try_get("payload")?,
-                    retry_count: r.try_get("retry_count")?,
-                    lease_key: r.try_get("lease_key")?,
-                    leased_until: r.try_get("leased_until")?,
-                },
-            ))
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-    jobs.sort_by_key(|(visible_at, created_at, _)| (*visible_at, *created_at));
-    Ok(jobs.into_iter().map(|(_, _, job)| job).collect())
+        let mut jobs: Vec<(DateTime<Utc>, DateTime<Utc>, LeasedJob)> = rows
+            .into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("visible_at")?,
+                    r.try_get("created_at")?,
+                    LeasedJob {
+                        id: r.try_get("id")?,
+                        submission_id: r.try_get("submission_id")?,
+                        payload: r.try_get("payload")?,
+                        retry_count: r.try_get("retry_count")?,
+                        lease_key: r.try_get("lease_key")?,
+                        leased_until: r.try_get("leased_until")?,
+                    },
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        jobs.sort_by_key(|(visible_at, created_at, _)| (*visible_at, *created_at));
+        Ok(jobs.into_iter().map(|(_, _, job)| job).collect())
+    })
+    .await
 }
 
 /// What one heartbeat found for the leases it was given.
@@ -120,56 +123,59 @@ pub async fn extend_leases(
     leases: &[LeaseRef],
     lease: Duration,
 ) -> Result<LeaseExtension, sqlx::Error> {
-    if leases.is_empty() {
-        return Ok(LeaseExtension::default());
-    }
-    let ids: Vec<Uuid> = leases.iter().map(|l| l.job_id).collect();
-    let keys: Vec<Uuid> = leases.iter().map(|l| l.lease_key).collect();
-    let rows = sqlx::query(
-        r#"
-        with held as (
-            select * from unnest($1::uuid[], $2::uuid[]) as h(id, lease_key)
-        ), lockable as (
-            select j.id
-              from public.learning_submission_jobs as j
-              join held on held.id = j.id and held.lease_key = j.lease_key
-             where j.status = 'leased'
-               for update of j skip locked
-        ), extended as (
-            update public.learning_submission_jobs as j
-               set leased_until = now() + make_interval(secs => $3), updated_at = now()
-              from lockable
-             where j.id = lockable.id
-            returning j.id, j.lease_key
-        )
-        select held.id, held.lease_key,
-               exists (select 1 from extended
-                        where extended.id = held.id
-                          and extended.lease_key = held.lease_key) as extended,
-               exists (select 1 from public.learning_submission_jobs as j
-                        where j.id = held.id and j.lease_key = held.lease_key
-                          and j.status = 'leased') as still_ours
-          from held
-        "#,
-    )
-    .bind(&ids)
-    .bind(&keys)
-    .bind(seconds(lease))
-    .fetch_all(pool)
-    .await?;
-    let mut found = LeaseExtension::default();
-    for row in rows {
-        let lease = LeaseRef {
-            job_id: row.try_get("id")?,
-            lease_key: row.try_get("lease_key")?,
-        };
-        if row.try_get::<bool, _>("extended")? {
-            found.extended.push(lease);
-        } else if row.try_get::<bool, _>("still_ours")? {
-            found.busy.push(lease);
+    within(async move {
+        if leases.is_empty() {
+            return Ok(LeaseExtension::default());
         }
-    }
-    Ok(found)
+        let ids: Vec<Uuid> = leases.iter().map(|l| l.job_id).collect();
+        let keys: Vec<Uuid> = leases.iter().map(|l| l.lease_key).collect();
+        let rows = sqlx::query(
+            r#"
+            with held as (
+                select * from unnest($1::uuid[], $2::uuid[]) as h(id, lease_key)
+            ), lockable as (
+                select j.id
+                  from public.learning_submission_jobs as j
+                  join held on held.id = j.id and held.lease_key = j.lease_key
+                 where j.status = 'leased'
+                   for update of j skip locked
+            ), extended as (
+                update public.learning_submission_jobs as j
+                   set leased_until = now() + make_interval(secs => $3), updated_at = now()
+                  from lockable
+                 where j.id = lockable.id
+                returning j.id, j.lease_key
+            )
+            select held.id, held.lease_key,
+                   exists (select 1 from extended
+                            where extended.id = held.id
+                              and extended.lease_key = held.lease_key) as extended,
+                   exists (select 1 from public.learning_submission_jobs as j
+                            where j.id = held.id and j.lease_key = held.lease_key
+                              and j.status = 'leased') as still_ours
+              from held
+            "#,
+        )
+        .bind(&ids)
+        .bind(&keys)
+        .bind(seconds(lease))
+        .fetch_all(pool)
+        .await?;
+        let mut found = LeaseExtension::default();
+        for row in rows {
+            let lease = LeaseRef {
+                job_id: row.try_get("id")?,
+                lease_key: row.try_get("lease_key")?,
+            };
+            if row.try_get::<bool, _>("extended")? {
+                found.extended.push(lease);
+            } else if row.try_get::<bool, _>("still_ours")? {
+                found.busy.push(lease);
+            }
+        }
+        Ok(found)
+    })
+    .await
 }
 
 /// Reads a submission as the student (`app.current_sub` set transaction-locally, so RLS lets
@@ -179,61 +185,67 @@ pub async fn read_submission(
     student_sub: &str,
     submission_id: Uuid,
 ) -> Result<Option<SubmissionRow>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("select set_config('app.current_sub', $1, true)")
-        .bind(student_sub)
-        .execute(&mut *tx)
+    within(async move {
+        let mut tx = pool.begin().await?;
+        sqlx::query("select set_config('app.current_sub', $1, true)")
+            .bind(student_sub)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(
+            r#"
+            select id, course_id::text as course_id, task_id::text as task_id, student_sub,
+                   kind, text_body, storage_key, mime_type, size_bytes, sha256, analysis_status,
+                   internal_metadata
+              from public.learning_submissions
+             where id = $1
+            "#,
+        )
+        .bind(submission_id)
+        .fetch_optional(&mut *tx)
         .await?;
-    let row = sqlx::query(
-        r#"
-        select id, course_id::text as course_id, task_id::text as task_id, student_sub,
-               kind, text_body, storage_key, mime_type, size_bytes, sha256, analysis_status,
-               internal_metadata
-          from public.learning_submissions
-         where id = $1
-        "#,
-    )
-    .bind(submission_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    row.map(|r| {
-        Ok(SubmissionRow {
-            id: r.try_get("id")?,
-            course_id: r.try_get("course_id")?,
-            task_id: r.try_get("task_id")?,
-            student_sub: r.try_get("student_sub")?,
-            kind: r.try_get("kind")?,
-            text_body: r.try_get("text_body")?,
-            storage_key: r.try_get("storage_key")?,
-            mime_type: r.try_get("mime_type")?,
-            size_bytes: r.try_get("size_bytes")?,
-            sha256: r.try_get("sha256")?,
-            analysis_status: r.try_get("analysis_status")?,
-            internal_metadata: r.try_get("internal_metadata")?,
+        tx.commit().await?;
+        row.map(|r| {
+            Ok(SubmissionRow {
+                id: r.try_get("id")?,
+                course_id: r.try_get("course_id")?,
+                task_id: r.try_get("task_id")?,
+                student_sub: r.try_get("student_sub")?,
+                kind: r.try_get("kind")?,
+                text_body: r.try_get("text_body")?,
+                storage_key: r.try_get("storage_key")?,
+                mime_type: r.try_get("mime_type")?,
+                size_bytes: r.try_get("size_bytes")?,
+                sha256: r.try_get("sha256")?,
+                analysis_status: r.try_get("analysis_status")?,
+                internal_metadata: r.try_get("internal_metadata")?,
+            })
         })
+        .transpose()
     })
-    .transpose()
+    .await
 }
 /// Drain: gives the listed jobs back to the queue at once (lease cleared, `retry_count` and
 /// `visible_at` unchanged). Returns how many were released.
 pub async fn release(pool: &PgPool, leases: &[LeaseRef]) -> Result<u64, sqlx::Error> {
-    if leases.is_empty() {
-        return Ok(0);
-    }
-    let ids: Vec<Uuid> = leases.iter().map(|l| l.job_id).collect();
-    let keys: Vec<Uuid> = leases.iter().map(|l| l.lease_key).collect();
-    let done = sqlx::query(
-        r#"
-        update public.learning_submission_jobs as j
-           set status = 'queued', lease_key = null, leased_until = null, updated_at = now()
-          from unnest($1::uuid[], $2::uuid[]) as held(id, lease_key)
-         where j.id = held.id and j.lease_key = held.lease_key and j.status = 'leased'
-        "#,
-    )
-    .bind(&ids)
-    .bind(&keys)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    within(async move {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = leases.iter().map(|l| l.job_id).collect();
+        let keys: Vec<Uuid> = leases.iter().map(|l| l.lease_key).collect();
+        let done = sqlx::query(
+            r#"
+            update public.learning_submission_jobs as j
+               set status = 'queued', lease_key = null, leased_until = null, updated_at = now()
+              from unnest($1::uuid[], $2::uuid[]) as held(id, lease_key)
+             where j.id = held.id and j.lease_key = held.lease_key and j.status = 'leased'
+            "#,
+        )
+        .bind(&ids)
+        .bind(&keys)
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected())
+    })
+    .await
 }

@@ -128,3 +128,41 @@ pub struct ProbeCheck {
 fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
+
+/// The client-side deadline of one database call, beyond the server's `statement_timeout`
+/// (30 s) and `lock_timeout` (10 s): those fire first on a live connection; this one catches
+/// the connection that no longer answers at all (half-open after a failover, a stalled
+/// network). The call's connection is dropped, not returned to the pool.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(45);
+
+/// Runs one database call under [`CALL_DEADLINE`]; past it, an I/O `TimedOut` error.
+async fn within<T>(
+    call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    match tokio::time::timeout(CALL_DEADLINE, call).await {
+        Ok(result) => result,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the database did not answer within 45 s",
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_never_answers_ends_at_the_deadline() {
+        let started = tokio::time::Instant::now();
+        let err = within(std::future::pending::<Result<(), sqlx::Error>>())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut),
+            "{err}"
+        );
+        assert_eq!(started.elapsed(), CALL_DEADLINE);
+        assert_eq!(within(async { Ok(7) }).await.unwrap(), 7);
+    }
+}
