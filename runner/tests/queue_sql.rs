@@ -615,3 +615,101 @@ async fn the_sql_functions_refuse_bad_codes_and_phases_and_take_both_json_types(
         "both jobs are queued and visible"
     );
 }
+
+#[tokio::test]
+async fn an_unacknowledged_finish_is_recognised_by_what_it_recorded() {
+    // After a commit whose acknowledgement was lost, the runner asks what the database holds:
+    // exactly its own end counts as applied; anything else stays a lost lease.
+    use learning_runner::db::queue::IntendedEnd;
+    let db = TestDb::new().await;
+    let worker = db.worker_pool(2).await;
+    let mut ends = Vec::new();
+    for student in ["s1", "s2", "s3", "s4"] {
+        let (sub, _) = fixtures::enqueue(&db.admin, &NewSubmission::text(student, "a")).await;
+        let job = queue::lease_jobs(&worker, 1, LEASE)
+            .await
+            .unwrap()
+            .remove(0);
+        ends.push((student, sub, job));
+    }
+    let lease_of = |i: usize| ends[i].2.lease_ref();
+    let recorded = |i: usize, intended: IntendedEnd<'static>| {
+        let (student, sub, job) = (ends[i].0, ends[i].1, ends[i].2.lease_ref());
+        let worker = worker.clone();
+        async move {
+            queue::end_is_recorded(&worker, job, sub, student, &intended)
+                .await
+                .unwrap()
+        }
+    };
+    // Nothing recorded yet: no intended end is there.
+    let feedback = IntendedEnd::Completed {
+        feedback_md: "Gut gemacht",
+    };
+    assert!(!recorded(0, feedback.clone()).await);
+    let analysis = json!({"schema": "criteria.v2", "score": 4, "criteria_results": []});
+    queue::complete(
+        &worker,
+        lease_of(0),
+        ends[0].1,
+        "Text",
+        "Gut gemacht",
+        &analysis,
+    )
+    .await
+    .unwrap();
+    assert!(recorded(0, feedback).await);
+    assert!(
+        !recorded(
+            0,
+            IntendedEnd::Completed {
+                feedback_md: "another runner's words"
+            }
+        )
+        .await,
+        "someone else's feedback is not this runner's finish"
+    );
+    queue::fail(
+        &worker,
+        lease_of(1),
+        ends[1].1,
+        ErrorCode::FeedbackFailed,
+        "m",
+    )
+    .await
+    .unwrap();
+    assert!(
+        recorded(
+            1,
+            IntendedEnd::Failed {
+                code: "feedback_failed"
+            }
+        )
+        .await
+    );
+    assert!(
+        !recorded(
+            1,
+            IntendedEnd::Failed {
+                code: "vision_failed"
+            }
+        )
+        .await
+    );
+    queue::retry(
+        &worker,
+        lease_of(2),
+        ends[2].1,
+        Phase::Vision,
+        "m",
+        Duration::from_secs(60),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(recorded(2, IntendedEnd::Requeued { retry_count: 1 }).await);
+    assert!(!recorded(2, IntendedEnd::Requeued { retry_count: 2 }).await);
+    assert!(!recorded(3, IntendedEnd::Discarded).await, "still leased");
+    queue::discard(&worker, lease_of(3)).await.unwrap();
+    assert!(recorded(3, IntendedEnd::Discarded).await);
+}

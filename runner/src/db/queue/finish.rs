@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{seconds, within, Fenced, LeaseRef};
@@ -213,6 +213,89 @@ pub async fn mark_retry(
             .execute(conn)
             .await
             .map(drop)
+    })
+    .await
+}
+
+/// The end a finishing transaction meant to record, to be looked up when its commit was never
+/// acknowledged (the connection broke after `COMMIT` was sent).
+#[derive(Debug, Clone, PartialEq)]
+pub enum IntendedEnd<'a> {
+    /// `complete`: job deleted, submission `completed` with this feedback.
+    Completed {
+        /// The feedback that was stored.
+        feedback_md: &'a str,
+    },
+    /// `fail`: job `failed` with this code, submission `failed`.
+    Failed {
+        /// The job's and the submission's error code.
+        code: &'a str,
+    },
+    /// `retry`: job queued again with this retry count.
+    Requeued {
+        /// `retry_count` after the retry.
+        retry_count: i32,
+    },
+    /// `discard`: job deleted.
+    Discarded,
+}
+
+/// Whether the database shows `intended` as recorded for this job — read as the student, so
+/// row-level security lets the submission through. Used only after a finish whose outcome is
+/// unknown found its lease gone: then the job is gone because this runner's own commit went
+/// through, not because another runner took it.
+pub async fn end_is_recorded(
+    pool: &PgPool,
+    lease: LeaseRef,
+    submission_id: Uuid,
+    student_sub: &str,
+    intended: &IntendedEnd<'_>,
+) -> Result<bool, sqlx::Error> {
+    within(async move {
+        let mut tx = pool.begin().await?;
+        sqlx::query("select set_config('app.current_sub', $1, true)")
+            .bind(student_sub)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(
+            r#"
+            select j.status as job_status, j.retry_count, j.lease_key, j.error_code as job_code,
+                   s.analysis_status, s.feedback_md, s.error_code as submission_code
+              from (select 1) as one
+              left join public.learning_submission_jobs as j on j.id = $1
+              left join public.learning_submissions as s on s.id = $2
+            "#,
+        )
+        .bind(lease.job_id)
+        .bind(submission_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let job_status: Option<String> = row.try_get("job_status")?;
+        let analysis: Option<String> = row.try_get("analysis_status")?;
+        Ok(match intended {
+            IntendedEnd::Completed { feedback_md } => {
+                job_status.is_none()
+                    && analysis.as_deref() == Some("completed")
+                    && row.try_get::<Option<String>, _>("feedback_md")?.as_deref()
+                        == Some(*feedback_md)
+            }
+            IntendedEnd::Failed { code } => {
+                job_status.as_deref() == Some("failed")
+                    && row.try_get::<Option<String>, _>("job_code")?.as_deref() == Some(*code)
+                    && analysis.as_deref() == Some("failed")
+                    && row
+                        .try_get::<Option<String>, _>("submission_code")?
+                        .as_deref()
+                        == Some(*code)
+            }
+            IntendedEnd::Requeued { retry_count } => {
+                job_status.as_deref() == Some("queued")
+                    && row.try_get::<Option<i32>, _>("retry_count")? == Some(*retry_count)
+                    && row.try_get::<Option<Uuid>, _>("lease_key")?.is_none()
+            }
+            IntendedEnd::Discarded => job_status.is_none(),
+        })
     })
     .await
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::{Finish, JobContext, JobOutcome};
-use crate::db::queue::{self, Fenced, LeasedJob, VisionCache};
+use crate::db::queue::{self, Fenced, IntendedEnd, LeasedJob, VisionCache};
 use crate::job::message::truncate_message;
 use crate::job::outcome::{decide, Decision, JobError};
 
@@ -16,7 +16,10 @@ pub(super) async fn record(ctx: &JobContext, job: &LeasedJob, finish: Finish) ->
     let pool = &ctx.pool;
     match finish {
         Finish::Discard => {
-            let r = with_db_retry(ctx, "discard", || queue::discard(pool, lease)).await;
+            let r = with_db_retry(ctx, job, "discard", IntendedEnd::Discarded, || {
+                queue::discard(pool, lease)
+            })
+            .await;
             settle(ctx, r, JobOutcome::Skipped, || {
                 tracing::info!(
                     event = "learning.job.skipped",
@@ -29,7 +32,10 @@ pub(super) async fn record(ctx: &JobContext, job: &LeasedJob, finish: Finish) ->
             feedback_md,
             analysis,
         } => {
-            let r = with_db_retry(ctx, "complete", || {
+            let intended = IntendedEnd::Completed {
+                feedback_md: &feedback_md,
+            };
+            let r = with_db_retry(ctx, job, "complete", intended, || {
                 queue::complete(
                     pool,
                     lease,
@@ -70,7 +76,10 @@ async fn record_error(
             delay,
             message,
         } => {
-            let r = with_db_retry(ctx, "retry", || {
+            let intended = IntendedEnd::Requeued {
+                retry_count: job.retry_count + 1,
+            };
+            let r = with_db_retry(ctx, job, "retry", intended, || {
                 queue::retry(
                     pool,
                     lease,
@@ -98,7 +107,10 @@ async fn record_error(
         }
         Decision::Fail { code, message } => {
             let message = truncate_message(&message);
-            let r = with_db_retry(ctx, "fail", || {
+            let intended = IntendedEnd::Failed {
+                code: code.as_str(),
+            };
+            let r = with_db_retry(ctx, job, "fail", intended, || {
                 queue::fail(pool, lease, job.submission_id, code, &message)
             })
             .await;
@@ -145,10 +157,15 @@ fn settle(
 }
 
 /// Retries a finishing transaction a few times on database errors. Safe: each attempt is one
-/// atomic, fenced transaction.
+/// atomic, fenced transaction. An attempt that failed may still have committed (the
+/// connection broke after `COMMIT` was sent): when a later attempt then finds the lease gone,
+/// the database is asked whether `intended` is what it holds — then the finish is this
+/// runner's own and counts as applied, not as a lease another runner took.
 async fn with_db_retry<'a, F, Fut>(
     ctx: &JobContext,
+    job: &LeasedJob,
     operation: &'static str,
+    intended: IntendedEnd<'_>,
     mut attempt: F,
 ) -> Result<Fenced, sqlx::Error>
 where
@@ -159,6 +176,9 @@ where
     let mut tries = 0;
     loop {
         match attempt().await {
+            Ok(Fenced::LeaseLost) if tries > 0 => {
+                return Ok(confirm_unacknowledged(ctx, job, operation, &intended).await);
+            }
             Ok(v) => return Ok(v),
             Err(e) => {
                 ctx.metrics.db_errors.with_label_values(&[operation]).inc();
@@ -170,6 +190,44 @@ where
                 tokio::time::sleep(pause).await;
                 pause *= 2;
             }
+        }
+    }
+}
+
+/// After an attempt with an unknown outcome, a retry found the lease gone: applied when the
+/// database holds exactly the intended end, else the lease really is lost.
+async fn confirm_unacknowledged(
+    ctx: &JobContext,
+    job: &LeasedJob,
+    operation: &'static str,
+    intended: &IntendedEnd<'_>,
+) -> Fenced {
+    let Some(student_sub) = job.payload.get("student_sub").and_then(|v| v.as_str()) else {
+        return Fenced::LeaseLost;
+    };
+    match queue::end_is_recorded(
+        &ctx.pool,
+        job.lease_ref(),
+        job.submission_id,
+        student_sub,
+        intended,
+    )
+    .await
+    {
+        Ok(true) => {
+            tracing::info!(
+                event = "learning.job.finish_confirmed",
+                operation,
+                "the commit was not acknowledged, but the database holds this runner's result"
+            );
+            Fenced::Applied
+        }
+        Ok(false) => Fenced::LeaseLost,
+        Err(e) => {
+            ctx.metrics.db_errors.with_label_values(&[operation]).inc();
+            tracing::warn!(event = "learning.job.finish_unconfirmed", operation, error = %e,
+                "could not look up whether the unacknowledged finish went through");
+            Fenced::LeaseLost
         }
     }
 }
