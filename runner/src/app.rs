@@ -248,7 +248,13 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> Result<RunSumm
     metrics.set_build_info(adapters.backend);
     let pool = crate::db::lazy_pool(&config.database);
     check_role(&config.database.connect, allow_privileged).await?;
-    let state = Arc::new(RunnerState::default());
+    let state = Arc::new(RunnerState {
+        draining: Default::default(),
+        progress: crate::worker::progress::Progress::new(crate::worker::progress::liveness_bound(
+            config.worker.lease_duration,
+            config.worker.poll_interval,
+        )),
+    });
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::worker::shutdown::cancel_on_signal(shutdown.clone()));
     log_start(&config, adapters.backend);
@@ -258,7 +264,9 @@ pub async fn run(config: RunnerConfig, allow_privileged: bool) -> Result<RunSumm
     let wake = Arc::new(Notify::new());
     spawn_queue_watchers(&config, &pool, &metrics, &wake, &background_stop);
     let gate: Option<Arc<dyn BackendGate>> = match ollama {
-        Some(monitor) => Some(ollama_gate(monitor, &config, &shutdown, &background_stop).await),
+        Some(monitor) => {
+            Some(ollama_gate(monitor, &config, &state, &shutdown, &background_stop).await)
+        }
         None => None,
     };
 
@@ -373,11 +381,23 @@ fn spawn_queue_watchers(
 async fn ollama_gate(
     monitor: OllamaMonitor,
     config: &RunnerConfig,
+    state: &RunnerState,
     shutdown: &CancellationToken,
     background_stop: &CancellationToken,
 ) -> Arc<dyn BackendGate> {
+    // Pulling models can take longer than the liveness bound; the pull has its own deadline,
+    // so the runner counts as alive while it runs.
+    let alive_while_preparing = async {
+        let mut turn = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            turn.tick().await;
+            state.progress.loop_turned();
+            state.progress.heartbeat_beat();
+        }
+    };
     tokio::select! {
         _ = prepare_ollama(&monitor, config.ai.pull_missing) => {}
+        _ = alive_while_preparing => {}
         _ = shutdown.cancelled() => {
             tracing::info!(event = "learning.ollama.pull_interrupted", "start-up interrupted by a signal");
         }

@@ -49,8 +49,19 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-async fn livez() -> &'static str {
-    "ok\n"
+/// Alive while the job loop and the heartbeat keep turning (see `worker::progress`).
+async fn livez(State(state): State<HttpState>) -> (StatusCode, String) {
+    match state.runner.progress.stalled() {
+        None => (StatusCode::OK, "ok\n".into()),
+        Some((part, silent)) => {
+            tracing::error!(event = "learning.liveness.stalled", part, silent_s = silent.as_secs(),
+                "no progress past the liveness bound; /livez fails so the runner is restarted");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("stalled: the {part} made no progress for {} s\n", silent.as_secs()),
+            )
+        }
+    }
 }
 
 async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
@@ -172,5 +183,31 @@ mod tests {
         );
         assert!(!authorised(&h, &token));
         assert!(authorised(&HeaderMap::new(), &None));
+    }
+
+    #[tokio::test]
+    async fn livez_fails_once_the_loop_or_the_heartbeat_is_silent_past_the_bound() {
+        let state = |bound| HttpState {
+            pool: sqlx::postgres::PgPoolOptions::new()
+                .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+                .unwrap(),
+            metrics: Metrics::new().unwrap(),
+            runner: Arc::new(RunnerState {
+                draining: Default::default(),
+                progress: crate::worker::progress::Progress::new(bound),
+            }),
+            health_token: None,
+            ollama: None,
+        };
+        let alive = state(Duration::from_secs(180));
+        assert_eq!(livez(State(alive)).await.0, StatusCode::OK);
+        let silent = state(Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let (status, body) = livez(State(silent.clone())).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("job loop"), "{body}");
+        silent.runner.progress.loop_turned();
+        let (_, body) = livez(State(silent.clone())).await;
+        assert!(body.contains("lease heartbeat"), "{body}");
     }
 }

@@ -69,6 +69,9 @@ impl RunState {
     }
 }
 
+/// The longest the loop waits for a free slot before it turns (and counts as alive).
+const SLOT_WAIT_TURN: Duration = Duration::from_secs(5);
+
 /// Pauses between lease attempts while the database is unreachable: 0.5 s doubling to 30 s.
 fn next_db_pause(current: Duration) -> Duration {
     (current * 2).clamp(Duration::from_millis(500), Duration::from_secs(30))
@@ -136,6 +139,8 @@ impl Worker {
                 run.summary.add(done.unwrap_or(JobOutcome::Abandoned));
                 return Slots::Again;
             }
+            // Turn the loop now and then while every slot is busy: /livez watches its turns.
+            _ = tokio::time::sleep(SLOT_WAIT_TURN) => return Slots::Again,
         };
         let mut permits = vec![first];
         while let Ok(p) = run.slots.clone().try_acquire_owned() {

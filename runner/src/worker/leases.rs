@@ -105,11 +105,13 @@ pub async fn beat_once(
     Ok(lost)
 }
 
-/// Runs the heartbeat every `interval` until `stop` is cancelled.
+/// Runs the heartbeat every `interval` until `stop` is cancelled; notes each beat in `state`
+/// (for `/livez`).
 pub async fn run_heartbeat(
     pool: PgPool,
     registry: LeaseRegistry,
     metrics: Metrics,
+    state: std::sync::Arc<super::RunnerState>,
     interval: Duration,
     lease: Duration,
     stop: CancellationToken,
@@ -127,6 +129,7 @@ pub async fn run_heartbeat(
             metrics.db_errors.with_label_values(&["heartbeat"]).inc();
             tracing::warn!(event = "learning.lease.heartbeat_failed", error = %e, "could not extend leases; will try again");
         }
+        state.progress.heartbeat_beat();
     }
 }
 

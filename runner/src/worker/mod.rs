@@ -6,6 +6,7 @@
 pub mod backoff;
 mod lease_loop;
 pub mod leases;
+pub mod progress;
 pub mod shutdown;
 pub mod wakeup;
 
@@ -40,6 +41,8 @@ const GATE_RECHECK: Duration = Duration::from_secs(1);
 pub struct RunnerState {
     /// Shutdown has begun; no new jobs are leased.
     pub draining: AtomicBool,
+    /// When the job loop and the heartbeat last turned (`/livez`).
+    pub progress: progress::Progress,
 }
 
 /// Totals of one run, printed on exit.
@@ -136,7 +139,9 @@ impl Worker {
             lease_s = self.config.lease_duration.as_secs_f64(),
             poll_s = self.config.poll_interval.as_secs_f64()
         );
-        while let Flow::Continue = self.step(&mut run, &shutdown).await {}
+        while let Flow::Continue = self.step(&mut run, &shutdown).await {
+            self.state.progress.loop_turned();
+        }
 
         self.state.draining.store(true, Ordering::Relaxed);
         let unfinished = self
@@ -157,6 +162,7 @@ impl Worker {
             crate::db::dedicated_pool(self.pool()),
             registry.clone(),
             self.metrics().clone(),
+            self.state.clone(),
             self.config.heartbeat_interval,
             self.config.lease_duration,
             stop.clone(),
