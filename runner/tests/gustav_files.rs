@@ -437,3 +437,29 @@ async fn large_photos_are_scaled_and_pixel_bombs_refused_unread() {
         "only the first photo was sent"
     );
 }
+
+#[tokio::test]
+async fn a_download_larger_than_its_record_stops_early_and_fails_as_corrupt() {
+    let (supabase, setup) = with_supabase("nie").await;
+    let bytes = png(64, 48, [30, 30, 30]);
+    let s = NewSubmission::gustav_file(STUDENT, "image", "image/png", &bytes);
+    // The object is 200 MiB, sent chunked without Content-Length; the record says a few KiB.
+    let huge: u64 = 200 << 20;
+    supabase.put_huge(object_name(s.key()), huge);
+
+    let (_, result, state) = outcome(&setup, &s).await;
+    assert_ended(
+        (result, &state),
+        JobOutcome::Failed,
+        "input_corrupt",
+        "is larger",
+    );
+    // Reading stopped near the recorded size: what left the server is the few KiB read plus
+    // what the sockets buffered, never the whole object.
+    let sent = supabase.huge_bytes_sent();
+    assert!(sent < 32 << 20, "{sent} bytes of {huge} were sent");
+    assert!(
+        setup.fake.requests_to("/api/generate").is_empty(),
+        "no model call"
+    );
+}

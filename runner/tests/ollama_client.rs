@@ -1,10 +1,12 @@
 //! The Ollama client against the FAKE Ollama server: every endpoint, pulls with
-//! progress, and the classification of every failure mode into transient or permanent.
+//! progress, the classification of every failure mode into transient or permanent, and the
+//! size caps on every answer.
 
 use std::time::Duration;
 
 use learning_runner::ai::ollama::{
-    ChatMessage, ChatRequest, GenerateRequest, OllamaClient, OllamaError,
+    ChatMessage, ChatRequest, GenerateRequest, OllamaClient, OllamaError, MAX_ANSWER_BYTES,
+    MAX_LINE_BYTES, MAX_METADATA_BYTES,
 };
 use learning_tests::fake_ollama::{Endpoint, FakeAnswer, FakeOllama};
 
@@ -176,4 +178,101 @@ async fn a_model_behind_a_registry_port_is_found_without_its_tag() {
     let snapshot = monitor.refresh().await;
     assert!(snapshot.reachable);
     assert_eq!(snapshot.missing, ["registry:5000/school/bar"]);
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Far more than any cap: a body this size read whole would be the bug.
+const HUGE: u64 = 50 * MIB;
+
+/// The client gave up early: well under the whole body left the fake (hyper hands it
+/// frames only as the connection drains, so what was sent bounds what the client could hold:
+/// the cap plus socket and client buffers), and none follows once the client hung up.
+async fn assert_stopped_early(fake: &FakeOllama) {
+    let at_return = fake.huge_bytes_sent();
+    assert!(
+        at_return < HUGE / 2,
+        "{at_return} of {HUGE} bytes sent before the client returned"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = fake.huge_bytes_sent();
+    assert!(
+        later < HUGE / 2,
+        "{later} bytes sent: the fake kept sending"
+    );
+}
+
+#[tokio::test]
+async fn a_50_mib_answer_fails_as_too_large_without_being_read_whole() {
+    for endpoint in [Endpoint::Generate, Endpoint::Chat] {
+        let (fake, client) = setup().await;
+        fake.script(endpoint, MODEL, vec![FakeAnswer::Huge(HUGE)]);
+        let e = match endpoint {
+            Endpoint::Generate => client.generate(&generate(), LIMIT).await,
+            Endpoint::Chat => client.chat(&chat(), LIMIT).await,
+        }
+        .unwrap_err();
+        assert_eq!(
+            e,
+            OllamaError::TooLarge {
+                limit: MAX_ANSWER_BYTES
+            },
+            "{endpoint:?}"
+        );
+        assert_eq!((e.reason(), e.is_transient()), ("response_too_large", true));
+        assert_stopped_early(&fake).await;
+    }
+}
+
+#[tokio::test]
+async fn an_answer_just_under_the_cap_is_read_whole() {
+    let (fake, client) = setup().await;
+    let size = MAX_ANSWER_BYTES as u64 - 1024;
+    fake.script(Endpoint::Chat, MODEL, vec![FakeAnswer::Huge(size)]);
+    let answer = client.chat(&chat(), LIMIT).await.unwrap();
+    assert!(answer.len() as u64 > size - 1024 && answer.bytes().all(|b| b == b'a'));
+    assert_eq!(fake.huge_bytes_sent(), size);
+}
+
+#[tokio::test]
+async fn a_pull_with_one_endless_line_fails_as_too_large() {
+    let (fake, client) = setup().await;
+    fake.fail_endpoint("/api/pull", Some(FakeAnswer::Huge(HUGE)));
+    let mut lines = 0;
+    let e = client
+        .pull("qwen2.5vl:3b", LIMIT, |_| lines += 1)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        OllamaError::TooLarge {
+            limit: MAX_LINE_BYTES
+        }
+    );
+    assert_eq!(lines, 0);
+    assert_stopped_early(&fake).await;
+}
+
+#[tokio::test]
+async fn oversized_metadata_answers_are_refused() {
+    let (fake, client) = setup().await;
+    let too_large = OllamaError::TooLarge {
+        limit: MAX_METADATA_BYTES,
+    };
+    // Streamed without a length: stopped while reading.
+    fake.fail_endpoint("/api/tags", Some(FakeAnswer::Huge(HUGE)));
+    assert_eq!(client.tags().await.unwrap_err(), too_large);
+    assert_stopped_early(&fake).await;
+    // Announced by Content-Length: refused before reading.
+    let padded = format!(
+        "{{\"version\":\"0.1.0\",\"pad\":\"{}\"}}",
+        "x".repeat(MAX_METADATA_BYTES)
+    );
+    fake.fail_endpoint("/api/version", Some(FakeAnswer::Text(padded)));
+    assert_eq!(client.version().await.unwrap_err(), too_large);
+    fake.fail_endpoint(
+        "/api/ps",
+        Some(FakeAnswer::Huge(MAX_METADATA_BYTES as u64 + 1)),
+    );
+    assert_eq!(client.ps().await.unwrap_err(), too_large);
 }

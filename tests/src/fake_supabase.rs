@@ -3,18 +3,27 @@
 //! `apikey` and `Authorization: Bearer` headers, as the real authenticated object endpoint
 //! does. A missing object answers 400 (what Supabase Storage answers for a missing object),
 //! a wrong key 403, any other path 404. Every request path is recorded.
+//!
+//! [`FakeSupabase::put_huge`] stores an object made on the fly, of any size, sent chunked
+//! without `Content-Length` (so only the bytes themselves tell the client how big it is);
+//! [`FakeSupabase::huge_bytes_sent`] tells how much of it left the server.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
+use crate::fake_ollama::HugeBody;
+
 #[derive(Default)]
 struct Inner {
     objects: HashMap<String, Vec<u8>>,
+    huge: HashMap<String, u64>,
     paths: Vec<String>,
 }
 
@@ -23,6 +32,7 @@ struct Shared {
     bucket: String,
     key: String,
     inner: Arc<Mutex<Inner>>,
+    huge_sent: Arc<AtomicU64>,
 }
 
 /// The fake storage server; stops when dropped.
@@ -39,6 +49,7 @@ impl FakeSupabase {
             bucket: bucket.to_owned(),
             key: service_key.to_owned(),
             inner: Arc::default(),
+            huge_sent: Arc::default(),
         };
         let router = Router::new().fallback(handle).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -60,6 +71,18 @@ impl FakeSupabase {
     pub fn put(&self, name: &str, bytes: &[u8]) {
         let mut inner = self.shared.inner.lock().unwrap();
         inner.objects.insert(name.to_owned(), bytes.to_vec());
+    }
+
+    /// Stores object `name` as `size` bytes of `x`, made on the fly and sent chunked without
+    /// `Content-Length`.
+    pub fn put_huge(&self, name: &str, size: u64) {
+        let mut inner = self.shared.inner.lock().unwrap();
+        inner.huge.insert(name.to_owned(), size);
+    }
+
+    /// How many bytes of [`FakeSupabase::put_huge`] objects left the server so far.
+    pub fn huge_bytes_sent(&self) -> u64 {
+        self.shared.huge_sent.load(Ordering::Relaxed)
     }
 
     /// The paths requested so far, in order.
@@ -97,7 +120,12 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         return (StatusCode::FORBIDDEN, "signature verification failed").into_response();
     }
     let object = percent_decode(object);
-    match shared.inner.lock().unwrap().objects.get(&object) {
+    let inner = shared.inner.lock().unwrap();
+    if let Some(size) = inner.huge.get(&object) {
+        let body = HugeBody::new(String::new(), b'x', String::new(), *size, shared.huge_sent);
+        return (StatusCode::OK, Body::new(body)).into_response();
+    }
+    match inner.objects.get(&object) {
         Some(bytes) => (StatusCode::OK, bytes.clone()).into_response(),
         None => (
             StatusCode::BAD_REQUEST,

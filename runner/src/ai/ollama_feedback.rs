@@ -5,7 +5,7 @@
 //!    teacher's context.
 //!
 //! Timeouts, connection errors and 5xx are transient errors of the feedback phase. An answer
-//! that stays unusable is transient too ("model returned nothing usable", contract §6.6)
+//! that stays unusable (garbage, or larger than the client's cap) is transient too ("model returned nothing usable", contract §6.6)
 //! while retries remain; on the job's final attempt the step uses its deterministic fallback
 //! instead, so the submission still completes with a valid `criteria.v2`.
 
@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 use super::normalize::{analysis_from_answer, fallback_analysis, strip_code_fence, ParseStatus};
 use super::prompts::{analysis_prompt, analysis_schema, fallback_feedback, synthesis_prompt};
 use super::{AdapterError, FeedbackAdapter, FeedbackOutput, FeedbackRequest};
-use crate::ai::ollama::{ChatMessage, ChatRequest, OllamaClient, Options};
+use crate::ai::ollama::{
+    ChatMessage, ChatRequest, OllamaClient, OllamaError, Options, MAX_ANSWER_BYTES,
+};
 use crate::config::ThinkLevel;
 use crate::job::analysis::AnalysisV2;
 use crate::telemetry::metrics::Metrics;
@@ -79,6 +81,23 @@ impl OllamaFeedback {
         }
     }
 
+    /// One chat call; `None` for an answer over [`MAX_ANSWER_BYTES`], which counts as
+    /// unusable like any garbage answer (asked again, the fallback on the final attempt).
+    async fn answer(&self, chat: &ChatRequest) -> Result<Option<String>, AdapterError> {
+        match self.client.chat(chat, self.timeout).await {
+            Ok(answer) => Ok(Some(answer)),
+            Err(e @ OllamaError::TooLarge { .. }) => {
+                tracing::warn!(
+                    event = "learning.feedback.answer_too_large",
+                    limit = MAX_ANSWER_BYTES,
+                    "the model's answer was too large and was not read further: {e}"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e.into_adapter_error()),
+        }
+    }
+
     async fn analyse(
         &self,
         request: &FeedbackRequest,
@@ -92,12 +111,13 @@ impl OllamaFeedback {
         );
         let format = self.structured.then(|| analysis_schema(&request.criteria));
         let chat = self.request(system, user, format);
+        let mut reason = "unusable_answer";
         for attempt in 1..=ANALYSIS_ATTEMPTS {
-            let answer = self
-                .client
-                .chat(&chat, self.timeout)
-                .await
-                .map_err(|e| e.into_adapter_error())?;
+            let Some(answer) = self.answer(&chat).await? else {
+                reason = "response_too_large";
+                continue;
+            };
+            reason = "unusable_answer";
             if let Some(parsed) = analysis_from_answer(&answer, &request.criteria, self.structured)
             {
                 return Ok(parsed);
@@ -111,7 +131,7 @@ impl OllamaFeedback {
         }
         if !request.final_attempt {
             return Err(AdapterError::transient(
-                "unusable_answer",
+                reason,
                 format!("the model gave no usable analysis in {ANALYSIS_ATTEMPTS} tries"),
             ));
         }
@@ -129,12 +149,10 @@ impl OllamaFeedback {
             request.instruction_md.as_deref(),
             request.hints_md.as_deref(),
         );
-        let answer = self
-            .client
-            .chat(&self.request(system, user, None), self.timeout)
-            .await
-            .map_err(|e| e.into_adapter_error())?;
-        let text = strip_code_fence(&answer).trim().to_owned();
+        let answer = self.answer(&self.request(system, user, None)).await?;
+        let text = answer
+            .map(|a| strip_code_fence(&a).trim().to_owned())
+            .unwrap_or_default();
         if text.is_empty() || text.starts_with('{') {
             if !request.final_attempt {
                 return Err(AdapterError::transient(

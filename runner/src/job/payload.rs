@@ -1,6 +1,14 @@
 //! The job payload written by the web app (contract §4), parsed into a typed value.
 //! Parsing never panics: every malformation is a [`PayloadError`] that the runner turns into
 //! a visible `input_corrupt` failure.
+//!
+//! The criteria are bounded: at most [`MAX_CRITERIA`], each at most [`MAX_CRITERION_CHARS`]
+//! characters. GUSTAV's web app allows 10 criteria (API `maxItems: 10`, the `unit_tasks`
+//! CHECK `array_length(criteria, 1) <= 10`) and no length limit; the caps here are far above
+//! anything it writes, so only a payload that breaks the contract meets them. Every criterion
+//! goes into the prompt, the output schema and `analysis_json` verbatim (it cannot be clipped
+//! without changing its name), so such a payload fails for good — `input_corrupt` like any
+//! other payload the web app would never write — instead of growing the prompt without bound.
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -9,6 +17,11 @@ use uuid::Uuid;
 pub const CACHED_TEXT_KEY: &str = "cached_text_md";
 /// Companion of [`CACHED_TEXT_KEY`]: metadata the vision step returned.
 pub const CACHED_METADATA_KEY: &str = "cached_raw_metadata";
+
+/// Most criteria a payload may carry (GUSTAV's web app allows 10).
+pub const MAX_CRITERIA: usize = 50;
+/// Longest criterion, in characters (as long as the instruction and hints sent to a model).
+pub const MAX_CRITERION_CHARS: usize = 2_000;
 
 /// Key the lease statement increments when it takes over an expired lease.
 pub const TAKEOVERS_KEY: &str = "lease_takeovers";
@@ -53,6 +66,17 @@ pub enum PayloadError {
     /// `criteria` is present but not an array of strings.
     #[error("job payload criteria is not a list of strings")]
     BadCriteria,
+    /// More than [`MAX_CRITERIA`] (non-empty) criteria.
+    #[error("job payload has {0} criteria; at most {MAX_CRITERIA} are accepted (GUSTAV's web app allows 10)")]
+    TooManyCriteria(usize),
+    /// A criterion longer than [`MAX_CRITERION_CHARS`] characters.
+    #[error("criterion {number} of the job payload has {chars} characters; at most {MAX_CRITERION_CHARS} are accepted")]
+    CriterionTooLong {
+        /// Its position, from 1, among the non-empty criteria.
+        number: usize,
+        /// Its length in characters.
+        chars: usize,
+    },
 }
 
 fn json_type_name(value: &Value) -> &'static str {
@@ -72,6 +96,33 @@ fn optional_text(map: &Map<String, Value>, key: &str) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
+}
+
+/// The criteria, trimmed, empty ones dropped, within [`MAX_CRITERIA`] and
+/// [`MAX_CRITERION_CHARS`]; nothing is copied before every item passed.
+fn parse_criteria(items: &[Value]) -> Result<Vec<String>, PayloadError> {
+    let mut kept: Vec<&str> = Vec::new();
+    let mut count = 0;
+    for item in items {
+        let text = item.as_str().ok_or(PayloadError::BadCriteria)?.trim();
+        if text.is_empty() {
+            continue;
+        }
+        count += 1;
+        if text.chars().nth(MAX_CRITERION_CHARS).is_some() {
+            return Err(PayloadError::CriterionTooLong {
+                number: count,
+                chars: text.chars().count(),
+            });
+        }
+        if kept.len() < MAX_CRITERIA {
+            kept.push(text);
+        }
+    }
+    if count > MAX_CRITERIA {
+        return Err(PayloadError::TooManyCriteria(count));
+    }
+    Ok(kept.into_iter().map(str::to_owned).collect())
 }
 
 /// Parses `payload` for the job whose row says `job_submission_id`.
@@ -101,16 +152,7 @@ pub fn parse_payload(payload: &Value, job_submission_id: Uuid) -> Result<JobPayl
 
     let criteria = match map.get("criteria") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .map(str::trim)
-                    .ok_or(PayloadError::BadCriteria)
-            })
-            .filter(|r| !matches!(r, Ok("")))
-            .map(|r| r.map(str::to_owned))
-            .collect::<Result<Vec<_>, _>>()?,
+        Some(Value::Array(items)) => parse_criteria(items)?,
         Some(_) => return Err(PayloadError::BadCriteria),
     };
 
@@ -202,6 +244,38 @@ mod tests {
         assert_eq!(parse_payload(&p, id()), Err(PayloadError::BadCriteria));
         let p = json!({"student_sub": "s", "criteria": "a"});
         assert_eq!(parse_payload(&p, id()), Err(PayloadError::BadCriteria));
+    }
+
+    #[test]
+    fn criteria_are_bounded_in_number_and_length() {
+        let at_cap: Vec<String> = (0..MAX_CRITERIA).map(|i| format!("K{i}")).collect();
+        let p = json!({"student_sub": "s", "criteria": at_cap});
+        assert_eq!(
+            parse_payload(&p, id()).unwrap().criteria.len(),
+            MAX_CRITERIA
+        );
+        let many: Vec<String> = (0..200).map(|i| format!("K{i}")).collect();
+        let p = json!({"student_sub": "s", "criteria": many});
+        let e = parse_payload(&p, id()).unwrap_err();
+        assert_eq!(e, PayloadError::TooManyCriteria(200));
+        assert!(e.to_string().contains("200 criteria; at most 50"), "{e}");
+        let with_blanks: Vec<&str> = (0..MAX_CRITERIA).map(|_| "K").chain([" "; 10]).collect();
+        let p = json!({"student_sub": "s", "criteria": with_blanks});
+        assert!(parse_payload(&p, id()).is_ok(), "blank items do not count");
+
+        let long = "ä".repeat(MAX_CRITERION_CHARS);
+        let p = json!({"student_sub": "s", "criteria": ["A", format!(" {long} ")]});
+        assert_eq!(parse_payload(&p, id()).unwrap().criteria[1], long);
+        let p = json!({"student_sub": "s", "criteria": ["", "A", format!("{long}x")]});
+        let e = parse_payload(&p, id()).unwrap_err();
+        assert_eq!(
+            e,
+            PayloadError::CriterionTooLong {
+                number: 2,
+                chars: MAX_CRITERION_CHARS + 1
+            }
+        );
+        assert!(!e.to_string().contains('ä'), "the criterion is not quoted");
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Submission bytes: from the local submissions volume (`STORAGE_VERIFY_ROOT`) with path,
 //! size and SHA-256 checks, else from Supabase Storage over HTTP (one pinned host:port, no
-//! redirects, a 10 MiB cap, the service key as `apikey` and bearer token).
+//! redirects, the service key as `apikey` and bearer token).
+//!
+//! Memory is bounded by the input: a local file is read through a [`MAX_FILE_BYTES`] window
+//! (a file that grows after its size was checked is still not read further); a download is
+//! read chunk by chunk and stopped as soon as it passes the recorded `size_bytes` (anything
+//! more can only fail the size check) or [`MAX_FILE_BYTES`], whichever is smaller.
 //!
 //! Outcomes follow contract §7: a path escape, a size or hash mismatch are permanent
 //! (`input_corrupt`), an oversized file is `input_too_large`, a file that cannot be fetched
@@ -10,6 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
 
 use crate::ai::AdapterError;
 use crate::db::dsn::Secret;
@@ -109,6 +115,40 @@ fn too_large(size: u64) -> AdapterError {
     )
 }
 
+/// The most bytes worth reading for a file expected as `expected`: its recorded size when
+/// there is one (more fails the size check anyway), never more than [`MAX_FILE_BYTES`].
+pub fn read_cap(expected: &Expected) -> u64 {
+    expected
+        .size
+        .and_then(|size| u64::try_from(size).ok())
+        .map_or(MAX_FILE_BYTES, |size| size.min(MAX_FILE_BYTES))
+}
+
+/// The error for a file found to be larger than [`read_cap`]: `at_least` bytes is its size
+/// (`exact`, from `Content-Length`) or how far the read got before it stopped.
+fn over_cap(at_least: u64, exact: bool, expected: &Expected) -> AdapterError {
+    let cap = read_cap(expected);
+    if cap == MAX_FILE_BYTES {
+        if exact {
+            return too_large(at_least);
+        }
+        return AdapterError::permanent_with_code(
+            ErrorCode::InputTooLarge,
+            "file_too_large",
+            format!("submission file has more than {MAX_FILE_BYTES} bytes, the limit; the read stopped there"),
+        );
+    }
+    let found = if exact {
+        format!("has {at_least} bytes")
+    } else {
+        format!("is larger (the read stopped after {at_least} bytes)")
+    };
+    corrupt(
+        "size_mismatch",
+        &format!("submission file {found}, the record says {cap}"),
+    )
+}
+
 /// Checks size and hash against what the database recorded.
 pub fn verify(bytes: &[u8], expected: &Expected) -> Result<(), AdapterError> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
@@ -185,7 +225,8 @@ impl RemoteStorage {
         })
     }
 
-    async fn fetch(&self, key: &str) -> Result<Vec<u8>, AdapterError> {
+    /// The object at `key`, read no further than [`read_cap`] of `expected`.
+    async fn fetch(&self, key: &str, expected: &Expected) -> Result<Vec<u8>, AdapterError> {
         check_key(key)
             .map_err(|_| corrupt("path_escape", "storage key points outside the bucket"))?;
         let url = format!(
@@ -215,9 +256,10 @@ impl RemoteStorage {
         if !status.is_success() {
             return Err(unavailable(format!("HTTP {}", status.as_u16())));
         }
+        let cap = read_cap(expected);
         if let Some(len) = response.content_length() {
-            if len > MAX_FILE_BYTES {
-                return Err(too_large(len));
+            if len > cap {
+                return Err(over_cap(len, true, expected));
             }
         }
         let mut bytes = Vec::new();
@@ -226,10 +268,11 @@ impl RemoteStorage {
             .await
             .map_err(|_| unavailable("download interrupted".into()))?
         {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() as u64 > MAX_FILE_BYTES {
-                return Err(too_large(bytes.len() as u64));
+            let read = (bytes.len() + chunk.len()) as u64;
+            if read > cap {
+                return Err(over_cap(read, false, expected));
             }
+            bytes.extend_from_slice(&chunk);
         }
         Ok(bytes)
     }
@@ -258,7 +301,7 @@ impl SubmissionStorage {
         }
         match &self.remote {
             Some(remote) => {
-                let bytes = remote.fetch(key).await?;
+                let bytes = remote.fetch(key, expected).await?;
                 verify(&bytes, expected)?;
                 Ok(bytes)
             }
@@ -306,9 +349,19 @@ pub async fn read_local(root: &Path, key: &str) -> Result<Option<Vec<u8>>, Adapt
     if meta.len() > MAX_FILE_BYTES {
         return Err(too_large(meta.len()));
     }
-    tokio::fs::read(&resolved).await.map(Some).map_err(|_| {
-        AdapterError::transient("storage_unavailable", "local storage: cannot read the file")
-    })
+    let unreadable =
+        |_| AdapterError::transient("storage_unavailable", "local storage: cannot read the file");
+    let file = tokio::fs::File::open(&resolved).await.map_err(unreadable)?;
+    // The size was checked above; the window keeps a file that grows meanwhile bounded too.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(over_cap(bytes.len() as u64, false, &Expected::default()));
+    }
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]

@@ -16,8 +16,14 @@
 //! [`Notify`] that the handler fires; the connection task then takes the socket back out of
 //! hyper, sets `SO_LINGER` to zero and drops it, so the client reads an RST, no HTTP response.
 //! Dropping the [`FakeOllama`] aborts the accept task and with it every connection task.
+//!
+//! [`FakeAnswer::Huge`] answers with a body of any size made on the fly ([`HugeBody`]), never
+//! held in memory; [`FakeOllama::huge_bytes_sent`] tells how much of it left the fake.
 
+mod huge;
 mod server;
+
+pub use huge::HugeBody;
 
 use server::canonical;
 
@@ -26,6 +32,7 @@ use std::convert::Infallible;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -75,6 +82,11 @@ pub enum FakeAnswer {
     /// Streaming: this partial text, then an in-stream `{"error": msg}` line and the end of the
     /// body (Ollama's mid-generation failure). Not streaming: 500 with `{"error": msg}`.
     MidStreamError(String, String),
+    /// 200 with a body of this many bytes, made on the fly (chunked, no `Content-Length`):
+    /// for generate/chat one answer object whose text is filler (a newline after it when
+    /// streaming); on other paths one NDJSON line `{"status":"aaa…"}` — for a pull, a line
+    /// that does not end before the body does. Counted in [`FakeOllama::huge_bytes_sent`].
+    Huge(u64),
 }
 
 /// One request the fake received, recorded before it was answered.
@@ -97,6 +109,7 @@ struct Inner {
     failures: HashMap<String, FakeAnswer>,
     requests: Vec<RecordedRequest>,
     version: String,
+    huge_sent: Arc<AtomicU64>,
 }
 
 impl Inner {
@@ -198,6 +211,12 @@ impl FakeOllama {
     pub fn fail_endpoint(&self, path: &str, answer: Option<FakeAnswer>) {
         let answer = answer.unwrap_or(FakeAnswer::Status(500, "fake failure".into()));
         lock(&self.state).failures.insert(path.to_owned(), answer);
+    }
+
+    /// How many bytes of [`FakeAnswer::Huge`] bodies left the fake so far (handed to the
+    /// connection; hyper takes more only as the client reads).
+    pub fn huge_bytes_sent(&self) -> u64 {
+        lock(&self.state).huge_sent.load(Ordering::Relaxed)
     }
 
     /// Undoes [`FakeOllama::fail_endpoint`] for `path`.

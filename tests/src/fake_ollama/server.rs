@@ -81,7 +81,7 @@ pub(super) async fn handle(State(state): State<Shared>, request: Request) -> Res
         started,
     });
     if let Some(answer) = failure {
-        return answer_with(answer, ctx.as_ref(), kill).await;
+        return answer_with(&state, answer, ctx.as_ref(), kill).await;
     }
     match (&parts.method, ctx) {
         (&Method::POST, Some(ctx)) => generate(&state, &body, ctx, kill).await,
@@ -120,12 +120,17 @@ async fn generate(state: &Shared, body: &Value, ctx: Ctx, kill: Option<Kill>) ->
         scripted.or_else(|| s.defaults.get(&key).cloned())
     };
     match answer {
-        Some(answer) => answer_with(answer, Some(&ctx), kill).await,
+        Some(answer) => answer_with(state, answer, Some(&ctx), kill).await,
         None => error(500, &format!("fake ollama: nothing scripted for {key:?}")),
     }
 }
 
-async fn answer_with(mut answer: FakeAnswer, ctx: Option<&Ctx>, kill: Option<Kill>) -> Response {
+async fn answer_with(
+    state: &Shared,
+    mut answer: FakeAnswer,
+    ctx: Option<&Ctx>,
+    kill: Option<Kill>,
+) -> Response {
     while let FakeAnswer::Delay(wait, next) = answer {
         tokio::time::sleep(wait).await;
         answer = *next;
@@ -141,6 +146,7 @@ async fn answer_with(mut answer: FakeAnswer, ctx: Option<&Ctx>, kill: Option<Kil
         (FakeAnswer::Text(text), None) => raw("application/json; charset=utf-8", text),
         (FakeAnswer::Empty, None) => StatusCode::OK.into_response(),
         (FakeAnswer::Status(code, msg), _) => error(code, &msg),
+        (FakeAnswer::Huge(size), ctx) => huge(state, ctx, size),
         (FakeAnswer::Garbage(text), _) if streaming => raw("application/x-ndjson", text),
         (FakeAnswer::Garbage(text), _) => raw("application/json; charset=utf-8", text),
         (FakeAnswer::Reset, _) => {
@@ -204,6 +210,37 @@ fn pieces(text: &str) -> impl Iterator<Item = &str> {
     let mut cuts: Vec<usize> = text.char_indices().map(|(i, _)| i).step_by(per).collect();
     cuts.push(text.len());
     (1..cuts.len()).map(move |i| &text[cuts[i - 1]..cuts[i]])
+}
+
+/// [`FakeAnswer::Huge`]: an answer object (or a status line) of `size` bytes.
+fn huge(state: &Shared, ctx: Option<&Ctx>, size: u64) -> Response {
+    let (head, tail, content_type) = match ctx {
+        Some(ctx) => {
+            let mut head = chunk(ctx, "", Some("stop")).to_string();
+            let field = match ctx.endpoint {
+                Endpoint::Generate => "\"response\":\"",
+                Endpoint::Chat => "\"content\":\"",
+            };
+            // Cut the object after its (empty) text's opening quote; the filler is the text.
+            let at = head.find(field).map_or(0, |i| i + field.len());
+            let tail = head.split_off(at);
+            let newline = if ctx.stream { "\n" } else { "" };
+            let kind = if ctx.stream {
+                "application/x-ndjson"
+            } else {
+                "application/json; charset=utf-8"
+            };
+            (head, format!("{tail}{newline}"), kind)
+        }
+        None => (
+            "{\"status\":\"".to_owned(),
+            "\"}\n".to_owned(),
+            "application/x-ndjson",
+        ),
+    };
+    let sent = lock(state).huge_sent.clone();
+    let body = HugeBody::new(head, b'a', tail, size, sent);
+    ([(header::CONTENT_TYPE, content_type)], Body::new(body)).into_response()
 }
 
 /// An NDJSON body sent one line per HTTP chunk.

@@ -1,10 +1,13 @@
 //! A small Ollama client: one shared `reqwest` client with connect and request timeouts,
 //! `/api/generate` and `/api/chat` (whole answers), `/api/tags`, `/api/ps`,
 //! `/api/pull` with progress, `/api/version`. Every failure is classified ([`OllamaError`])
-//! so callers can tell a retry-worthy problem from a permanent one.
+//! so callers can tell a retry-worthy problem from a permanent one. Every body is read with a
+//! size cap ([`body`]): a whole answer at most [`MAX_ANSWER_BYTES`], metadata
+//! [`MAX_METADATA_BYTES`], a stream line [`MAX_LINE_BYTES`], a pull [`MAX_STREAM_BYTES`].
 //!
 //! Response bodies are never logged: a model may echo student text.
 
+mod body;
 pub mod monitor;
 pub mod types;
 
@@ -15,6 +18,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::ai::AdapterError;
+use body::{read_capped, read_ndjson};
+pub use body::{
+    MAX_ANSWER_BYTES, MAX_ERROR_BODY_BYTES, MAX_LINE_BYTES, MAX_METADATA_BYTES, MAX_STREAM_BYTES,
+};
 pub use types::*;
 
 /// How long establishing a TCP connection may take.
@@ -58,6 +65,21 @@ pub enum OllamaError {
     /// The connection broke mid-answer.
     #[error("the connection to Ollama broke: {0}")]
     Broken(String),
+    /// 200, but the body (or one line of a stream) is larger than its cap; reading stopped
+    /// there, the rest was never buffered.
+    ///
+    /// Transient, like [`OllamaError::Malformed`] and like the feedback step's unusable
+    /// answers: within the time limit of a call no model writes megabytes, so this is a
+    /// misbehaving server or proxy, or a model that ran away on this input — the contract's
+    /// "model returned nothing usable" (§6.6), which is retried while retries remain. The
+    /// feedback step treats it as an unusable answer (asked again, the deterministic
+    /// fallback on the job's final attempt); vision retries and then fails with
+    /// `vision_failed`.
+    #[error("Ollama's answer is larger than {limit} bytes; it was not read further")]
+    TooLarge {
+        /// The cap that was passed, in bytes.
+        limit: usize,
+    },
 }
 
 impl OllamaError {
@@ -71,6 +93,7 @@ impl OllamaError {
             OllamaError::Rejected { .. } => "rejected",
             OllamaError::Malformed(_) => "malformed_response",
             OllamaError::Broken(_) => "connection_reset",
+            OllamaError::TooLarge { .. } => "response_too_large",
         }
     }
 
@@ -78,7 +101,8 @@ impl OllamaError {
     ///
     /// A missing model counts as transient: the submission is not at fault, and the health
     /// report and `/readyz` already show the missing model so an operator can pull it before
-    /// the retries run out. Only a rejected request (another 4xx) is permanent.
+    /// the retries run out. An answer over its size cap is transient too (see
+    /// [`OllamaError::TooLarge`]). Only a rejected request (another 4xx) is permanent.
     pub fn is_transient(&self) -> bool {
         !matches!(self, OllamaError::Rejected { .. })
     }
@@ -105,7 +129,7 @@ fn shorten(text: &str) -> String {
 
 /// Describes a JSON decoding failure without quoting the body (serde's message may quote
 /// model output, which may echo student text).
-fn json_problem(what: &str, e: &serde_json::Error) -> String {
+pub(crate) fn json_problem(what: &str, e: &serde_json::Error) -> String {
     let kind = match e.classify() {
         serde_json::error::Category::Io => "I/O error",
         serde_json::error::Category::Syntax => "not JSON",
@@ -115,7 +139,7 @@ fn json_problem(what: &str, e: &serde_json::Error) -> String {
     format!("{what}: {kind} at line {} column {}", e.line(), e.column())
 }
 
-fn classify_transport(e: &reqwest::Error, limit: Duration) -> OllamaError {
+pub(crate) fn classify_transport(e: &reqwest::Error, limit: Duration) -> OllamaError {
     if e.is_timeout() {
         OllamaError::Timeout(limit)
     } else if e.is_connect() {
@@ -178,11 +202,8 @@ impl OllamaClient {
             .send()
             .await
             .map_err(|e| classify_transport(&e, METADATA_TIMEOUT))?;
-        let response = check_status(response, "").await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| classify_transport(&e, METADATA_TIMEOUT))?;
+        let mut response = check_status(response, "").await?;
+        let bytes = read_capped(&mut response, MAX_METADATA_BYTES, METADATA_TIMEOUT).await?;
         serde_json::from_slice(&bytes).map_err(|e| OllamaError::Malformed(json_problem(path, &e)))
     }
 
@@ -194,11 +215,8 @@ impl OllamaClient {
         model: &str,
         limit: Duration,
     ) -> Result<String, OllamaError> {
-        let response = self.send_json(path, body, limit, model).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| classify_transport(&e, limit))?;
+        let mut response = self.send_json(path, body, limit, model).await?;
+        let bytes = read_capped(&mut response, MAX_ANSWER_BYTES, limit).await?;
         let answer: T = serde_json::from_slice(&bytes)
             .map_err(|e| OllamaError::Malformed(json_problem(path, &e)))?;
         if let Some(err) = answer.error() {
@@ -291,13 +309,15 @@ impl OllamaClient {
     }
 }
 
-async fn check_status(response: Response, model: &str) -> Result<Response, OllamaError> {
+async fn check_status(mut response: Response, model: &str) -> Result<Response, OllamaError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
     }
-    let body = response.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<serde_json::Value>(&body)
+    let body = read_capped(&mut response, MAX_ERROR_BODY_BYTES, METADATA_TIMEOUT)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(shorten))
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
@@ -316,44 +336,6 @@ async fn check_status(response: Response, model: &str) -> Result<Response, Ollam
     })
 }
 
-/// Feeds each NDJSON line to `on_line` until it returns `Ok(true)` (done) or the body ends.
-async fn read_ndjson<T: DeserializeOwned>(
-    mut response: Response,
-    limit: Duration,
-    mut on_line: impl FnMut(&T) -> Result<bool, OllamaError>,
-) -> Result<(), OllamaError> {
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        let chunk = response
-            .chunk()
-            .await
-            .map_err(|e| classify_transport(&e, limit))?;
-        let ended = chunk.is_none();
-        if let Some(bytes) = chunk {
-            pending.extend_from_slice(&bytes);
-        } else if !pending.is_empty() {
-            pending.push(b'\n');
-        }
-        while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=nl).collect();
-            let line = &line[..line.len() - 1];
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let parsed: T = serde_json::from_slice(line)
-                .map_err(|e| OllamaError::Malformed(json_problem("stream line", &e)))?;
-            if on_line(&parsed)? {
-                return Ok(());
-            }
-        }
-        if ended {
-            return Err(OllamaError::Broken(
-                "stream ended before the final message".into(),
-            ));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +344,9 @@ mod tests {
     fn only_rejected_requests_are_permanent() {
         assert!(OllamaError::Timeout(Duration::from_secs(1)).is_transient());
         assert!(OllamaError::ModelNotFound("m".into()).is_transient());
+        let too_large = OllamaError::TooLarge { limit: 4 };
+        assert!(too_large.is_transient());
+        assert_eq!(too_large.reason(), "response_too_large");
         assert!(OllamaError::Server {
             status: 500,
             message: "x".into()
