@@ -62,20 +62,33 @@ pub enum RunError {
     /// Another replica holds the Lease now.
     #[error("another replica took over the leader Lease")]
     LeadershipLost,
-    /// The Lease could not be renewed before it expired.
-    #[error("the leader Lease could not be renewed within {seconds} s: {source}")]
+    /// The Lease could not be renewed within the renew deadline (two thirds of its duration),
+    /// so the leader stepped down before the Lease could expire under it.
+    #[error("the leader Lease could not be renewed within {deadline:?}: {last_error}")]
     RenewFailed {
-        /// The Lease duration.
-        seconds: u32,
-        /// The last API error.
-        #[source]
-        source: kube::Error,
+        /// The renew deadline.
+        deadline: Duration,
+        /// What the last attempt ended with (an API error, or "no answer" when it hung).
+        last_error: String,
     },
 }
 
 /// How often the Lease is renewed (and a standby retries): a third of its duration.
 pub fn renew_period(lease_seconds: u32) -> Duration {
     Duration::from_secs_f64(f64::from(lease_seconds.max(3)) / 3.0)
+}
+
+/// How long a leader keeps trying to renew before it steps down: two thirds of the Lease
+/// duration (Kubernetes' own controllers use 10 s of 15 s). Every attempt is cut off at this
+/// deadline, so a hung API connection cannot keep a leader reconciling after the Lease has
+/// expired and a standby has taken over.
+pub fn renew_deadline(lease_seconds: u32) -> Duration {
+    Duration::from_secs_f64(f64::from(lease_seconds.max(3)) * 2.0 / 3.0)
+}
+
+/// The wait before another renewal attempt after a failed one.
+fn retry_period(period: Duration) -> Duration {
+    (period / 4).max(Duration::from_millis(100))
 }
 
 /// How long a graceful stop waits for the Lease release before giving up (the Lease then
@@ -125,10 +138,11 @@ pub async fn operate(
     );
     let period = renew_period(settings.lease_seconds);
     ready.store(true, Ordering::Relaxed); // a standby is healthy
-    loop {
+    let acquired_at = loop {
         // An attempt is never cancelled halfway: a write the server applied is known to us.
+        let attempt = Instant::now();
         match elector.try_acquire_or_renew().await {
-            Ok(true) => break,
+            Ok(true) => break attempt,
             Ok(false) => {}
             Err(e) => tracing::warn!(event = "learning.operator.lease_acquire_retry", error = %e),
         }
@@ -139,14 +153,14 @@ pub async fn operate(
             }
             () = tokio::time::sleep(period) => {}
         }
-    }
+    };
     ready.store(false, Ordering::Relaxed);
     metrics.leader.set(1);
     tracing::info!(event = "learning.operator.leading", identity = %settings.identity, leader_election = true);
     // On shutdown the controller drains while `hold` keeps renewing; then the Lease is released.
     let result = tokio::select! {
         () = controller::run(ctx(client), settings.namespace.clone(), ready, shutdown) => Ok(()),
-        lost = hold(&elector, period, settings.lease_seconds) => Err(lost),
+        lost = hold(&elector, period, settings.lease_seconds, acquired_at) => Err(lost),
     };
     metrics.leader.set(0);
     if result.is_ok() {
@@ -195,27 +209,70 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 's
     })
 }
 
-/// Renews the Lease every `period` until it is lost or cannot be renewed before it expires.
-async fn hold(elector: &LeaderElector, period: Duration, lease_seconds: u32) -> RunError {
-    let mut last_ok = Instant::now();
+/// Renews the Lease every `period` until it is lost or cannot be renewed within the renew
+/// deadline. The deadline counts from the start of the last successful attempt (the
+/// `renewTime` it wrote is no earlier), so the leader has stepped down — and the caller has
+/// stopped the controller — before the Lease it last wrote can expire.
+async fn hold(
+    elector: &LeaderElector,
+    period: Duration,
+    lease_seconds: u32,
+    acquired_at: Instant,
+) -> RunError {
+    let deadline_after = renew_deadline(lease_seconds);
+    let mut renewed_at = acquired_at;
+    let mut wait = period;
     loop {
-        tokio::time::sleep(period).await;
-        match elector.try_acquire_or_renew().await {
-            Ok(true) => last_ok = Instant::now(),
-            Ok(false) => {
-                tracing::error!(event = "learning.operator.leadership_lost");
-                return RunError::LeadershipLost;
-            }
-            Err(source) if last_ok.elapsed() > Duration::from_secs(u64::from(lease_seconds)) => {
-                tracing::error!(event = "learning.operator.lease_renew_failed", error = %source);
-                return RunError::RenewFailed {
-                    seconds: lease_seconds,
-                    source,
-                };
-            }
-            Err(e) => tracing::warn!(event = "learning.operator.lease_renew_retry", error = %e),
+        let deadline = tokio::time::Instant::from_std(renewed_at + deadline_after);
+        tokio::time::sleep_until((tokio::time::Instant::now() + wait).min(deadline)).await;
+        let attempt = Instant::now();
+        let last_error =
+            match tokio::time::timeout_at(deadline, elector.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => {
+                    renewed_at = attempt;
+                    wait = period;
+                    continue;
+                }
+                Ok(Ok(false)) => {
+                    tracing::error!(event = "learning.operator.leadership_lost");
+                    return RunError::LeadershipLost;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer before the renew deadline".to_owned(),
+            };
+        if tokio::time::Instant::now() >= deadline {
+            tracing::error!(event = "learning.operator.lease_renew_failed", error = %last_error, deadline_seconds = deadline_after.as_secs_f64());
+            return RunError::RenewFailed {
+                deadline: deadline_after,
+                last_error,
+            };
         }
+        tracing::warn!(event = "learning.operator.lease_renew_retry", error = %last_error);
+        wait = retry_period(period);
     }
+}
+
+/// The longest the client waits to connect to the API server.
+pub const API_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest the client waits for the next bytes of an answer once a request is sent. Longer
+/// than a watch stays open without a bookmark (the watcher asks for at most 290 s), so only a
+/// connection that stopped answering trips it.
+pub const API_READ_TIMEOUT: Duration = Duration::from_secs(295);
+/// The longest the client takes to send a request.
+pub const API_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The Kubernetes client from the in-cluster or kubeconfig settings, with connect, read and
+/// write timeouts: a half-open connection fails the call instead of hanging the controller.
+async fn api_client() -> anyhow::Result<Client> {
+    let mut config = kube::Config::infer()
+        .await
+        .context("reading the Kubernetes client configuration")?;
+    config.connect_timeout = Some(API_CONNECT_TIMEOUT);
+    config.read_timeout = Some(API_READ_TIMEOUT);
+    config.write_timeout = Some(API_WRITE_TIMEOUT);
+    // The read timeout counts from each request, not from when a pooled connection went idle.
+    config.reset_reader_on_write = true;
+    Client::try_from(config).context("connecting to the Kubernetes API")
 }
 
 /// Runs the controller (the `run` subcommand).
@@ -245,9 +302,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     };
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
 
-    let client = Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API")?;
+    let client = api_client().await?;
     let prober = Arc::new(HttpProber::new()?);
     operate(
         client,

@@ -2,7 +2,8 @@
 //! tests rely on, exercised through kube's own client and watcher — resourceVersions,
 //! generation, no-op writes, the status subresource, label selectors, paging, metadata-only
 //! lists, watches (events, selector transitions, resume, bookmarks, 410 after compaction),
-//! server-side apply, merge patch, garbage collection, authorization and request recording.
+//! server-side apply, merge patch, garbage collection, authorization and request recording,
+//! and stalled requests (held for one named client only, then served).
 
 mod support;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
@@ -544,4 +546,47 @@ async fn the_authorizer_answers_403_and_every_request_is_recorded() {
     );
     assert_eq!(log[1].body["metadata"]["name"], "x");
     assert_eq!(log[2].body["propagationPolicy"], "Background");
+}
+
+#[tokio::test]
+async fn a_stall_holds_the_named_clients_requests_on_the_path_then_serves_them() {
+    let server = FakeApiServer::start(Options::default()).await;
+    server.create(
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                         "metadata": {"name": "l", "namespace": "ns"}, "spec": {}}),
+    );
+    let stalled: Api<Lease> = Api::namespaced(server.client_as("stalled"), "ns");
+    let other: Api<Lease> = Api::namespaced(server.client_as("other"), "ns");
+    let stall = Duration::from_secs(2);
+    server.stall("/leases", Some("stalled"), stall);
+    let started = tokio::time::Instant::now();
+    let held = tokio::spawn(async move { stalled.get("l").await });
+
+    // Another client on the same path is served during the stall.
+    other.get("l").await.unwrap();
+    assert!(
+        !held.is_finished(),
+        "the stalled client's GET is still held"
+    );
+    assert_eq!(
+        server
+            .requests()
+            .iter()
+            .map(|r| r.client.as_str())
+            .collect::<Vec<_>>(),
+        ["other"],
+        "a held request is recorded when it is served"
+    );
+
+    // Once the stall is over, the held request is served as usual.
+    let lease = tokio::time::timeout(WAIT, held)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease.metadata.name.as_deref(), Some("l"));
+    assert!(started.elapsed() >= stall, "held for the whole stall");
+    let log = server.requests();
+    assert_eq!(log[1].client, "stalled");
+    assert_eq!(log[1].status, 200);
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt as _;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use learning_operator::controller::Requeue;
 use learning_operator::metrics::Metrics;
 use learning_operator::run::{operate, RunError, Settings};
@@ -111,8 +112,9 @@ fn replica_with(server: &FakeApiServer, settings: Settings, prober: ScriptedProb
     let metrics = Metrics::new().unwrap();
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stopped) = oneshot::channel::<()>();
+    // Named, so that the server can stall one replica's requests alone.
     let task = tokio::spawn(operate(
-        server.client(),
+        server.client_as(&settings.identity),
         prober.clone(),
         metrics.clone(),
         ready.clone(),
@@ -908,6 +910,115 @@ async fn a_standby_takes_over_an_expired_lease_and_a_leader_that_loses_it_stops(
         .unwrap();
     assert!(matches!(ended, Err(RunError::LeadershipLost)), "{ended:?}");
     assert_eq!(standby.metrics.leader.get(), 0);
+    audit(&server);
+}
+
+/// The renewTimes the replica `identity` wrote to the Lease successfully (PUTs answered 200).
+fn renewals(server: &FakeApiServer, identity: &str) -> Vec<Timestamp> {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.client == identity && r.method == "PUT" && r.path.ends_with(LEASE))
+        .filter(|r| r.status == 200 && r.body["spec"]["holderIdentity"] == identity)
+        .map(|r| {
+            r.body["spec"]["renewTime"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_leader_whose_lease_requests_stall_steps_down_before_its_lease_expires() {
+    let server = server().await;
+    let leader = replica(
+        &server,
+        "operator-0",
+        ScriptedProber::unreachable(),
+        POLLING,
+    );
+    eventually("operator-0 to lead", WAIT, || {
+        (leader.metrics.leader.get() == 1)
+            .then_some(())
+            .ok_or("not yet".into())
+    })
+    .await;
+    create_worker(&server, |_| {}).await;
+    let standby = replica(
+        &server,
+        "operator-1",
+        ScriptedProber::unreachable(),
+        POLLING,
+    );
+    eventually(
+        "operator-0 to reconcile and renew, the standby to find the Lease held",
+        WAIT,
+        || {
+            let standby_reads = server
+                .requests()
+                .iter()
+                .filter(|r| r.client == "operator-1" && r.path.ends_with(LEASE))
+                .count();
+            (standby_reads >= 1
+                && !renewals(&server, "operator-0").is_empty()
+                && leader.reconciles() > 0)
+                .then_some(())
+                .ok_or(format!("{standby_reads} standby reads"))
+        },
+    )
+    .await;
+
+    // From now on operator-0's Lease requests hang (longer than this test), as on a stalled
+    // API server connection; everything else, and the standby, still gets through.
+    server.stall("/leases", Some("operator-0"), Duration::from_secs(600));
+    let mut leader = leader;
+    let ended = tokio::time::timeout(WAIT, &mut leader.task)
+        .await
+        .expect("the stalled leader steps down")
+        .unwrap();
+    let ended_at = Timestamp::now();
+    assert!(
+        matches!(ended, Err(RunError::RenewFailed { .. })),
+        "{ended:?}"
+    );
+    assert_eq!(leader.metrics.leader.get(), 0);
+    // The bound that is the point: it stopped reconciling before its Lease (3 s) could expire.
+    let last_renewal = *renewals(&server, "operator-0").iter().max().unwrap();
+    let lease_end = last_renewal + SignedDuration::from_secs(3);
+    assert!(
+        ended_at < lease_end,
+        "stopped {} after its last renewal, the Lease lasts 3 s",
+        ended_at.duration_since(last_renewal)
+    );
+    let reconciled = leader.reconciles();
+
+    // The standby takes over once the Lease has expired, so never while operator-0 reconciled.
+    let acquired = eventually("operator-1 to take over", WAIT, || {
+        let lease = server
+            .get("coordination.k8s.io/v1", "Lease", OPERATOR_NAMESPACE, LEASE)
+            .unwrap();
+        (lease["spec"]["holderIdentity"] == "operator-1" && standby.reconciles() > 0)
+            .then(|| {
+                lease["spec"]["acquireTime"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<Timestamp>()
+                    .unwrap()
+            })
+            .ok_or(format!("{}", lease["spec"]))
+    })
+    .await;
+    assert!(
+        acquired >= lease_end && acquired > ended_at,
+        "{acquired} vs {ended_at}"
+    );
+    assert_eq!(
+        leader.reconciles(),
+        reconciled,
+        "no reconcile after the step-down"
+    );
     audit(&server);
 }
 

@@ -3,7 +3,8 @@
 //! it, and serves GET (one object; lists with `labelSelector`, `limit`/`continue` and
 //! metadata-only lists), `watch=true` (newline-delimited JSON events from a resourceVersion,
 //! BOOKMARKs when asked, closed after `timeoutSeconds` capped by the server), POST, PUT,
-//! PATCH (server-side apply, JSON merge patch), DELETE (with `propagationPolicy`).
+//! PATCH (server-side apply, JSON merge patch), DELETE (with `propagationPolicy`). Requests a
+//! test has stalled (see `Stall`) are held before they are served.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -44,6 +45,32 @@ pub struct Recorded {
     pub attributes: Option<RequestAttributes>,
     /// The status code answered.
     pub status: u16,
+    /// The client's name (header `x-fake-client`, see `FakeApiServer::client_as`; empty when
+    /// not named).
+    pub client: String,
+}
+
+/// The header a client names itself with (`FakeApiServer::client_as`).
+pub const CLIENT_HEADER: &str = "x-fake-client";
+
+/// Requests the server holds before serving them, as a stalled API server (or network path)
+/// would: the request hangs until `until`, then is served as usual.
+#[derive(Debug, Clone)]
+pub struct Stall {
+    /// Held when the path contains this (e.g. `/leases`).
+    pub path_contains: String,
+    /// Held only for the client of this name (`None`: for every client).
+    pub client: Option<String>,
+    /// Held until then.
+    pub until: tokio::time::Instant,
+}
+
+impl Stall {
+    fn holds(&self, path: &str, client: &str) -> bool {
+        path.contains(&self.path_contains)
+            && self.client.as_deref().is_none_or(|c| c == client)
+            && tokio::time::Instant::now() < self.until
+    }
 }
 
 impl Recorded {
@@ -67,6 +94,8 @@ pub struct Shared {
     pub authorize: Authorizer,
     /// The longest a watch stays open.
     pub max_watch: Duration,
+    /// Requests to hold (`FakeApiServer::stall`).
+    pub stalls: Mutex<Vec<Stall>>,
 }
 
 /// The router: every path goes to one handler.
@@ -203,6 +232,22 @@ async fn handle(
     let accept = header_of(header::ACCEPT);
     let query = uri.query().unwrap_or_default().to_owned();
     let path = uri.path().to_owned();
+    let client = headers
+        .get(CLIENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let held = shared
+        .stalls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.holds(&path, &client))
+        .map(|s| s.until)
+        .max();
+    if let Some(until) = held {
+        tokio::time::sleep_until(until).await;
+    }
     let attributes = RequestAttributes::parse(method.as_str(), &path, Some(&query));
     let parsed_body = parse_body(&content_type, &body);
     let mut record = Recorded {
@@ -214,6 +259,7 @@ async fn handle(
         body: parsed_body.clone().unwrap_or(Value::Null),
         attributes: attributes.clone(),
         status: 0,
+        client,
     };
     let result = match (&attributes, parsed_body) {
         (None, _) => Err((404, status_body(404, "NotFound", &format!("not a resource path: {path}")))),

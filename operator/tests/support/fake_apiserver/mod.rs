@@ -9,7 +9,8 @@
 //! resourceVersion preconditions, server-side apply (simplified, see `merge`), JSON merge
 //! patch, the status subresource, delete with propagation, and owner-reference garbage
 //! collection (see `store`). An authorizer (the operator's declared RBAC in the tests) answers
-//! 403 to anything not granted, and every request is recorded.
+//! 403 to anything not granted, and every request is recorded. A test can stall requests (by
+//! path, optionally only those of one named client): they hang for a while, then are served.
 //!
 //! What it does not: schema validation, defaulting, admission (CEL), finalizers, other
 //! controllers (the tests play the Deployment controller by writing status through the handle).
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub use self::http::{Authorizer, Recorded};
+pub use self::http::{Authorizer, Recorded, Stall};
 use self::resources::ResourceType;
 pub use self::store::Propagation;
 use self::store::{Key, Store, Target};
@@ -78,6 +79,7 @@ impl FakeApiServer {
             log: Mutex::new(Vec::new()),
             authorize: options.authorize,
             max_watch: options.max_watch,
+            stalls: Mutex::new(Vec::new()),
         });
         let app = http::router(shared.clone());
         let task = tokio::spawn(async move {
@@ -95,6 +97,28 @@ impl FakeApiServer {
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url().parse().unwrap());
         kube::Client::try_from(config).unwrap()
+    }
+
+    /// A kube client that names itself `name` (header `x-fake-client`): its requests are
+    /// recorded with that name, and `stall` can target them alone.
+    pub fn client_as(&self, name: &str) -> kube::Client {
+        let mut config = kube::Config::new(self.url().parse().unwrap());
+        config.headers.push((
+            ::http::HeaderName::from_static(http::CLIENT_HEADER),
+            ::http::HeaderValue::from_str(name).unwrap(),
+        ));
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// From now on, for `duration`, holds every request whose path contains `path_contains`
+    /// (of the client named `client`, or of any client when `None`) until the stall ends, then
+    /// serves it: a stalled API server, or a network path that stopped delivering answers.
+    pub fn stall(&self, path_contains: &str, client: Option<&str>, duration: Duration) {
+        self.shared.stalls.lock().unwrap().push(Stall {
+            path_contains: path_contains.to_owned(),
+            client: client.map(str::to_owned),
+            until: tokio::time::Instant::now() + duration,
+        });
     }
 
     /// Writes a kubeconfig pointing at this server (for the binary's `Client::try_default`).
