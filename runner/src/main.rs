@@ -37,8 +37,8 @@ async fn dispatch(cli: Cli) -> ExitCode {
             match app::run(config, settings.allow_superuser_dsn).await {
                 Ok(summary) => {
                     println!(
-                        "learning-runner stopped: completed={} retried={} failed={} skipped={} lease_lost={} abandoned={} released={}",
-                        summary.completed, summary.retried, summary.failed, summary.skipped, summary.lease_lost, summary.abandoned, summary.released
+                        "learning-runner stopped: completed={} retried={} failed={} skipped={} lease_lost={} handed_back={} abandoned={} released={}",
+                        summary.completed, summary.retried, summary.failed, summary.skipped, summary.lease_lost, summary.handed_back, summary.abandoned, summary.released
                     );
                     ExitCode::SUCCESS
                 }

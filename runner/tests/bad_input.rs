@@ -285,6 +285,54 @@ async fn a_dead_database_is_survived_and_work_resumes() {
     );
 }
 
+#[tokio::test]
+async fn a_job_whose_submission_cannot_be_read_is_handed_back_without_a_retry_or_takeover() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let adapters = Scripted::stub();
+    let ctx = context(&pool, adapters.adapters());
+    let (sub, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "x")).await;
+    // The job statements work, the submission read fails: a database error mid-job.
+    // (gustav_worker reads through its own grant and through gustav_limited's.)
+    sqlx::query("revoke select on learning_submissions from gustav_worker, gustav_limited")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(process_next(&ctx).await, JobOutcome::HandedBack);
+    sqlx::query("grant select on learning_submissions to gustav_worker, gustav_limited")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let j = fixtures::job(&db.admin, job)
+        .await
+        .expect("the job is kept");
+    assert_eq!(
+        (j.status.as_str(), j.retry_count, j.leased),
+        ("queued", 0, false)
+    );
+    assert!(
+        j.visible_in_seconds > 1.0,
+        "visible again after a pause: {}",
+        j.visible_in_seconds
+    );
+    assert_eq!(fixtures::submission(&db.admin, sub).await.status, "pending");
+    assert_eq!(adapters.vision_count() + adapters.feedback_count(), 0);
+    assert_eq!(
+        ctx.metrics
+            .processed
+            .with_label_values(&["handed_back"])
+            .get(),
+        1
+    );
+    let payload: serde_json::Value =
+        sqlx::query_scalar("select payload from learning_submission_jobs where id = $1")
+            .bind(job)
+            .fetch_one(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(payload.get("lease_takeovers"), None, "no takeover counted");
+}
+
 struct SwitchGate(std::sync::atomic::AtomicBool);
 
 impl learning_runner::worker::BackendGate for SwitchGate {
@@ -343,22 +391,37 @@ async fn a_backend_outage_pauses_leasing_instead_of_burning_retries() {
     );
 }
 
+/// Puts the job into a lease that has run out, with `payload` merged into its payload (the
+/// lease key is `lease_key`).
+async fn expired_lease(
+    db: &TestDb,
+    job: uuid::Uuid,
+    lease_key: uuid::Uuid,
+    payload: serde_json::Value,
+) {
+    sqlx::query(
+        "update learning_submission_jobs set status = 'leased', lease_key = $2, leased_until = now() - interval '1 second', \
+         payload = payload || $3 where id = $1",
+    )
+    .bind(job)
+    .bind(lease_key)
+    .bind(payload)
+    .execute(&db.admin)
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
-async fn a_job_whose_runners_keep_dying_is_failed_after_three_takeovers() {
+async fn a_job_whose_runner_died_twice_while_it_ran_alone_is_failed() {
     let db = TestDb::new().await;
     let pool = db.worker_pool(4).await;
     let adapters = Scripted::stub();
     let ctx = context(&pool, adapters.adapters());
     let (sub, job) = fixtures::enqueue(&db.admin, &NewSubmission::image("s1")).await;
-    // Two earlier takeovers; this runner's lease statement counts the third.
-    sqlx::query(
-        "update learning_submission_jobs set status = 'leased', lease_key = gen_random_uuid(), leased_until = now() - interval '1 second', \
-         payload = payload || '{\"lease_takeovers\": 2}' where id = $1",
-    )
-    .bind(job)
-    .execute(&db.admin)
-    .await
-    .unwrap();
+    // One earlier death while it ran alone; its current holder marked it alone too, then died.
+    let key = uuid::Uuid::new_v4();
+    let counters = serde_json::json!({"lease_takeovers": 2, "lease_solo_takeovers": 1, "lease_solo": key.to_string()});
+    expired_lease(&db, job, key, counters).await;
     assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
     assert_eq!(
         adapters.vision_count(),
@@ -370,7 +433,49 @@ async fn a_job_whose_runners_keep_dying_is_failed_after_three_takeovers() {
         (s.status.as_str(), s.error_code.as_deref()),
         ("failed", Some("vision_failed"))
     );
-    assert!(s.vision_last_error.unwrap().contains("interrupted 3 times"));
+    let message = s.vision_last_error.unwrap();
+    assert!(
+        message.contains("died 2 times while processing this submission alone"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn takeovers_beside_other_jobs_make_a_suspect_that_runs_alone_not_a_failure() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let adapters = Scripted::stub();
+    let ctx = context(&pool, adapters.adapters());
+    let (sub, job) = fixtures::enqueue(&db.admin, &NewSubmission::image("s1")).await;
+    // Three runners died while it ran beside other jobs (never alone): innocent so far.
+    let counters = serde_json::json!({"lease_takeovers": 3, "lease_solo_takeovers": 0});
+    expired_lease(&db, job, uuid::Uuid::new_v4(), counters).await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Completed);
+    assert_eq!(
+        fixtures::submission(&db.admin, sub).await.status,
+        "completed"
+    );
+}
+
+#[tokio::test]
+async fn a_job_taken_over_ten_times_is_failed_whatever_ran_beside_it() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let adapters = Scripted::stub();
+    let ctx = context(&pool, adapters.adapters());
+    let (sub, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "Text")).await;
+    let counters = serde_json::json!({"lease_takeovers": 9});
+    expired_lease(&db, job, uuid::Uuid::new_v4(), counters).await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Failed);
+    let s = fixtures::submission(&db.admin, sub).await;
+    assert_eq!(
+        (s.status.as_str(), s.error_code.as_deref()),
+        ("failed", Some("feedback_failed"))
+    );
+    assert!(s
+        .feedback_last_error
+        .unwrap()
+        .contains("interrupted 10 times"));
 }
 
 #[tokio::test]

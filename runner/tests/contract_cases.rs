@@ -398,7 +398,14 @@ async fn fencing_a_runner_whose_lease_was_taken_over_drops_its_result_and_counts
         .remove(0);
     let running = {
         let ctx = ctx.clone();
-        tokio::spawn(async move { learning_runner::job::process::process_job(&ctx, leased).await })
+        tokio::spawn(async move {
+            learning_runner::job::process::process_job(
+                &ctx,
+                leased,
+                learning_runner::job::process::Running::WithOthers,
+            )
+            .await
+        })
     };
     // While the model "runs", another runner takes the job over.
     entered.notified().await;

@@ -45,7 +45,12 @@ fn case_11_no_log_line_contains_student_text_storage_keys_or_student_ids() {
             for _ in 0..2 {
                 let jobs = queue::lease_jobs(&pool, 10, common::LEASE).await.unwrap();
                 for job in jobs {
-                    learning_runner::job::process::process_job(&ctx, job).await;
+                    learning_runner::job::process::process_job(
+                        &ctx,
+                        job,
+                        learning_runner::job::process::Running::WithOthers,
+                    )
+                    .await;
                 }
                 fixtures::make_all_visible(&db.admin).await;
             }

@@ -526,6 +526,121 @@ async fn taking_over_an_expired_lease_counts_the_takeover_in_the_payload() {
     assert_eq!(again.payload["lease_takeovers"], 1);
 }
 
+/// Lets the job's lease run out now.
+async fn expire(db: &TestDb, job: uuid::Uuid) {
+    sqlx::query(
+        "update learning_submission_jobs set leased_until = now() - interval '1 second' where id = $1",
+    )
+    .bind(job)
+    .execute(&db.admin)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn only_a_takeover_of_a_job_that_ran_alone_counts_as_a_solo_takeover() {
+    let db = TestDb::new().await;
+    let worker = db.worker_pool(2).await;
+    let (_, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
+    let first = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    expire(&db, job).await;
+    // Its holder ran it beside others: a takeover, not a solo one.
+    let second = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(second.payload["lease_takeovers"], 1);
+    assert_eq!(second.payload["lease_solo_takeovers"], 0);
+    // The new holder runs the suspect alone and says so; then it dies too.
+    assert_eq!(
+        queue::mark_solo(&worker, second.lease_ref()).await.unwrap(),
+        queue::Fenced::Applied
+    );
+    assert_eq!(
+        queue::mark_solo(&worker, first.lease_ref()).await.unwrap(),
+        queue::Fenced::LeaseLost,
+        "fenced by the lease"
+    );
+    expire(&db, job).await;
+    let third = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(third.payload["lease_takeovers"], 2);
+    assert_eq!(third.payload["lease_solo_takeovers"], 1);
+    // The mark names the old lease: this holder did not mark it, so its death is not solo.
+    expire(&db, job).await;
+    let fourth = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(fourth.payload["lease_takeovers"], 3);
+    assert_eq!(fourth.payload["lease_solo_takeovers"], 1);
+}
+
+#[tokio::test]
+async fn a_handed_back_job_is_queued_after_its_delay_without_a_retry_or_takeover() {
+    let db = TestDb::new().await;
+    let worker = db.worker_pool(2).await;
+    let (_, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
+    let held = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    let stale = learning_runner::db::queue::LeaseRef {
+        job_id: held.id,
+        lease_key: uuid::Uuid::new_v4(),
+    };
+    assert_eq!(
+        queue::hand_back(&worker, stale, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        queue::Fenced::LeaseLost
+    );
+    assert_eq!(
+        queue::hand_back(&worker, held.lease_ref(), Duration::from_secs(60))
+            .await
+            .unwrap(),
+        queue::Fenced::Applied
+    );
+    let state = fixtures::job(&db.admin, job)
+        .await
+        .expect("the job row is kept");
+    assert_eq!(
+        (state.status.as_str(), state.retry_count, state.leased),
+        ("queued", 0, false)
+    );
+    assert!(
+        state.visible_in_seconds > 50.0,
+        "{}",
+        state.visible_in_seconds
+    );
+    assert!(
+        queue::lease_jobs(&worker, 1, LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not visible yet"
+    );
+    sqlx::query("update learning_submission_jobs set visible_at = now() where id = $1")
+        .bind(job)
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let again = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        again.payload.get("lease_takeovers"),
+        None,
+        "no takeover counted"
+    );
+}
+
 #[tokio::test]
 async fn readiness_requires_the_grants_not_just_the_names() {
     let db = TestDb::new().await;

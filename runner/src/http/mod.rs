@@ -54,11 +54,18 @@ async fn livez(State(state): State<HttpState>) -> (StatusCode, String) {
     match state.runner.progress.stalled() {
         None => (StatusCode::OK, "ok\n".into()),
         Some((part, silent)) => {
-            tracing::error!(event = "learning.liveness.stalled", part, silent_s = silent.as_secs(),
-                "no progress past the liveness bound; /livez fails so the runner is restarted");
+            tracing::error!(
+                event = "learning.liveness.stalled",
+                part,
+                silent_s = silent.as_secs(),
+                "no progress past the liveness bound; /livez fails so the runner is restarted"
+            );
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("stalled: the {part} made no progress for {} s\n", silent.as_secs()),
+                format!(
+                    "stalled: the {part} made no progress for {} s\n",
+                    silent.as_secs()
+                ),
             )
         }
     }

@@ -23,8 +23,15 @@ pub const MAX_CRITERIA: usize = 50;
 /// Longest criterion, in characters (as long as the instruction and hints sent to a model).
 pub const MAX_CRITERION_CHARS: usize = 2_000;
 
-/// Key the lease statement increments when it takes over an expired lease.
+/// Key the lease statement increments when it takes over an expired lease: a job with one
+/// or more is a suspect and runs alone in its next runner.
 pub const TAKEOVERS_KEY: &str = "lease_takeovers";
+/// Key the lease statement increments when it takes over a lease whose holder was running
+/// the job alone ([`SOLO_LEASE_KEY`] equal to the expired lease): only then is the job itself
+/// known to have been running when its holder died.
+pub const SOLO_TAKEOVERS_KEY: &str = "lease_solo_takeovers";
+/// Key a runner sets to its lease key when it starts a suspect job alone.
+pub const SOLO_LEASE_KEY: &str = "lease_solo";
 
 /// What the runner needs from a job payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +51,16 @@ pub struct JobPayload {
     /// How often this job's lease expired in a runner's hands (crash, OOM, lost database)
     /// and was taken over; counted by the lease statement.
     pub lease_takeovers: u32,
+    /// How many of those takeovers happened while the job ran alone in its runner.
+    pub solo_takeovers: u32,
+}
+
+impl JobPayload {
+    /// Whether an earlier holder of this job died with it: it runs alone, so that a crash
+    /// during its run can be blamed on it and on nothing else.
+    pub fn is_suspect(&self) -> bool {
+        self.lease_takeovers > 0
+    }
 }
 
 /// Why a payload could not be used.
@@ -163,12 +180,24 @@ pub fn parse_payload(payload: &Value, job_submission_id: Uuid) -> Result<JobPayl
         instruction_md: optional_text(map, "instruction_md"),
         hints_md: optional_text(map, "hints_md"),
         cached_text_md: optional_text(map, CACHED_TEXT_KEY),
-        lease_takeovers: map
-            .get(TAKEOVERS_KEY)
-            .and_then(Value::as_u64)
-            .map(|n| n.min(u64::from(u32::MAX)) as u32)
-            .unwrap_or(0),
+        lease_takeovers: count(map, TAKEOVERS_KEY),
+        solo_takeovers: count(map, SOLO_TAKEOVERS_KEY),
     })
+}
+
+/// Whether the raw payload says an earlier holder of the job died with it (a suspect, see
+/// [`JobPayload::is_suspect`]); for the worker, which schedules before the payload is parsed.
+pub fn was_taken_over(payload: &Value) -> bool {
+    payload
+        .as_object()
+        .is_some_and(|map| count(map, TAKEOVERS_KEY) > 0)
+}
+
+/// A counter the lease statement keeps in the payload; 0 when missing or not a number.
+fn count(map: &Map<String, Value>, key: &str) -> u32 {
+    map.get(key)
+        .and_then(Value::as_u64)
+        .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32)
 }
 
 #[cfg(test)]

@@ -12,12 +12,13 @@ use crate::db::queue::QueueDepth;
 use crate::job::error_code::{ErrorCode, Phase};
 
 /// Outcomes a job can end with, the `status` label of `ai_worker_processed_total`.
-pub const OUTCOMES: [&str; 6] = [
+pub const OUTCOMES: [&str; 7] = [
     "completed",
     "retried",
     "failed",
     "skipped",
     "lease_lost",
+    "handed_back",
     "abandoned",
 ];
 

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{RunSummary, Worker, GATE_RECHECK};
 use crate::db::queue::{self, LeasedJob};
-use crate::job::process::{process_job, JobOutcome};
+use crate::job::payload::was_taken_over;
+use crate::job::process::{process_job, JobOutcome, Running};
 use crate::worker::leases::LeaseRegistry;
 
 /// What the loop does after one step.
@@ -46,6 +47,9 @@ pub(super) struct RunState {
     db_pause: Duration,
     /// Leasing is paused because the backend is unavailable.
     paused: bool,
+    /// Held shared by every running job, exclusively by a suspect (a job whose earlier holder
+    /// died with it), so a suspect runs alone.
+    company: Arc<RwLock<()>>,
 }
 
 impl RunState {
@@ -58,6 +62,7 @@ impl RunState {
             summary: RunSummary::default(),
             db_pause: Duration::ZERO,
             paused: false,
+            company: Arc::new(RwLock::new(())),
         }
     }
 
@@ -227,11 +232,15 @@ impl Worker {
     }
 
     /// Runs one leased job in its own task, holding `permit` (its slot) and its lease in the
-    /// registry until the task ends.
+    /// registry until the task ends. A suspect waits until it can run alone (its lease is
+    /// extended meanwhile), and no other job starts while it runs: a crash during its run is
+    /// then its own.
     fn spawn_job(&self, run: &mut RunState, job: LeasedJob, permit: OwnedSemaphorePermit) {
         run.registry.insert(job.lease_ref());
         let ctx = self.ctx.clone();
         let registry = run.registry.clone();
+        let company = run.company.clone();
+        let suspect = was_taken_over(&job.payload);
         run.tasks.spawn(async move {
             // Forgets the lease however the task ends (finished, aborted, panicked),
             // so the heartbeat never extends a lease nobody works on.
@@ -239,7 +248,13 @@ impl Worker {
                 registry,
                 job_id: job.id,
             };
-            let outcome = process_job(&ctx, job).await;
+            let outcome = if suspect {
+                let _alone = company.write_owned().await;
+                process_job(&ctx, job, Running::Alone).await
+            } else {
+                let _shared = company.read_owned().await;
+                process_job(&ctx, job, Running::WithOthers).await
+            };
             drop(permit);
             outcome
         });

@@ -60,6 +60,8 @@ pub struct RunSummary {
     pub lease_lost: u64,
     /// Jobs whose outcome could not be recorded.
     pub abandoned: u64,
+    /// Jobs given back to the queue after a database error kept them from finishing.
+    pub handed_back: u64,
     /// Jobs handed back to the queue on shutdown.
     pub released: u64,
 }
@@ -72,6 +74,7 @@ impl RunSummary {
             JobOutcome::Failed => self.failed += 1,
             JobOutcome::Skipped => self.skipped += 1,
             JobOutcome::LeaseLost => self.lease_lost += 1,
+            JobOutcome::HandedBack => self.handed_back += 1,
             JobOutcome::Abandoned => self.abandoned += 1,
         }
     }
@@ -115,6 +118,7 @@ fn log_stopped(summary: &RunSummary) {
         skipped = summary.skipped,
         lease_lost = summary.lease_lost,
         abandoned = summary.abandoned,
+        handed_back = summary.handed_back,
         released = summary.released
     );
 }

@@ -226,5 +226,10 @@ pub async fn process_next(ctx: &JobContext) -> learning_runner::job::process::Jo
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1, "exactly one job is leasable");
-    learning_runner::job::process::process_job(ctx, jobs.remove(0)).await
+    learning_runner::job::process::process_job(
+        ctx,
+        jobs.remove(0),
+        learning_runner::job::process::Running::Alone,
+    )
+    .await
 }

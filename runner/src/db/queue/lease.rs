@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::{seconds, within, LeaseRef, LeasedJob, SubmissionRow};
+use super::{seconds, within, Fenced, LeaseRef, LeasedJob, SubmissionRow};
 
 /// The lease statement's candidate selection (`$1` = the limit), shared with the benchmark so
 /// that what `make bench` measures is exactly what the runner sends.
@@ -62,13 +62,16 @@ pub async fn lease_jobs(
                    lease_key = gen_random_uuid(),
                    leased_until = now() + make_interval(secs => $2),
                    updated_at = now(),
-                   -- a lease that expired in someone's hands: count the takeover (poison-job guard)
+                   -- a lease that expired in someone's hands: count the takeover (poison-job
+                   -- guard), and count it as a solo takeover when its holder ran the job alone
                    payload = case
                        when j.status = 'leased' and jsonb_typeof(j.payload) = 'object' then
-                           jsonb_set(j.payload, '{lease_takeovers}', to_jsonb(1 + case
-                               when jsonb_typeof(j.payload -> 'lease_takeovers') = 'number'
-                               then least(greatest((j.payload ->> 'lease_takeovers')::numeric, 0), 1000)::int
-                               else 0 end))
+                           j.payload || jsonb_build_object(
+                               'lease_takeovers', 1 + case when jsonb_typeof(j.payload -> 'lease_takeovers') = 'number'
+                                   then least(greatest((j.payload ->> 'lease_takeovers')::numeric, 0), 1000)::int else 0 end,
+                               'lease_solo_takeovers', case when jsonb_typeof(j.payload -> 'lease_solo_takeovers') = 'number'
+                                   then least(greatest((j.payload ->> 'lease_solo_takeovers')::numeric, 0), 1000)::int else 0 end
+                                   + case when j.payload ->> 'lease_solo' = j.lease_key::text then 1 else 0 end)
                        else j.payload end
               from candidates
              where j.id = candidates.id
@@ -224,6 +227,63 @@ pub async fn read_submission(
     })
     .await
 }
+
+/// Marks that this runner now runs the job alone (a suspect, see the lease statement): if its
+/// lease expires before the job ends, the takeover counts as a solo takeover.
+pub async fn mark_solo(pool: &PgPool, lease: LeaseRef) -> Result<Fenced, sqlx::Error> {
+    within(async move {
+        let done = sqlx::query(
+            r#"
+            update public.learning_submission_jobs
+               set payload = payload || jsonb_build_object('lease_solo', lease_key::text),
+                   updated_at = now()
+             where id = $1 and lease_key = $2 and status = 'leased'
+               and jsonb_typeof(payload) = 'object'
+            "#,
+        )
+        .bind(lease.job_id)
+        .bind(lease.lease_key)
+        .execute(pool)
+        .await?;
+        Ok(if done.rows_affected() == 1 {
+            Fenced::Applied
+        } else {
+            Fenced::LeaseLost
+        })
+    })
+    .await
+}
+
+/// Gives one job back to the queue after a database error kept this runner from finishing
+/// it: visible again after `delay`, `retry_count` unchanged and no takeover counted.
+pub async fn hand_back(
+    pool: &PgPool,
+    lease: LeaseRef,
+    delay: Duration,
+) -> Result<Fenced, sqlx::Error> {
+    within(async move {
+        let done = sqlx::query(
+            r#"
+            update public.learning_submission_jobs
+               set status = 'queued', lease_key = null, leased_until = null,
+                   visible_at = now() + make_interval(secs => $3), updated_at = now()
+             where id = $1 and lease_key = $2 and status = 'leased'
+            "#,
+        )
+        .bind(lease.job_id)
+        .bind(lease.lease_key)
+        .bind(seconds(delay))
+        .execute(pool)
+        .await?;
+        Ok(if done.rows_affected() == 1 {
+            Fenced::Applied
+        } else {
+            Fenced::LeaseLost
+        })
+    })
+    .await
+}
+
 /// Drain: gives the listed jobs back to the queue at once (lease cleared, `retry_count` and
 /// `visible_at` unchanged). Returns how many were released.
 pub async fn release(pool: &PgPool, leases: &[LeaseRef]) -> Result<u64, sqlx::Error> {

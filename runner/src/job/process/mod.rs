@@ -8,6 +8,7 @@
 
 mod adapter_call;
 mod feedback;
+mod hand_back;
 mod record;
 mod vision;
 
@@ -18,6 +19,7 @@ use sqlx::PgPool;
 use tracing::Instrument;
 
 use self::feedback::give_feedback;
+use self::hand_back::{hand_back, HandBack};
 use self::record::record;
 use self::vision::obtain_text;
 use crate::ai::Adapters;
@@ -41,7 +43,11 @@ pub enum JobOutcome {
     Skipped,
     /// Another runner holds the job; our result was dropped.
     LeaseLost,
-    /// The database could not record the outcome; the lease will expire and the job return.
+    /// A database error kept this runner from finishing the job; once the database answered
+    /// again it was given back to the queue (no retry and no takeover counted).
+    HandedBack,
+    /// The database could not record the outcome, nor take the job back; the lease will
+    /// expire and the job return.
     Abandoned,
 }
 
@@ -54,6 +60,7 @@ impl JobOutcome {
             JobOutcome::Failed => "failed",
             JobOutcome::Skipped => "skipped",
             JobOutcome::LeaseLost => "lease_lost",
+            JobOutcome::HandedBack => "handed_back",
             JobOutcome::Abandoned => "abandoned",
         }
     }
@@ -95,9 +102,26 @@ impl Drop for InflightGuard {
     }
 }
 
-/// After this many lease takeovers (the job's holder crashed, ran out of memory or lost the
-/// database mid-job) the job is failed instead of being handed to the next runner to crash.
-pub const MAX_LEASE_TAKEOVERS: u32 = 3;
+/// After this many takeovers of a job that was running alone when its holder died (crash,
+/// out of memory), the job is failed instead of being handed to the next runner to crash.
+/// Takeovers of jobs that ran beside others do not count here: the job that killed the
+/// runner cannot be told from its neighbours, so each of them runs alone next time
+/// ([`Running::Alone`]), and only a death during such a run is blamed on the job.
+pub const MAX_SOLO_TAKEOVERS: u32 = 2;
+
+/// A backstop: after this many takeovers of any kind the job is failed, so that no job can
+/// circulate for ever (each takeover means a runner died or lost its lease while holding it).
+pub const MAX_LEASE_TAKEOVERS: u32 = 10;
+
+/// Whether the job runs alone in its runner (no other job runs meanwhile) or beside others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Running {
+    /// No other job of this runner runs while this one does: a suspect (a job whose earlier
+    /// holder died) is marked in its lease row, so a death now is blamed on it alone.
+    Alone,
+    /// Other jobs may run at the same time.
+    WithOthers,
+}
 
 /// What the pipeline decided before the finishing transaction.
 enum Finish {
@@ -114,19 +138,29 @@ enum Finish {
 }
 
 /// Processes one leased job to its end. Never panics on bad input; every path finishes the
-/// job in the database or leaves it to lease expiry when the database is unreachable.
-pub async fn process_job(ctx: &JobContext, job: LeasedJob) -> JobOutcome {
+/// job in the database, hands it back to the queue after a database error, or — when the
+/// database stays away — leaves it to lease expiry.
+pub async fn process_job(ctx: &JobContext, job: LeasedJob, running: Running) -> JobOutcome {
     let span = tracing::info_span!("job", job_id = %job.id, submission_id = %job.submission_id, retry = job.retry_count);
     async {
         let started = Instant::now();
         let _inflight = InflightGuard::enter(&ctx.metrics);
-        let finish = run_pipeline(ctx, &job).await;
-        let outcome = match finish {
-            Ok(finish) => record(ctx, &job, finish).await,
+        let outcome = match run_pipeline(ctx, &job, running).await {
+            Ok(Some(finish)) => record(ctx, &job, finish).await,
+            Ok(None) => JobOutcome::LeaseLost,
             Err(e) => {
                 ctx.metrics.db_errors.with_label_values(&["read_submission"]).inc();
-                tracing::warn!(event = "learning.job.db_error", error = %e, "could not read the submission; the job returns when its lease expires");
-                JobOutcome::Abandoned
+                tracing::warn!(event = "learning.job.db_error", error = %e, "could not read the submission; the job goes back to the queue once the database answers");
+                match hand_back(ctx, &job).await {
+                    HandBack::Done => JobOutcome::HandedBack,
+                    HandBack::GaveUp => JobOutcome::Abandoned,
+                    HandBack::LeaseGone => {
+                        ctx.metrics.lease_lost.inc();
+                        tracing::warn!(event = "learning.job.lease_lost", intended = "handed_back",
+                            "the lease expired while the database was away; another runner has the job");
+                        JobOutcome::LeaseLost
+                    }
+                }
             }
         };
         ctx.metrics.processed.with_label_values(&[outcome.as_str()]).inc();
@@ -140,14 +174,19 @@ pub async fn process_job(ctx: &JobContext, job: LeasedJob) -> JobOutcome {
     .await
 }
 
-async fn run_pipeline(ctx: &JobContext, job: &LeasedJob) -> Result<Finish, sqlx::Error> {
+/// What the job comes to before it is recorded; `None` when the lease was lost on the way.
+async fn run_pipeline(
+    ctx: &JobContext,
+    job: &LeasedJob,
+    running: Running,
+) -> Result<Option<Finish>, sqlx::Error> {
     let payload = match parse_payload(&job.payload, job.submission_id) {
         Ok(p) => p,
         Err(e) => {
-            return Ok(Finish::Error {
+            return Ok(Some(Finish::Error {
                 error: JobError::input(ErrorCode::InputCorrupt, "bad_payload", e.to_string()),
                 cache: None,
-            })
+            }))
         }
     };
     let Some(row) =
@@ -155,40 +194,66 @@ async fn run_pipeline(ctx: &JobContext, job: &LeasedJob) -> Result<Finish, sqlx:
     else {
         // The job's foreign key guarantees the row exists, so an invisible row means the
         // payload names the wrong student: fail visibly instead of dropping the job.
-        return Ok(Finish::Error {
+        return Ok(Some(Finish::Error {
             error: JobError::input(
                 ErrorCode::InputCorrupt,
                 "submission_not_visible",
                 "submission not visible for the job's student_sub (missing row or wrong student)",
             ),
             cache: None,
-        });
+        }));
     };
     if !matches!(row.analysis_status.as_str(), "pending" | "extracted") {
-        return Ok(Finish::Discard);
+        return Ok(Some(Finish::Discard));
     }
-    if payload.lease_takeovers >= MAX_LEASE_TAKEOVERS {
-        let phase = if row.kind == "text" {
-            Phase::Feedback
-        } else {
-            Phase::Vision
-        };
-        return Ok(Finish::Error {
-            error: JobError {
-                phase,
-                transient: false,
-                code: None,
-                reason: "lease_takeovers",
-                message: format!(
-                    "processing was interrupted {} times (runner crash, out of memory or database error); giving up so the queue keeps moving",
-                    payload.lease_takeovers
-                ),
-            },
-            cache: None,
-        });
+    if let Some(error) = poison_guard(&payload, &row) {
+        return Ok(Some(Finish::Error { error, cache: None }));
+    }
+    if payload.is_suspect() && running == Running::Alone {
+        if queue::mark_solo(&ctx.pool, job.lease_ref()).await? == queue::Fenced::LeaseLost {
+            return Ok(None);
+        }
+        tracing::info!(
+            event = "learning.job.running_alone",
+            takeovers = payload.lease_takeovers,
+            solo_takeovers = payload.solo_takeovers,
+            "an earlier holder of this job died with it; it runs alone"
+        );
     }
     let final_attempt = u32::try_from(job.retry_count.max(0)).unwrap_or(0) >= ctx.max_retries;
-    Ok(analyse(ctx, &payload, &row, final_attempt).await)
+    Ok(Some(analyse(ctx, &payload, &row, final_attempt).await))
+}
+
+/// The permanent error for a job whose holders kept dying with it
+/// ([`MAX_SOLO_TAKEOVERS`] while it ran alone, or [`MAX_LEASE_TAKEOVERS`] in all).
+fn poison_guard(payload: &JobPayload, row: &SubmissionRow) -> Option<JobError> {
+    let alone = payload.solo_takeovers >= MAX_SOLO_TAKEOVERS;
+    if !alone && payload.lease_takeovers < MAX_LEASE_TAKEOVERS {
+        return None;
+    }
+    let phase = if row.kind == "text" {
+        Phase::Feedback
+    } else {
+        Phase::Vision
+    };
+    let message = if alone {
+        format!(
+            "the runner died {} times while processing this submission alone (crash or out of memory); giving up so the queue keeps moving",
+            payload.solo_takeovers
+        )
+    } else {
+        format!(
+            "processing was interrupted {} times (runner crash, out of memory or lost lease); giving up so the queue keeps moving",
+            payload.lease_takeovers
+        )
+    };
+    Some(JobError {
+        phase,
+        transient: false,
+        code: None,
+        reason: "lease_takeovers",
+        message,
+    })
 }
 
 async fn analyse(

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use super::hand_back::{hand_back, HandBack};
 use super::{Finish, JobContext, JobOutcome};
 use crate::db::queue::{self, Fenced, IntendedEnd, LeasedJob, VisionCache};
 use crate::job::message::truncate_message;
@@ -16,16 +17,19 @@ pub(super) async fn record(ctx: &JobContext, job: &LeasedJob, finish: Finish) ->
     let pool = &ctx.pool;
     match finish {
         Finish::Discard => {
-            let r = with_db_retry(ctx, job, "discard", IntendedEnd::Discarded, || {
+            let intended = IntendedEnd::Discarded;
+            let r = with_db_retry(ctx, job, "discard", intended.clone(), || {
                 queue::discard(pool, lease)
             })
             .await;
-            settle(ctx, r, JobOutcome::Skipped, || {
+            let end = Intended::new("discard", intended, JobOutcome::Skipped);
+            settle(ctx, job, r, end, || {
                 tracing::info!(
                     event = "learning.job.skipped",
                     "submission is no longer pending; job removed"
                 );
             })
+            .await
         }
         Finish::Complete {
             text,
@@ -35,7 +39,7 @@ pub(super) async fn record(ctx: &JobContext, job: &LeasedJob, finish: Finish) ->
             let intended = IntendedEnd::Completed {
                 feedback_md: &feedback_md,
             };
-            let r = with_db_retry(ctx, job, "complete", intended, || {
+            let r = with_db_retry(ctx, job, "complete", intended.clone(), || {
                 queue::complete(
                     pool,
                     lease,
@@ -46,9 +50,11 @@ pub(super) async fn record(ctx: &JobContext, job: &LeasedJob, finish: Finish) ->
                 )
             })
             .await;
-            settle(ctx, r, JobOutcome::Completed, || {
+            let end = Intended::new("complete", intended, JobOutcome::Completed);
+            settle(ctx, job, r, end, || {
                 tracing::info!(event = "learning.job.completed", "feedback stored");
             })
+            .await
         }
         Finish::Error { error, cache } => record_error(ctx, job, error, cache).await,
     }
@@ -79,7 +85,7 @@ async fn record_error(
             let intended = IntendedEnd::Requeued {
                 retry_count: job.retry_count + 1,
             };
-            let r = with_db_retry(ctx, job, "retry", intended, || {
+            let r = with_db_retry(ctx, job, "retry", intended.clone(), || {
                 queue::retry(
                     pool,
                     lease,
@@ -91,7 +97,8 @@ async fn record_error(
                 )
             })
             .await;
-            settle(ctx, r, JobOutcome::Retried, || {
+            let end = Intended::new("retry", intended, JobOutcome::Retried);
+            settle(ctx, job, r, end, || {
                 ctx.metrics
                     .retries
                     .with_label_values(&[phase.as_str()])
@@ -104,17 +111,19 @@ async fn record_error(
                     "transient error; job requeued"
                 );
             })
+            .await
         }
         Decision::Fail { code, message } => {
             let message = truncate_message(&message);
             let intended = IntendedEnd::Failed {
                 code: code.as_str(),
             };
-            let r = with_db_retry(ctx, job, "fail", intended, || {
+            let r = with_db_retry(ctx, job, "fail", intended.clone(), || {
                 queue::fail(pool, lease, job.submission_id, code, &message)
             })
             .await;
-            settle(ctx, r, JobOutcome::Failed, || {
+            let end = Intended::new("fail", intended, JobOutcome::Failed);
+            settle(ctx, job, r, end, || {
                 ctx.metrics.failed.with_label_values(&[code.as_str()]).inc();
                 tracing::warn!(
                     event = "learning.job.failed",
@@ -124,34 +133,66 @@ async fn record_error(
                     "job failed for good"
                 );
             })
+            .await
         }
     }
 }
 
-fn settle(
+/// The end a finishing transaction meant to record.
+struct Intended<'a> {
+    operation: &'static str,
+    end: IntendedEnd<'a>,
+    outcome: JobOutcome,
+}
+
+impl<'a> Intended<'a> {
+    fn new(operation: &'static str, end: IntendedEnd<'a>, outcome: JobOutcome) -> Self {
+        Intended {
+            operation,
+            end,
+            outcome,
+        }
+    }
+}
+
+/// The outcome of a finishing transaction: applied, a lost lease, or — after a database
+/// error — the job handed back to the queue once the database answers. A hand-back that finds
+/// the lease gone asks whether the finish went through after all (its commit may have been
+/// applied without an acknowledgement).
+async fn settle(
     ctx: &JobContext,
+    job: &LeasedJob,
     result: Result<Fenced, sqlx::Error>,
-    applied: JobOutcome,
+    intended: Intended<'_>,
     on_applied: impl FnOnce(),
 ) -> JobOutcome {
-    match result {
-        Ok(Fenced::Applied) => {
-            on_applied();
-            applied
+    let fenced = match result {
+        Ok(fenced) => fenced,
+        Err(e) => {
+            tracing::error!(event = "learning.job.finish_failed", intended = intended.outcome.as_str(), error = %e,
+                "could not record the outcome; the job goes back to the queue once the database answers");
+            match hand_back(ctx, job).await {
+                HandBack::Done => return JobOutcome::HandedBack,
+                HandBack::GaveUp => return JobOutcome::Abandoned,
+                HandBack::LeaseGone => {
+                    confirm_unacknowledged(ctx, job, intended.operation, &intended.end).await
+                }
+            }
         }
-        Ok(Fenced::LeaseLost) => {
+    };
+    match fenced {
+        Fenced::Applied => {
+            on_applied();
+            intended.outcome
+        }
+        Fenced::LeaseLost => {
             ctx.metrics.lease_lost.inc();
             tracing::warn!(
                 event = "learning.job.lease_lost",
-                intended = applied.as_str(),
+                intended = intended.outcome.as_str(),
                 "another runner holds this job; result dropped"
             );
             JobOutcome::LeaseLost
-        }
-        Err(e) => {
-            tracing::error!(event = "learning.job.finish_failed", intended = applied.as_str(), error = %e,
-                "could not record the outcome; the job returns when its lease expires");
-            JobOutcome::Abandoned
         }
     }
 }
