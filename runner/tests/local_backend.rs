@@ -219,13 +219,10 @@ async fn a_vision_timeout_is_vision_retrying_and_a_feedback_timeout_is_feedback_
     )
     .await;
     let bytes = png(10, 10, [0, 0, 0]);
-    root.put("k/a.png", &bytes);
+    let photo = NewSubmission::gustav_file("s1", "image", "image/png", &bytes);
+    root.put(photo.key(), &bytes);
     fake.script(Endpoint::Generate, VISION_MODEL, vec![FakeAnswer::Hang]);
-    let (img, _) = fixtures::enqueue(
-        &db.admin,
-        &NewSubmission::stored_file("s1", "image", "image/png", "k/a.png", &bytes),
-    )
-    .await;
+    let (img, _) = fixtures::enqueue(&db.admin, &photo).await;
     assert_eq!(process_next(&ctx).await, JobOutcome::Retried);
     let s = fixtures::submission(&db.admin, img).await;
     assert_eq!(s.error_code.as_deref(), Some("vision_retrying"));
@@ -407,7 +404,6 @@ async fn path_escape_size_mismatch_hash_mismatch_and_oversize_are_permanent() {
         ctx,
     } = local_setup(fake_with_models().await, &[]).await;
     let bytes = png(10, 10, [1, 2, 3]);
-    root.put("ok/a.png", &bytes);
     std::fs::write(
         root.0.parent().unwrap().join(format!(
             "{}-outside.png",
@@ -422,15 +418,16 @@ async fn path_escape_size_mismatch_hash_mismatch_and_oversize_are_permanent() {
         root.0.file_name().unwrap().to_string_lossy()
     );
     let escape = NewSubmission::stored_file("s1", "image", "image/png", &escape_key, &bytes);
-    let mut wrong_size = NewSubmission::stored_file("s2", "image", "image/png", "ok/a.png", &bytes);
+    let mut wrong_size = NewSubmission::gustav_file("s2", "image", "image/png", &bytes);
     wrong_size.size_bytes = Some(bytes.len() as i32 + 1);
-    let mut wrong_hash = NewSubmission::stored_file("s3", "image", "image/png", "ok/a.png", &bytes);
+    root.put(wrong_size.key(), &bytes);
+    let mut wrong_hash = NewSubmission::gustav_file("s3", "image", "image/png", &bytes);
     wrong_hash.sha256 = Some("0".repeat(64));
+    root.put(wrong_hash.key(), &bytes);
     let big = vec![0u8; 10 * 1024 * 1024 + 1];
-    root.put("ok/big.png", &big);
-    let mut oversize =
-        NewSubmission::stored_file("s4", "image", "image/png", "ok/big.png", &big[..10]);
+    let mut oversize = NewSubmission::gustav_file("s4", "image", "image/png", &big[..10]);
     oversize.size_bytes = Some(10 * 1024 * 1024);
+    root.put(oversize.key(), &big);
 
     for (submission, code, reason) in [
         (escape, "input_corrupt", "outside the storage root"),
@@ -451,7 +448,7 @@ async fn path_escape_size_mismatch_hash_mismatch_and_oversize_are_permanent() {
             s.vision_last_error
         );
         assert!(
-            !s.vision_last_error.unwrap().contains("ok/"),
+            !s.vision_last_error.unwrap().contains("submissions/"),
             "no storage key in the message"
         );
         assert_eq!(fixtures::job(&db.admin, job).await.unwrap().retry_count, 0);

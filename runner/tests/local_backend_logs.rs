@@ -27,9 +27,12 @@ fn a_full_local_run_logs_no_student_text_keys_or_secrets() {
 
     let secret_text = "VERTRAULICH-SCHUELER-4242";
     let student = "student-sub-PII-9090";
-    let remote_key = "course-x/task-y/remote-only-KEY.png";
-    let local_key = "course-x/task-y/local-KEY.png";
     let image = png(12, 12, [9, 9, 9]);
+    // GUSTAV-shaped keys (the runner reads no other): one photo only on the volume, one only
+    // in Supabase.
+    let local = NewSubmission::gustav_file(student, "image", "image/png", &image);
+    let remote = NewSubmission::gustav_file(student, "image", "image/png", &image);
+    let (local_key, remote_key) = (local.key(), remote.key());
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -70,7 +73,7 @@ fn a_full_local_run_logs_no_student_text_keys_or_secrets() {
             ],
         );
         let (ctx, _) = local_context(&pool, &config);
-        for key in [local_key, remote_key] {
+        for submission in [&local, &remote] {
             fake.script(
                 Endpoint::Chat,
                 FEEDBACK_MODEL,
@@ -79,11 +82,7 @@ fn a_full_local_run_logs_no_student_text_keys_or_secrets() {
                     FakeAnswer::Text("Gut gerechnet.".into()),
                 ],
             );
-            fixtures::enqueue(
-                &db.admin,
-                &NewSubmission::stored_file(student, "image", "image/png", key, &image),
-            )
-            .await;
+            fixtures::enqueue(&db.admin, submission).await;
         }
         fake.script(
             Endpoint::Chat,
@@ -118,12 +117,13 @@ fn a_full_local_run_logs_no_student_text_keys_or_secrets() {
         logs.contains("learning.feedback.completed") && logs.contains("parse_status=fallback"),
         "{logs}"
     );
+    let student_segment = student.to_lowercase();
     for forbidden in [
         secret_text,
         student,
         remote_key,
         local_key,
-        "remote-only-KEY",
+        student_segment.as_str(),
         SERVICE_KEY,
         BUCKET,
     ] {

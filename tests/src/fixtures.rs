@@ -154,22 +154,25 @@ impl NewSubmission {
     }
 }
 
-/// A storage key exactly as GUSTAV's web app builds it for an upload:
-/// `submissions/{course}/{task}/{student}/{epoch_ms}-{uuid hex}.{ext}`, the student part the
-/// lower-cased `sub` with characters outside `[a-z0-9._-]` replaced by `-`, and `ext` `jpg`,
-/// `png` or `pdf` from the MIME type.
+/// A storage key exactly as GUSTAV's web app builds it for an upload (`make_submission_key` in
+/// its `backend/storage/keys.py`): `submissions/{course}/{task}/{student}/{epoch_ms}-{uuid
+/// hex}.{ext}`, the student part the lower-cased `sub` with each run of characters outside
+/// `[a-z0-9._-]` replaced by one `-`, `-`, `_` and `.` stripped from both ends (`student` when
+/// nothing is left), and `ext` `jpg`, `png` or `pdf` from the MIME type. (GUSTAV folds
+/// non-ASCII letters by NFKD first; the fixtures use ASCII subjects.)
 pub fn gustav_storage_key(course_id: Uuid, task_id: Uuid, student_sub: &str, mime: &str) -> String {
-    let student: String = student_sub
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let (mut student, mut in_run) = (String::new(), false);
+    for c in student_sub.to_lowercase().chars() {
+        let plain = c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if plain || !in_run {
+            student.push(if plain { c } else { '-' });
+        }
+        in_run = !plain;
+    }
+    let student = match student.trim_matches(['-', '_', '.']) {
+        "" => "student",
+        trimmed => trimmed,
+    };
     let ext = match mime {
         "image/png" => "png",
         "image/jpeg" => "jpg",
@@ -364,6 +367,10 @@ mod tests {
         assert_eq!(parts.len(), 5, "{key}");
         assert_eq!(parts[0], "submissions");
         assert_eq!(parts[3], "ab-c", "lower-cased, other characters as '-'");
+        for (sub, segment) in [("-A  b.", "a-b"), ("x- y", "x--y"), ("@@", "student")] {
+            let key = gustav_storage_key(Uuid::nil(), Uuid::nil(), sub, "image/png");
+            assert_eq!(key.split('/').nth(3), Some(segment), "{sub:?}");
+        }
         let (ms, rest) = parts[4].split_once('-').unwrap();
         assert!(ms.len() >= 13 && ms.chars().all(|c| c.is_ascii_digit()));
         assert_eq!(rest.len(), 32 + ".jpg".len());

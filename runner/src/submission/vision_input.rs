@@ -18,15 +18,15 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::derived::{
-    complete_sheet_set, derived_dirs, list_dir, page_file_order, page_key_belongs,
-    sheet_file_names, write_file, STITCHED_NAME,
+    complete_sheet_set, derived_dirs, list_dir, page_file_order, sheet_file_names, write_file,
+    STITCHED_NAME,
 };
 use super::pages::{
     decode_page, is_sheet_sized, looks_like, SheetBuilder, SheetError, Sheets, MAX_PAGES,
 };
 use super::pdf::{render_pdf, PdfError};
 use super::photo::{prepare_photo, PhotoError};
-use super::storage::{read_local, Expected, SubmissionStorage};
+use super::storage::{read_local, Expected, SubmissionKey, SubmissionStorage};
 use crate::ai::{AdapterError, VisionRequest};
 use crate::job::error_code::ErrorCode;
 
@@ -87,7 +87,8 @@ impl VisionInputs {
         }
     }
 
-    /// The images of `request`'s file.
+    /// The images of `request`'s file. Its storage key is checked (GUSTAV's shape, this
+    /// submission's course, task and student) before anything is read.
     pub async fn images_for(&self, request: &VisionRequest) -> Result<VisionImages, AdapterError> {
         let mime = request
             .file
@@ -96,22 +97,28 @@ impl VisionInputs {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        match mime.as_str() {
-            "image/png" | "image/jpeg" => self.photo(request, mime).await,
-            "application/pdf" => self.pdf(request).await,
-            other => Err(unsupported_mime(other)),
+        if !matches!(
+            mime.as_str(),
+            "image/png" | "image/jpeg" | "application/pdf"
+        ) {
+            return Err(unsupported_mime(&mime));
+        }
+        let key = SubmissionKey::upload(&request.file.storage_key, &request.owner)
+            .map_err(|e| e.for_upload())?;
+        if mime == "application/pdf" {
+            self.pdf(request, &key).await
+        } else {
+            self.photo(request, &key, mime).await
         }
     }
 
     async fn photo(
         &self,
         request: &VisionRequest,
+        key: &SubmissionKey,
         mime: String,
     ) -> Result<VisionImages, AdapterError> {
-        let bytes = self
-            .storage
-            .read(&request.file.storage_key, &expected(request))
-            .await?;
+        let bytes = self.storage.read(key, &expected(request)).await?;
         if !looks_like(&mime, &bytes) {
             return Err(not_an_image(&mime));
         }
@@ -155,7 +162,11 @@ impl VisionInputs {
         })
     }
 
-    async fn pdf(&self, request: &VisionRequest) -> Result<VisionImages, AdapterError> {
+    async fn pdf(
+        &self,
+        request: &VisionRequest,
+        key: &SubmissionKey,
+    ) -> Result<VisionImages, AdapterError> {
         if let Some(hit) = self.memory_hit(request.submission_id) {
             return Ok(hit);
         }
@@ -171,9 +182,9 @@ impl VisionInputs {
                 return Ok(hit);
             }
         }
-        let made = match self.page_images(request, &folders).await? {
+        let made = match self.page_images(request, key, &folders).await? {
             Some(made) => made,
-            None => self.render(request).await?,
+            None => self.render(request, key).await?,
         };
         self.remember(request.submission_id, &made);
         if let (Some(root), Some((dir, _))) = (&self.storage.root, folders.first()) {
@@ -182,29 +193,24 @@ impl VisionInputs {
         Ok(made)
     }
 
-    /// Sheets from `page_keys`, else from a derived folder's page images; `None` when neither
-    /// has any page.
+    /// Sheets from `page_keys` (every one checked to be a page image of this submission
+    /// before any is read), else from a derived folder's page images; `None` when neither has
+    /// any page.
     async fn page_images(
         &self,
         request: &VisionRequest,
+        upload: &SubmissionKey,
         folders: &[(String, Vec<String>)],
     ) -> Result<Option<VisionImages>, AdapterError> {
         let keys = page_keys(&request.internal_metadata);
         if !keys.is_empty() {
-            if !keys.iter().all(|k| {
-                page_key_belongs(
-                    k,
-                    &request.file.storage_key,
-                    &request.owner,
-                    request.submission_id,
-                )
-            }) {
-                return Err(AdapterError::permanent_with_code(
-                    ErrorCode::InputCorrupt,
-                    "foreign_page_key",
-                    "internal_metadata.page_keys names a file outside this submission's derived folder",
-                ));
-            }
+            let keys = keys
+                .iter()
+                .map(|k| {
+                    SubmissionKey::page(k, upload, &request.owner, request.submission_id)
+                        .map_err(|e| e.for_page())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let mut builder = SheetBuilder::new();
             for key in keys.iter().take(MAX_PAGES) {
                 let bytes = self.storage.read(key, &Expected::default()).await?;
@@ -239,11 +245,12 @@ impl VisionInputs {
         Ok(None)
     }
 
-    async fn render(&self, request: &VisionRequest) -> Result<VisionImages, AdapterError> {
-        let bytes = self
-            .storage
-            .read(&request.file.storage_key, &expected(request))
-            .await?;
+    async fn render(
+        &self,
+        request: &VisionRequest,
+        key: &SubmissionKey,
+    ) -> Result<VisionImages, AdapterError> {
+        let bytes = self.storage.read(key, &expected(request)).await?;
         if !looks_like("application/pdf", &bytes) {
             return Err(AdapterError::permanent_with_code(
                 ErrorCode::InputCorrupt,
