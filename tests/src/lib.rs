@@ -9,6 +9,7 @@
 //! stops that cluster when the test process exits, however it exits. There is no silent skip:
 //! when PostgreSQL cannot be started, the test fails with the script's message.
 
+pub mod chaos_proxy;
 pub mod fake_ollama;
 pub mod fake_supabase;
 pub mod fixtures;
