@@ -34,7 +34,7 @@ shell_lint = for f in $(SHELL_SCRIPTS); do bash -n "$$f"; done; \
 	if command -v shellcheck >/dev/null 2>&1; then shellcheck $(SHELL_SCRIPTS); \
 	else echo "make: shellcheck not installed, only 'bash -n' ran on the scripts (make deps installs it)" >&2; fi
 
-.PHONY: help build test demo bench crds fmt lint clean deps manifests helm-lint images e2e-kind
+.PHONY: help build test chaos demo bench crds fmt lint clean deps manifests helm-lint images e2e-kind
 
 help: ## List the targets (the default)
 	@echo "usage: make TARGET"
@@ -48,9 +48,14 @@ build: ## Build every crate of the workspace (debug)
 test: deps ## Format check, clippy, shell-script lint, then every test (starts its own PostgreSQL)
 	$(require_cargo)
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features learning-runner/chaos -- -D warnings
 	@$(shell_lint)
 	$(CARGO) test --workspace
+
+chaos: deps ## The chaos suite: database restart and outage, network faults, row locks, crashes, hostile files, a stalled operator leader
+	$(require_cargo)
+	$(CARGO) test -p learning-runner --features chaos --test chaos -- --test-threads=1 --nocapture
+	$(CARGO) test -p learning-operator --test whole_loop -- --exact a_leader_whose_lease_requests_stall_steps_down_before_its_lease_expires --nocapture
 
 demo: ## Run the runner end to end on sample submissions against a throwaway PostgreSQL
 	@bash scripts/deps.sh demo
@@ -76,7 +81,7 @@ fmt: ## Format all Rust code in place
 
 lint: ## Clippy with warnings as errors, and bash -n / shellcheck on the scripts
 	$(require_cargo)
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features learning-runner/chaos -- -D warnings
 	@$(shell_lint)
 
 clean: ## Remove build output (target/) and the demo's logs

@@ -6,6 +6,9 @@
 #                               postgres://postgres@127.0.0.1:PORT/postgres
 #   throwaway-pg.sh url DIR     print that URL again
 #   throwaway-pg.sh stop DIR    stop the cluster (immediate) and remove DIR
+#   throwaway-pg.sh restart DIR restart it (pg_ctl restart -m fast), same port (chaos tests)
+#   throwaway-pg.sh halt DIR    stop it (-m fast) but keep DIR, to be resumed (chaos tests)
+#   throwaway-pg.sh resume DIR  start a halted cluster again on its port (chaos tests)
 #
 # The cluster is tuned for speed, not durability (fsync off, trust auth, only on
 # 127.0.0.1 and a Unix socket inside DIR). Binaries: initdb/pg_ctl from PATH, else
@@ -28,7 +31,7 @@ note() {
 
 usage() {
     cat >&2 <<EOF
-usage: $PROG start DIR | stop DIR | url DIR
+usage: $PROG start DIR | stop DIR | url DIR | restart DIR | halt DIR | resume DIR
 EOF
     exit 2
 }
@@ -166,14 +169,14 @@ cmd_start() {
         sockopt="-c unix_socket_directories=''"
     fi
 
-    local attempt port
+    local attempt port options
     for ((attempt = 1; attempt <= 5; attempt++)); do
         port=$(free_port)
         note "starting PostgreSQL on 127.0.0.1:$port (attempt $attempt)"
-        if run_pg pg_ctl -D "$DIR/data" -l "$DIR/postgres.log" -t 60 \
-            -o "-p $port $sockopt -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
-            -w start >&2; then
+        options="-p $port $sockopt -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        if run_pg pg_ctl -D "$DIR/data" -l "$DIR/postgres.log" -t 60 -o "$options" -w start >&2; then
             printf '%s\n' "$port" >"$DIR/port"
+            printf '%s\n' "$options" >"$DIR/options"
             url_for_port "$port"
             return 0
         fi
@@ -227,12 +230,40 @@ cmd_url() {
     url_for_port "$port"
 }
 
+# The started cluster in DIR, or die.
+started_dir() {
+    set_dir "${1:-}"
+    [[ -f $DIR/data/PG_VERSION && -f $DIR/options ]] || die "no cluster started in $DIR"
+    DIR=$(absolute_dir)
+    ensure_pg_binaries
+}
+
+cmd_restart() {
+    started_dir "${1:-}"
+    run_pg pg_ctl -D "$DIR/data" -l "$DIR/postgres.log" -t 60 -m fast -o "$(<"$DIR/options")" -w restart >&2 ||
+        die "restart failed"
+}
+
+cmd_halt() {
+    started_dir "${1:-}"
+    run_pg pg_ctl -D "$DIR/data" -t 60 -m fast -w stop >&2 || die "halt failed"
+}
+
+cmd_resume() {
+    started_dir "${1:-}"
+    run_pg pg_ctl -D "$DIR/data" -l "$DIR/postgres.log" -t 60 -o "$(<"$DIR/options")" -w start >&2 ||
+        die "resume failed"
+}
+
 main() {
     [[ $# -eq 2 ]] || usage
     case $1 in
     start) cmd_start "$2" ;;
     stop) cmd_stop "$2" ;;
     url) cmd_url "$2" ;;
+    restart) cmd_restart "$2" ;;
+    halt) cmd_halt "$2" ;;
+    resume) cmd_resume "$2" ;;
     *) usage ;;
     esac
 }

@@ -138,21 +138,9 @@ pub async fn operate(
     );
     let period = renew_period(settings.lease_seconds);
     ready.store(true, Ordering::Relaxed); // a standby is healthy
-    let acquired_at = loop {
-        // An attempt is never cancelled halfway: a write the server applied is known to us.
-        let attempt = Instant::now();
-        match elector.try_acquire_or_renew().await {
-            Ok(true) => break attempt,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(event = "learning.operator.lease_acquire_retry", error = %e),
-        }
-        tokio::select! {
-            () = shutdown.clone() => {
-                tracing::info!(event = "learning.operator.stopped", leading = false);
-                return Ok(());
-            }
-            () = tokio::time::sleep(period) => {}
-        }
+    let Some(acquired_at) = acquire(&elector, period, shutdown.clone()).await else {
+        tracing::info!(event = "learning.operator.stopped", leading = false);
+        return Ok(());
     };
     ready.store(false, Ordering::Relaxed);
     metrics.leader.set(1);
@@ -179,6 +167,29 @@ pub async fn operate(
         tracing::info!(event = "learning.operator.stopped", leading = true);
     }
     result
+}
+
+/// Tries to take the Lease every `period` until it is ours (returns when the successful
+/// attempt started) or `shutdown` completes (`None`).
+async fn acquire(
+    elector: &LeaderElector,
+    period: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> Option<Instant> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // An attempt is never cancelled halfway: a write the server applied is known to us.
+        let attempt = Instant::now();
+        match elector.try_acquire_or_renew().await {
+            Ok(true) => return Some(attempt),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(event = "learning.operator.lease_acquire_retry", error = %e),
+        }
+        tokio::select! {
+            () = &mut shutdown => return None,
+            () = tokio::time::sleep(period) => {}
+        }
+    }
 }
 
 /// A future that completes on SIGTERM or SIGINT (Ctrl-C): what the binary's graceful shutdown

@@ -14,6 +14,7 @@ pub mod fake_ollama;
 pub mod fake_supabase;
 pub mod fixtures;
 pub mod images;
+pub mod own_cluster;
 pub mod pdf;
 pub mod tools;
 
@@ -105,12 +106,19 @@ pub struct TestDb {
     /// A superuser pool on this database (bypasses RLS: for fixtures and assertions).
     pub admin: PgPool,
     admin_options: PgConnectOptions,
+    admin_url: String,
 }
 
 impl TestDb {
     /// Creates a fresh database, applies the migrations, and makes `gustav_worker` a login role.
     pub async fn new() -> TestDb {
-        let base = PgConnectOptions::from_str(&cluster().admin_url)
+        TestDb::on(&cluster().admin_url).await
+    }
+
+    /// Like [`TestDb::new`], on the cluster of superuser URL `admin_url` (e.g. an
+    /// [`own_cluster::OwnCluster`] a test restarts).
+    pub async fn on(admin_url: &str) -> TestDb {
+        let base = PgConnectOptions::from_str(admin_url)
             .expect("LEARNING_TEST_DATABASE_URL is not a postgres URL");
         let server = PgPoolOptions::new()
             .max_connections(1)
@@ -147,6 +155,7 @@ impl TestDb {
             name,
             admin,
             admin_options,
+            admin_url: admin_url.to_owned(),
         }
     }
 
@@ -171,8 +180,8 @@ impl TestDb {
 
     /// A URL for this database as the cluster superuser.
     pub fn admin_url(&self) -> String {
-        let base = PgConnectOptions::from_str(&cluster().admin_url).expect("admin url");
-        let password = url_password(&cluster().admin_url);
+        let base = PgConnectOptions::from_str(&self.admin_url).expect("admin url");
+        let password = url_password(&self.admin_url);
         format!(
             "postgres://{}{}@{}:{}/{}",
             base.get_username(),
