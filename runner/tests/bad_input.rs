@@ -530,6 +530,15 @@ async fn every_runner_connection_has_time_limits_so_no_statement_waits_without_b
         .await
         .unwrap();
         assert_eq!(limits, ("30s".into(), "10s".into(), "1min".into()));
+        // The test cluster is reached over TCP, where the keepalive settings apply.
+        let keepalives: (String, String, String) = sqlx::query_as(
+            "select current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_interval'), \
+             current_setting('tcp_keepalives_count')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(keepalives, ("30".into(), "10".into(), "3".into()));
     }
     // A row the web app keeps locked: the runner's update gives up after lock_timeout with
     // PostgreSQL's lock_not_available (55P03) instead of waiting for ever.

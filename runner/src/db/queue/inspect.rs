@@ -135,10 +135,19 @@ pub async fn current_role(pool: &PgPool) -> Result<String, sqlx::Error> {
 /// - `lock_timeout` 10 s: a finish waiting on a submission row the web app holds fails and
 ///   is retried, instead of holding its job row (and its runner's slot) indefinitely;
 /// - `idle_in_transaction_session_timeout` 60 s: a transaction the runner lost track of is
-///   ended by the server, releasing its locks.
+///   ended by the server, releasing its locks;
+/// - TCP keepalives on the server's side of the connection (first probe after 30 s idle,
+///   then every 10 s, 3 lost probes end it): the server notices a runner that vanished
+///   (node lost, network cut) within about a minute and frees what its session held. The
+///   runner's side of a half-open connection is caught by the per-call deadline
+///   (`CALL_DEADLINE`): the client library does not expose the socket's keepalive options.
+///   (Over a Unix socket PostgreSQL ignores these three settings.)
 pub const SESSION_LIMITS: &str = "set statement_timeout = '30s'; \
      set lock_timeout = '10s'; \
-     set idle_in_transaction_session_timeout = '60s'";
+     set idle_in_transaction_session_timeout = '60s'; \
+     set tcp_keepalives_idle = 30; \
+     set tcp_keepalives_interval = 10; \
+     set tcp_keepalives_count = 3";
 
 /// Applies [`SESSION_LIMITS`] to a new connection.
 pub async fn apply_session_limits(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
