@@ -286,51 +286,45 @@ async fn a_dead_database_is_survived_and_work_resumes() {
 }
 
 #[tokio::test]
-async fn a_job_whose_submission_cannot_be_read_is_handed_back_without_a_retry_or_takeover() {
+async fn a_submission_read_the_database_refuses_counts_as_a_retry_and_names_only_the_sqlstate() {
     let db = TestDb::new().await;
     let pool = db.worker_pool(4).await;
     let adapters = Scripted::stub();
     let ctx = context(&pool, adapters.adapters());
     let (sub, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "x")).await;
-    // The job statements work, the submission read fails: a database error mid-job.
-    // (gustav_worker reads through its own grant and through gustav_limited's.)
+    // The database answers and refuses the read (a permission): not an outage, so it counts
+    // (gustav_worker reads through its own grant and through gustav_limited's).
     sqlx::query("revoke select on learning_submissions from gustav_worker, gustav_limited")
         .execute(&db.admin)
         .await
         .unwrap();
-    assert_eq!(process_next(&ctx).await, JobOutcome::HandedBack);
+    let outcome = process_next(&ctx).await;
     sqlx::query("grant select on learning_submissions to gustav_worker, gustav_limited")
         .execute(&db.admin)
         .await
         .unwrap();
+    assert_eq!(outcome, JobOutcome::Retried);
     let j = fixtures::job(&db.admin, job)
         .await
         .expect("the job is kept");
     assert_eq!(
         (j.status.as_str(), j.retry_count, j.leased),
-        ("queued", 0, false)
+        ("queued", 1, false)
     );
-    assert!(
-        j.visible_in_seconds > 1.0,
-        "visible again after a pause: {}",
-        j.visible_in_seconds
-    );
-    assert_eq!(fixtures::submission(&db.admin, sub).await.status, "pending");
+    let s = fixtures::submission(&db.admin, sub).await;
+    assert_eq!(s.status, "pending");
+    let message = s.vision_last_error.unwrap_or_default();
+    assert!(message.contains("SQLSTATE 42501"), "{message}");
     assert_eq!(adapters.vision_count() + adapters.feedback_count(), 0);
-    assert_eq!(
-        ctx.metrics
-            .processed
-            .with_label_values(&["handed_back"])
-            .get(),
-        1
-    );
-    let payload: serde_json::Value =
-        sqlx::query_scalar("select payload from learning_submission_jobs where id = $1")
-            .bind(job)
-            .fetch_one(&db.admin)
-            .await
-            .unwrap();
-    assert_eq!(payload.get("lease_takeovers"), None, "no takeover counted");
+}
+
+#[test]
+fn outages_are_told_from_refusals() {
+    use learning_runner::db::is_unavailable;
+    let io = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "t"));
+    assert!(is_unavailable(&io));
+    assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+    assert!(!is_unavailable(&sqlx::Error::RowNotFound));
 }
 
 struct SwitchGate(std::sync::atomic::AtomicBool);
@@ -564,5 +558,15 @@ async fn every_runner_connection_has_time_limits_so_no_statement_waits_without_b
         Some("55P03"),
         "{err}"
     );
+    assert!(
+        learning_runner::db::is_unavailable(&err),
+        "a lock timeout passes by itself: a job it interrupts is handed back uncounted"
+    );
     web_app.rollback().await.unwrap();
+    // A statement the database refuses (here: a table the role may not write) is no outage.
+    let refused = sqlx::query("delete from learning_submissions")
+        .execute(&mut *conn)
+        .await
+        .unwrap_err();
+    assert!(!learning_runner::db::is_unavailable(&refused), "{refused}");
 }

@@ -595,13 +595,13 @@ async fn a_handed_back_job_is_queued_after_its_delay_without_a_retry_or_takeover
         lease_key: uuid::Uuid::new_v4(),
     };
     assert_eq!(
-        queue::hand_back(&worker, stale, Duration::from_secs(60))
+        queue::hand_back(&worker, stale, Duration::from_secs(60), false)
             .await
             .unwrap(),
         queue::Fenced::LeaseLost
     );
     assert_eq!(
-        queue::hand_back(&worker, held.lease_ref(), Duration::from_secs(60))
+        queue::hand_back(&worker, held.lease_ref(), Duration::from_secs(60), false)
             .await
             .unwrap(),
         queue::Fenced::Applied
@@ -639,6 +639,68 @@ async fn a_handed_back_job_is_queued_after_its_delay_without_a_retry_or_takeover
         None,
         "no takeover counted"
     );
+}
+
+#[tokio::test]
+async fn a_refused_finish_is_handed_back_with_one_retry_counted() {
+    let db = TestDb::new().await;
+    let worker = db.worker_pool(2).await;
+    let (_, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
+    let held = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        queue::hand_back(&worker, held.lease_ref(), Duration::ZERO, true)
+            .await
+            .unwrap(),
+        queue::Fenced::Applied
+    );
+    let state = fixtures::job(&db.admin, job).await.unwrap();
+    assert_eq!((state.status.as_str(), state.retry_count), ("queued", 1));
+}
+
+#[tokio::test]
+async fn a_living_holder_takes_back_a_solo_takeover_once() {
+    let db = TestDb::new().await;
+    let worker = db.worker_pool(2).await;
+    let (_, job) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "a")).await;
+    queue::lease_jobs(&worker, 1, LEASE).await.unwrap();
+    expire(&db, job).await;
+    // The suspect's holder runs it alone; its lease expires while it is alive (an outage),
+    // and another runner takes it over: a solo takeover is counted.
+    let alone = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    queue::mark_solo(&worker, alone.lease_ref()).await.unwrap();
+    assert!(
+        !queue::absolve(&worker, alone.lease_ref()).await.unwrap(),
+        "nothing to take back while the lease is still its own"
+    );
+    expire(&db, job).await;
+    let taken = queue::lease_jobs(&worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(taken.payload["lease_solo_takeovers"], 1);
+    assert!(queue::absolve(&worker, alone.lease_ref()).await.unwrap());
+    assert!(
+        !queue::absolve(&worker, alone.lease_ref()).await.unwrap(),
+        "only once"
+    );
+    let payload: serde_json::Value =
+        sqlx::query_scalar("select payload from learning_submission_jobs where id = $1")
+            .bind(job)
+            .fetch_one(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(payload["lease_solo_takeovers"], 0);
+    assert_eq!(
+        payload["lease_takeovers"], 2,
+        "the takeovers themselves stay counted"
+    );
+    assert_eq!(payload.get("lease_solo"), None);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! is checked: a login role that bypasses row-level security is refused (unless allowed), so
 //! the guard holds even when the database was unreachable at start.
 
+pub mod abandoned;
 pub mod dsn;
 pub mod queue;
 
@@ -26,6 +27,7 @@ pub fn lazy_pool_sized(config: &DatabaseConfig, max_connections: u32) -> PgPool 
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
+        .after_release(|conn, _meta| Box::pin(abandoned::check_on_release(conn)))
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 queue::apply_session_limits(conn).await?;
@@ -49,8 +51,34 @@ pub fn dedicated_pool(pool: &PgPool) -> PgPool {
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
+        .after_release(|conn, _meta| Box::pin(abandoned::check_on_release(conn)))
         .after_connect(|conn, _meta| Box::pin(queue::apply_session_limits(conn)))
         .connect_lazy_with(pool.connect_options().as_ref().clone())
+}
+
+/// Whether `error` says the database could not be reached or did not answer in time — a
+/// dropped or half-open connection, a restart, a pool without a free connection, a lock or
+/// statement timeout, a serialization failure or deadlock — as opposed to the database
+/// answering and refusing the statement (a permission, a constraint, a trigger). The first
+/// kind passes by itself; a job it interrupts goes back to the queue without counting a
+/// retry. The second kind may not pass: it counts.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "55P03" | "57014"
+                )
+        }),
+        _ => false,
+    }
 }
 
 /// A pool of the configured size.

@@ -2,6 +2,7 @@
 //! as many jobs as there are free slots in one statement, run each in its own task, idle
 //! when nothing is queued and back off while the database is away.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,10 +11,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{RunSummary, Worker, GATE_RECHECK};
+use crate::db::queue::LeaseRef;
 use crate::db::queue::{self, LeasedJob};
 use crate::job::payload::was_taken_over;
-use crate::job::process::{process_job, JobOutcome, Running};
+use crate::job::process::{process_job, JobContext, JobOutcome, Running};
 use crate::worker::leases::LeaseRegistry;
+use crate::worker::suspects::{admit, SuspectHeld};
 
 /// What the loop does after one step.
 pub(super) enum Flow {
@@ -50,6 +53,8 @@ pub(super) struct RunState {
     /// Held shared by every running job, exclusively by a suspect (a job whose earlier holder
     /// died with it), so a suspect runs alone.
     company: Arc<RwLock<()>>,
+    /// Suspects held (waiting or running): while there is one, nothing more is leased.
+    suspects: Arc<AtomicUsize>,
 }
 
 impl RunState {
@@ -63,6 +68,7 @@ impl RunState {
             db_pause: Duration::ZERO,
             paused: false,
             company: Arc::new(RwLock::new(())),
+            suspects: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -95,6 +101,9 @@ impl Worker {
                 _ = shutdown.cancelled() => Flow::Stop,
                 _ = tokio::time::sleep(GATE_RECHECK) => Flow::Continue,
             };
+        }
+        if run.suspects.load(Ordering::SeqCst) > 0 {
+            return while_a_suspect_is_held(run, shutdown).await;
         }
         let permits = match self.free_slots(run, shutdown).await {
             Slots::Free(permits) => permits,
@@ -177,9 +186,11 @@ impl Worker {
                     return self.when_nothing_leased(run, shutdown).await;
                 }
                 self.metrics().leased.inc_by(jobs.len() as u64);
-                for job in jobs {
+                let admitted = admit(jobs);
+                self.give_back(&admitted.give_back).await;
+                for job in admitted.run {
                     let permit = permits.pop().expect("never more jobs than permits");
-                    self.spawn_job(run, job, permit);
+                    self.spawn_job(run, job, permit, shutdown);
                 }
                 Flow::Continue
             }
@@ -231,45 +242,100 @@ impl Worker {
         }
     }
 
+    /// Gives the jobs of a batch that came with a suspect straight back to the queue.
+    async fn give_back(&self, leases: &[LeaseRef]) {
+        if leases.is_empty() {
+            return;
+        }
+        match queue::release(self.pool(), leases).await {
+            Ok(n) => tracing::info!(
+                event = "learning.worker.gave_back_beside_suspect",
+                released = n,
+                "a suspect runs alone: the rest of its lease batch went back to the queue"
+            ),
+            Err(e) => {
+                tracing::warn!(event = "learning.worker.release_failed", error = %e, held = leases.len(),
+                "could not give jobs back; they return when their leases expire")
+            }
+        }
+    }
+
     /// Runs one leased job in its own task, holding `permit` (its slot) and its lease in the
     /// registry until the task ends. A suspect waits until it can run alone (its lease is
     /// extended meanwhile), and no other job starts while it runs: a crash during its run is
-    /// then its own.
-    fn spawn_job(&self, run: &mut RunState, job: LeasedJob, permit: OwnedSemaphorePermit) {
-        run.registry.insert(job.lease_ref());
+    /// then its own. A job still waiting for its turn when shutdown begins goes back to the
+    /// queue at once instead of starting.
+    fn spawn_job(
+        &self,
+        run: &mut RunState,
+        job: LeasedJob,
+        permit: OwnedSemaphorePermit,
+        shutdown: &CancellationToken,
+    ) {
+        let lease = job.lease_ref();
+        run.registry.insert(lease);
         let ctx = self.ctx.clone();
         let registry = run.registry.clone();
         let company = run.company.clone();
-        let suspect = was_taken_over(&job.payload);
+        let shutdown = shutdown.clone();
+        let suspect = was_taken_over(&job.payload).then(|| SuspectHeld::enter(&run.suspects));
         run.tasks.spawn(async move {
-            // Forgets the lease however the task ends (finished, aborted, panicked),
-            // so the heartbeat never extends a lease nobody works on.
-            let _held = HeldLease {
-                registry,
-                job_id: job.id,
-            };
-            let outcome = if suspect {
-                let _alone = company.write_owned().await;
-                process_job(&ctx, job, Running::Alone).await
+            // Forgets the lease however the task ends (finished, aborted, panicked), so the
+            // heartbeat never extends a lease nobody works on — this lease only: the job may
+            // have been leased again meanwhile under another key.
+            let _held = HeldLease { registry, lease };
+            let outcome = if suspect.is_some() {
+                tokio::select! {
+                    _alone = company.write_owned() => process_job(&ctx, job, Running::Alone).await,
+                    () = shutdown.cancelled() => give_back_unstarted(&ctx, lease).await,
+                }
             } else {
-                let _shared = company.read_owned().await;
-                process_job(&ctx, job, Running::WithOthers).await
+                tokio::select! {
+                    _shared = company.read_owned() => process_job(&ctx, job, Running::WithOthers).await,
+                    () = shutdown.cancelled() => give_back_unstarted(&ctx, lease).await,
+                }
             };
+            drop(suspect);
             drop(permit);
             outcome
         });
     }
 }
 
+/// Waits while a suspect is held: for a job to finish, the loop's turn, or shutdown.
+async fn while_a_suspect_is_held(run: &mut RunState, shutdown: &CancellationToken) -> Flow {
+    tokio::select! {
+        _ = shutdown.cancelled() => Flow::Stop,
+        Some(done) = run.tasks.join_next() => {
+            run.summary.add(done.unwrap_or(JobOutcome::Abandoned));
+            Flow::Continue
+        }
+        _ = tokio::time::sleep(SLOT_WAIT_TURN) => Flow::Continue,
+    }
+}
+
+/// A job that never started because shutdown began: back to the queue at once.
+async fn give_back_unstarted(ctx: &JobContext, lease: LeaseRef) -> JobOutcome {
+    match queue::release(&ctx.pool, &[lease]).await {
+        Ok(1) => JobOutcome::Released,
+        Ok(_) => JobOutcome::LeaseLost,
+        Err(e) => {
+            tracing::warn!(event = "learning.worker.release_failed", error = %e, held = 1,
+                "could not give a job back; it returns when its lease expires");
+            JobOutcome::Abandoned
+        }
+    }
+}
+
 /// Removes a job's lease from the registry when dropped.
 struct HeldLease {
     registry: LeaseRegistry,
-    job_id: uuid::Uuid,
+    lease: LeaseRef,
 }
 
 impl Drop for HeldLease {
     fn drop(&mut self) {
-        self.registry.remove(self.job_id);
+        self.registry.remove_exact(self.lease);
     }
 }
 

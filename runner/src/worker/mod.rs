@@ -8,6 +8,7 @@ mod lease_loop;
 pub mod leases;
 pub mod progress;
 pub mod shutdown;
+mod suspects;
 pub mod wakeup;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +77,7 @@ impl RunSummary {
             JobOutcome::LeaseLost => self.lease_lost += 1,
             JobOutcome::HandedBack => self.handed_back += 1,
             JobOutcome::Abandoned => self.abandoned += 1,
+            JobOutcome::Released => self.released += 1,
         }
     }
 }
@@ -152,7 +154,7 @@ impl Worker {
             .drain(&mut run.tasks, &run.registry, &mut run.summary)
             .await;
         heartbeat.stop().await;
-        run.summary.released = self.release(&unfinished).await;
+        run.summary.released += self.release(&unfinished).await;
         log_stopped(&run.summary);
         run.summary
     }

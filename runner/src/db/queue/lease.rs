@@ -255,24 +255,28 @@ pub async fn mark_solo(pool: &PgPool, lease: LeaseRef) -> Result<Fenced, sqlx::E
 }
 
 /// Gives one job back to the queue after a database error kept this runner from finishing
-/// it: visible again after `delay`, `retry_count` unchanged and no takeover counted.
+/// it: visible again after `delay`, no takeover counted, `retry_count` raised by one only
+/// when `count_retry` (the database refused the finish, which may not pass by itself).
 pub async fn hand_back(
     pool: &PgPool,
     lease: LeaseRef,
     delay: Duration,
+    count_retry: bool,
 ) -> Result<Fenced, sqlx::Error> {
     within(async move {
         let done = sqlx::query(
             r#"
             update public.learning_submission_jobs
                set status = 'queued', lease_key = null, leased_until = null,
-                   visible_at = now() + make_interval(secs => $3), updated_at = now()
+                   visible_at = now() + make_interval(secs => $3), updated_at = now(),
+                   retry_count = retry_count + case when $4 then 1 else 0 end
              where id = $1 and lease_key = $2 and status = 'leased'
             "#,
         )
         .bind(lease.job_id)
         .bind(lease.lease_key)
         .bind(seconds(delay))
+        .bind(count_retry)
         .execute(pool)
         .await?;
         Ok(if done.rows_affected() == 1 {
@@ -280,6 +284,32 @@ pub async fn hand_back(
         } else {
             Fenced::LeaseLost
         })
+    })
+    .await
+}
+
+/// Takes back the blame of a solo takeover that was no death: this runner ran the job alone
+/// under `lease` and is alive, yet its lease expired (a database outage longer than the
+/// lease) and another runner took the job over and counted a solo takeover. Fenced by the
+/// solo mark, so it applies once, and only while that mark is still this lease's.
+pub async fn absolve(pool: &PgPool, lease: LeaseRef) -> Result<bool, sqlx::Error> {
+    within(async move {
+        let done = sqlx::query(
+            r#"
+            update public.learning_submission_jobs
+               set payload = (payload - 'lease_solo') || jsonb_build_object('lease_solo_takeovers',
+                       greatest(case when jsonb_typeof(payload -> 'lease_solo_takeovers') = 'number'
+                                then least((payload ->> 'lease_solo_takeovers')::numeric, 1000)::int else 0 end - 1, 0)),
+                   updated_at = now()
+             where id = $1 and payload ->> 'lease_solo' = $2::text
+               and lease_key is distinct from $2
+            "#,
+        )
+        .bind(lease.job_id)
+        .bind(lease.lease_key)
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     })
     .await
 }

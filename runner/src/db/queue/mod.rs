@@ -132,7 +132,8 @@ fn seconds(d: Duration) -> f64 {
 /// The client-side deadline of one database call, beyond the server's `statement_timeout`
 /// (30 s) and `lock_timeout` (10 s): those fire first on a live connection; this one catches
 /// the connection that no longer answers at all (half-open after a failover, a stalled
-/// network). The call's connection is dropped, not returned to the pool.
+/// network). The call's connection is then checked with a deadline before the pool takes it
+/// back, and closed when it does not answer ([`crate::db::abandoned`]).
 pub const CALL_DEADLINE: Duration = Duration::from_secs(45);
 
 /// Runs one database call under [`CALL_DEADLINE`]; past it, an I/O `TimedOut` error.
@@ -141,10 +142,7 @@ async fn within<T>(
 ) -> Result<T, sqlx::Error> {
     match tokio::time::timeout(CALL_DEADLINE, call).await {
         Ok(result) => result,
-        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "the database did not answer within 45 s",
-        ))),
+        Err(_) => Err(crate::db::abandoned::abandoned_call_error()),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Giving a job back to the queue when a database error kept this runner from finishing it:
-//! the job is released as soon as the database answers again — no retry counted, no takeover
-//! counted — instead of waiting in a lease nobody works on until it expires.
+//! the job is released as soon as the database answers again — no takeover counted, and no
+//! retry either when the database was unavailable ([`crate::db::is_unavailable`]); a
+//! database that answered and refused the finish counts one retry, since that may not pass
+//! by itself — instead of waiting in a lease nobody works on until it expires.
 
 use std::time::{Duration, Instant};
 
@@ -31,17 +33,20 @@ pub(super) enum HandBack {
     GaveUp,
 }
 
-/// Releases the job (fenced by its lease) once the database answers.
-pub(super) async fn hand_back(ctx: &JobContext, job: &LeasedJob) -> HandBack {
+/// Releases the job (fenced by its lease) once the database answers; `cause` is the error
+/// that kept it from finishing.
+pub(super) async fn hand_back(ctx: &JobContext, job: &LeasedJob, cause: &sqlx::Error) -> HandBack {
     let started = Instant::now();
     let mut pause = FIRST_PAUSE;
+    let count_retry = !crate::db::is_unavailable(cause);
     loop {
-        match queue::hand_back(&ctx.pool, job.lease_ref(), HAND_BACK_DELAY).await {
+        match queue::hand_back(&ctx.pool, job.lease_ref(), HAND_BACK_DELAY, count_retry).await {
             Ok(Fenced::Applied) => {
                 tracing::info!(
                     event = "learning.job.handed_back",
                     visible_in_s = HAND_BACK_DELAY.as_secs_f64(),
-                    "the database answers again; the job went back to the queue (no retry counted)"
+                    retry_counted = count_retry,
+                    "the job went back to the queue"
                 );
                 return HandBack::Done;
             }

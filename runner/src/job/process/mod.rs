@@ -49,6 +49,8 @@ pub enum JobOutcome {
     /// The database could not record the outcome, nor take the job back; the lease will
     /// expire and the job return.
     Abandoned,
+    /// Never started: shutdown began while it waited for its turn; given back to the queue.
+    Released,
 }
 
 impl JobOutcome {
@@ -62,6 +64,7 @@ impl JobOutcome {
             JobOutcome::LeaseLost => "lease_lost",
             JobOutcome::HandedBack => "handed_back",
             JobOutcome::Abandoned => "abandoned",
+            JobOutcome::Released => "released",
         }
     }
 }
@@ -147,22 +150,25 @@ pub async fn process_job(ctx: &JobContext, job: LeasedJob, running: Running) -> 
         let _inflight = InflightGuard::enter(&ctx.metrics);
         let outcome = match run_pipeline(ctx, &job, running).await {
             Ok(Some(finish)) => record(ctx, &job, finish).await,
-            Ok(None) => JobOutcome::LeaseLost,
-            Err(e) => {
+            Ok(None) => lease_lost_early(ctx),
+            Err(e) if crate::db::is_unavailable(&e) => {
                 ctx.metrics.db_errors.with_label_values(&["read_submission"]).inc();
                 tracing::warn!(event = "learning.job.db_error", error = %e, "could not read the submission; the job goes back to the queue once the database answers");
-                match hand_back(ctx, &job).await {
+                match hand_back(ctx, &job, &e).await {
                     HandBack::Done => JobOutcome::HandedBack,
                     HandBack::GaveUp => JobOutcome::Abandoned,
-                    HandBack::LeaseGone => {
-                        ctx.metrics.lease_lost.inc();
-                        tracing::warn!(event = "learning.job.lease_lost", intended = "handed_back",
-                            "the lease expired while the database was away; another runner has the job");
-                        JobOutcome::LeaseLost
-                    }
+                    HandBack::LeaseGone => lease_lost_early(ctx),
                 }
             }
+            Err(e) => {
+                ctx.metrics.db_errors.with_label_values(&["read_submission"]).inc();
+                tracing::warn!(event = "learning.job.db_error", error = %e, "the database refused to read the submission; counted as a retry");
+                record(ctx, &job, refused(&e)).await
+            }
         };
+        if running == Running::Alone && outcome == JobOutcome::LeaseLost {
+            absolve(ctx, &job).await;
+        }
         ctx.metrics.processed.with_label_values(&[outcome.as_str()]).inc();
         ctx.metrics
             .job_duration
@@ -172,6 +178,51 @@ pub async fn process_job(ctx: &JobContext, job: LeasedJob, running: Running) -> 
     }
     .instrument(span)
     .await
+}
+
+/// The lease was found gone before the job was recorded.
+fn lease_lost_early(ctx: &JobContext) -> JobOutcome {
+    ctx.metrics.lease_lost.inc();
+    tracing::warn!(
+        event = "learning.job.lease_lost",
+        "the lease expired before the job was recorded; another runner has the job"
+    );
+    JobOutcome::LeaseLost
+}
+
+/// The transient error for a statement the database answered and refused (its SQLSTATE
+/// only: a message may quote values).
+fn refused(e: &sqlx::Error) -> Finish {
+    let code = match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    Finish::Error {
+        error: JobError {
+            phase: Phase::Vision,
+            transient: true,
+            code: None,
+            reason: "database_error",
+            message: format!(
+                "the database refused to read the submission (SQLSTATE {})",
+                code.as_deref().unwrap_or("unknown")
+            ),
+        },
+        cache: None,
+    }
+}
+
+/// A runner that ran a suspect alone and is alive lost its lease anyway (it expired during
+/// a database outage): the solo takeover counted for it was no death; take it back.
+async fn absolve(ctx: &JobContext, job: &LeasedJob) {
+    match queue::absolve(&ctx.pool, job.lease_ref()).await {
+        Ok(true) => tracing::info!(
+            event = "learning.job.absolved",
+            "this runner is alive: the solo takeover counted against the job was taken back"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(event = "learning.job.absolve_failed", error = %e),
+    }
 }
 
 /// What the job comes to before it is recorded; `None` when the lease was lost on the way.

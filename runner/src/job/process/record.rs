@@ -171,7 +171,7 @@ async fn settle(
         Err(e) => {
             tracing::error!(event = "learning.job.finish_failed", intended = intended.outcome.as_str(), error = %e,
                 "could not record the outcome; the job goes back to the queue once the database answers");
-            match hand_back(ctx, job).await {
+            match hand_back(ctx, job, &e).await {
                 HandBack::Done => return JobOutcome::HandedBack,
                 HandBack::GaveUp => return JobOutcome::Abandoned,
                 HandBack::LeaseGone => {
