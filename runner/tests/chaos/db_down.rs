@@ -9,7 +9,9 @@ use learning_tests::own_cluster::OwnCluster;
 use learning_tests::TestDb;
 
 use crate::common::process::http_get;
-use crate::invariant::{assert_exactly_once, assert_ready, completed, install_audit, settle};
+use crate::invariant::{
+    assert_exactly_once, assert_ready, completed, install_audit, settle, DEFAULT_LEASE_AND_BEAT,
+};
 use crate::runners::{start, total};
 
 const JOBS: i64 = 400;
@@ -55,7 +57,7 @@ async fn a_database_away_for_a_minute_fails_nothing() {
     }
     cluster.resume();
 
-    settle(&db, Duration::from_secs(240)).await;
+    settle(&db, Duration::from_secs(240), DEFAULT_LEASE_AND_BEAT).await;
     let (done, failed) = assert_exactly_once(&db, JOBS).await;
     assert_eq!((done, failed), (JOBS, 0), "nothing failed for good");
     for runner in &mut runners {

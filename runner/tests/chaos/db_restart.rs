@@ -8,7 +8,9 @@ use learning_tests::fixtures;
 use learning_tests::own_cluster::OwnCluster;
 use learning_tests::TestDb;
 
-use crate::invariant::{assert_exactly_once, assert_ready, completed, install_audit, settle};
+use crate::invariant::{
+    assert_exactly_once, assert_ready, completed, install_audit, settle, DEFAULT_LEASE_AND_BEAT,
+};
 use crate::runners::{start, total};
 
 const JOBS: i64 = 2_000;
@@ -34,7 +36,7 @@ async fn a_database_restart_mid_run_loses_and_repeats_nothing() {
     cluster.restart();
     println!("database restarted after {before} of {JOBS} jobs");
 
-    settle(&db, Duration::from_secs(300)).await;
+    settle(&db, Duration::from_secs(300), DEFAULT_LEASE_AND_BEAT).await;
     let (done, failed) = assert_exactly_once(&db, JOBS).await;
     assert_eq!((done, failed), (JOBS, 0));
     for runner in &mut runners {

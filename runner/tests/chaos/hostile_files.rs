@@ -14,7 +14,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::common::local::{fake_with_models, png, StorageRoot, FEEDBACK_MODEL, VISION_MODEL};
-use crate::invariant::{assert_exactly_once, assert_ready, install_audit, settle};
+use crate::invariant::{
+    assert_exactly_once, assert_ready, install_audit, settle, DEFAULT_LEASE_AND_BEAT,
+};
 use crate::runners::start;
 
 /// The bound on the runner's peak resident memory over the whole scenario. The inputs would
@@ -118,7 +120,7 @@ async fn hostile_files_fail_with_their_codes_in_bounded_memory() {
             ("AI_TIMEOUT_VISION", "300"),
         ],
     );
-    settle(&db, Duration::from_secs(600)).await;
+    settle(&db, Duration::from_secs(600), DEFAULT_LEASE_AND_BEAT).await;
     assert_exactly_once(&db, 5).await;
 
     let ended = async |sub: Uuid| {

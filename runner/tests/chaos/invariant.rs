@@ -44,14 +44,37 @@ pub async fn completed(db: &TestDb) -> i64 {
     .unwrap_or(0)
 }
 
-/// Waits until no job is queued or leased (every one completed or failed), at most `limit`.
-pub async fn settle(db: &TestDb, limit: Duration) {
+/// The default lease (45 s × 4) plus one heartbeat interval (45 s): with default settings no
+/// lease may stay past its end longer than this.
+pub const DEFAULT_LEASE_AND_BEAT: Duration = Duration::from_secs(225);
+
+/// How many leased jobs are past their lease end by more than `grace`; `None` while the
+/// database does not answer.
+pub async fn overdue(db: &TestDb, grace: Duration) -> Option<i64> {
+    sqlx::query_scalar(
+        "select count(*) from learning_submission_jobs where status = 'leased' and leased_until < now() - make_interval(secs => $1)",
+    )
+    .bind(grace.as_secs_f64())
+    .fetch_one(&db.admin)
+    .await
+    .ok()
+}
+
+/// Waits until no job is queued or leased (every one completed or failed), at most `limit`;
+/// meanwhile no lease may stay past its end by more than `grace` (the lease is either
+/// extended by its holder or taken over by another runner).
+pub async fn settle(db: &TestDb, limit: Duration, grace: Duration) {
     let started = Instant::now();
     loop {
         let left = unfinished(db).await;
         if left == Some(0) {
             return;
         }
+        let late = overdue(db, grace).await.unwrap_or(0);
+        assert_eq!(
+            late, 0,
+            "leases left {grace:?} past their end with nobody taking them over"
+        );
         assert!(
             started.elapsed() < limit,
             "{left:?} jobs still queued or leased after {limit:?}"

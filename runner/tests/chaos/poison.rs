@@ -79,7 +79,9 @@ async fn a_runner_killed_three_times_by_one_poison_job_fails_only_the_poison() {
     }
 
     runner = start(&db, RUNNER);
-    settle(&db, Duration::from_secs(120)).await;
+    // A lease of 1 s and a heartbeat of 0.5 s; a killed runner's leases are taken over at
+    // the next runner's first lease statement.
+    settle(&db, Duration::from_secs(120), Duration::from_secs(15)).await;
     let (completed, failed) = assert_exactly_once(&db, 4).await;
     assert_eq!((completed, failed), (3, 1));
     for sub in innocent {

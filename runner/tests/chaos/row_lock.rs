@@ -9,7 +9,7 @@ use learning_tests::fixtures::{self, NewSubmission};
 use learning_tests::TestDb;
 
 use crate::invariant::{assert_exactly_once, assert_ready, install_audit, settle};
-use crate::runners::start;
+use crate::runners::{start, total};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_locked_past_the_lease_stalls_only_its_own_job() {
@@ -41,6 +41,16 @@ async fn a_row_locked_past_the_lease_stalls_only_its_own_job() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A second runner stands by: the locked job's lease runs out, but its finish holds the job
+    // row, so no runner may take it over.
+    let standby = start(
+        &db,
+        &[
+            ("WORKER_CONCURRENCY", "4"),
+            ("WORKER_LEASE_SECONDS", "0.5"),
+            ("WORKER_LEASE_MULTIPLIER", "2"),
+        ],
+    );
     // While the runner works on them, another session locks the first submission's row and
     // keeps it for 6 s: six times the lease (1 s, heartbeat every 0.5 s).
     let mut lock = db.admin.begin().await.unwrap();
@@ -76,11 +86,19 @@ async fn a_row_locked_past_the_lease_stalls_only_its_own_job() {
     tokio::time::sleep(remaining).await;
     lock.commit().await.unwrap();
 
-    settle(&db, Duration::from_secs(60)).await;
+    // The locked job's lease is not extended while its finish holds its row (busy), and not
+    // taken over either: that lock keeps other runners off it.
+    settle(&db, Duration::from_secs(60), Duration::from_secs(15)).await;
     let (completed, failed) = assert_exactly_once(&db, 4).await;
     assert_eq!((completed, failed), (4, 0));
     assert_ready(&mut runner.process);
-    let totals = runner.stop();
+    let totals = [runner.stop(), standby.stop()];
     println!("row lock: runner totals {totals:?}");
-    assert_eq!(totals["failed"], 0);
+    assert_eq!(
+        total(&totals, "completed"),
+        4,
+        "each job completed once, by its first holder"
+    );
+    assert_eq!(totals[0]["completed"], 4);
+    assert_eq!(total(&totals, "lease_lost"), 0, "no lease was lost");
 }
