@@ -57,3 +57,82 @@ async fn jobs_run_side_by_side_but_suspects_run_alone() {
         "suspects never run beside another job"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspect_still_waiting_for_its_turn_at_shutdown_goes_back_unstarted() {
+    use std::sync::Arc;
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(8).await;
+    let (_, running) = fixtures::enqueue(&db.admin, &NewSubmission::image("a")).await;
+    // A job held by a runner that died: its lease runs out in 3 s, while the other job runs.
+    let (_, suspect) = fixtures::enqueue(&db.admin, &NewSubmission::image("s")).await;
+    sqlx::query(
+        "update learning_submission_jobs set status = 'leased', lease_key = gen_random_uuid(), \
+         leased_until = now() + interval '3 seconds' where id = $1",
+    )
+    .bind(suspect)
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let adapters = Scripted::with(vec![Script::Gate(entered.clone(), release.clone())], vec![]);
+    let worker = learning_runner::worker::Worker {
+        ctx: context(&pool, adapters.adapters()),
+        config: learning_runner::config::WorkerConfig {
+            concurrency: 2,
+            max_retries: 3,
+            backoff: common::backoff(),
+            lease_duration: common::LEASE,
+            heartbeat_interval: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(50),
+            drain_grace: Duration::from_secs(10),
+            exit_when_drained: false,
+            listen_notify: false,
+        },
+        state: Arc::new(learning_runner::worker::RunnerState::default()),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        gate: None,
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(worker.run(shutdown.clone()));
+    entered.notified().await;
+    // Once its lease has run out, the suspect is taken over into the free slot and waits.
+    let started = std::time::Instant::now();
+    loop {
+        let j = fixtures::job(&db.admin, suspect).await.unwrap();
+        if j.leased && j.visible_in_seconds <= 0.0 && j.status == "leased" {
+            let payload: serde_json::Value =
+                sqlx::query_scalar("select payload from learning_submission_jobs where id = $1")
+                    .bind(suspect)
+                    .fetch_one(&db.admin)
+                    .await
+                    .unwrap();
+            if payload["lease_takeovers"] == 1 {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the runner takes the suspect over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Shutdown begins; then the running job finishes within the grace period. The suspect
+    // must not start in its place: it went back to the queue when shutdown began.
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.notify_one();
+    let summary = tokio::time::timeout(Duration::from_secs(30), handle)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((summary.completed, summary.released), (1, 1), "{summary:?}");
+    assert_eq!(adapters.vision_count(), 1, "the suspect never started");
+    assert!(
+        fixtures::job(&db.admin, running).await.is_none(),
+        "completed"
+    );
+    let j = fixtures::job(&db.admin, suspect).await.unwrap();
+    assert_eq!((j.status.as_str(), j.leased), ("queued", false));
+}
