@@ -13,22 +13,11 @@ use std::path::Path;
 use uuid::Uuid;
 
 use super::storage::join_under_root;
+use super::storage::keys::is_plain_segment;
 use crate::ai::SubmissionOwner;
 
 /// The name of a one-sheet document's cached image (the original worker's name).
 pub const STITCHED_NAME: &str = "stitched.png";
-
-/// A path segment that is safe to use as one directory name: ASCII letters, digits, `.`, `_`,
-/// `-`, not `.`/`..`, at most 255 bytes.
-fn is_safe_segment(segment: &str) -> bool {
-    !segment.is_empty()
-        && segment.len() <= 255
-        && segment != "."
-        && segment != ".."
-        && segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
 
 /// The derived folders of a submission, relative to the root, in the order they are searched
 /// (GUSTAV's order); empty when an owner field is not a safe path segment.
@@ -38,12 +27,12 @@ pub fn derived_dirs(bucket: &str, owner: &SubmissionOwner, submission_id: Uuid) 
         owner.task_id.as_str(),
         owner.student_sub.as_str(),
     ];
-    if !tail.iter().all(|s| is_safe_segment(s)) {
+    if !tail.iter().all(|s| is_plain_segment(s)) {
         return Vec::new();
     }
     let tail = format!("{}/derived/{submission_id}", tail.join("/"));
     let mut dirs = Vec::with_capacity(2);
-    if is_safe_segment(bucket) {
+    if is_plain_segment(bucket) {
         dirs.push(format!("{bucket}/{tail}"));
     }
     dirs.push(tail);

@@ -96,6 +96,9 @@ pub struct Worker {
     pub gate: Option<Arc<dyn BackendGate>>,
 }
 
+/// How often a drain counts as a turn of the loop for `/livez`.
+const DRAIN_TURN: Duration = Duration::from_secs(5);
+
 /// The lease heartbeat task and its stop signal.
 struct Heartbeat {
     stop: CancellationToken,
@@ -194,12 +197,15 @@ impl Worker {
         );
         let deadline = Instant::now() + self.config.drain_grace;
         loop {
+            // A drain is progress too: the grace may be longer than the liveness bound.
+            self.state.progress.loop_turned();
             tokio::select! {
                 done = tasks.join_next() => match done {
                     Some(done) => summary.add(done.unwrap_or(JobOutcome::Abandoned)),
                     None => return Vec::new(),
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => break,
+                _ = tokio::time::sleep(DRAIN_TURN) => {}
             }
         }
         let unfinished = registry.snapshot();

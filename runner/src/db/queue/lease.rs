@@ -245,11 +245,7 @@ pub async fn mark_solo(pool: &PgPool, lease: LeaseRef) -> Result<Fenced, sqlx::E
         .bind(lease.lease_key)
         .execute(pool)
         .await?;
-        Ok(if done.rows_affected() == 1 {
-            Fenced::Applied
-        } else {
-            Fenced::LeaseLost
-        })
+        Ok(Fenced::from_rows(done.rows_affected()))
     })
     .await
 }
@@ -279,11 +275,7 @@ pub async fn hand_back(
         .bind(count_retry)
         .execute(pool)
         .await?;
-        Ok(if done.rows_affected() == 1 {
-            Fenced::Applied
-        } else {
-            Fenced::LeaseLost
-        })
+        Ok(Fenced::from_rows(done.rows_affected()))
     })
     .await
 }

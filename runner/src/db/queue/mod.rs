@@ -70,6 +70,17 @@ pub enum Fenced {
     LeaseLost,
 }
 
+impl Fenced {
+    /// From the rows a statement fenced by one lease changed: one, or none.
+    fn from_rows(rows: u64) -> Fenced {
+        if rows == 1 {
+            Fenced::Applied
+        } else {
+            Fenced::LeaseLost
+        }
+    }
+}
+
 /// The submission columns the runner reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubmissionRow {

@@ -207,7 +207,7 @@ fn is_page_name(name: &str) -> bool {
 }
 
 /// A single path segment of `[A-Za-z0-9._-]`, not `.` or `..`, at most 255 bytes.
-fn is_plain_segment(segment: &str) -> bool {
+pub(crate) fn is_plain_segment(segment: &str) -> bool {
     !segment.is_empty()
         && segment.len() <= 255
         && segment != "."
