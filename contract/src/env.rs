@@ -27,6 +27,12 @@ pub const AI_FEEDBACK_MODEL: &str = "AI_FEEDBACK_MODEL";
 pub const AI_TIMEOUT_VISION: &str = "AI_TIMEOUT_VISION";
 /// Seconds per feedback call.
 pub const AI_TIMEOUT_FEEDBACK: &str = "AI_TIMEOUT_FEEDBACK";
+/// Most tokens the vision model may generate for one image (`num_predict`).
+pub const AI_NUM_PREDICT_VISION: &str = "AI_NUM_PREDICT_VISION";
+/// Most tokens the feedback model may generate for the analysis (`num_predict`).
+pub const AI_NUM_PREDICT_ANALYSIS: &str = "AI_NUM_PREDICT_ANALYSIS";
+/// Most tokens the feedback model may generate for the feedback text (`num_predict`).
+pub const AI_NUM_PREDICT_FEEDBACK: &str = "AI_NUM_PREDICT_FEEDBACK";
 /// Structured (JSON-schema) output for the analysis.
 pub const LEARNING_DSPY_JSON_ADAPTER: &str = "LEARNING_DSPY_JSON_ADAPTER";
 /// Reasoning effort of thinking models.
@@ -75,7 +81,7 @@ pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
 /// Every variable the runner reads.
-pub const RUNNER_READS: [&str; 35] = [
+pub const RUNNER_READS: [&str; 38] = [
     LEARNING_DATABASE_URL,
     LEARNING_DB_URL,
     DATABASE_URL,
@@ -88,6 +94,9 @@ pub const RUNNER_READS: [&str; 35] = [
     AI_FEEDBACK_MODEL,
     AI_TIMEOUT_VISION,
     AI_TIMEOUT_FEEDBACK,
+    AI_NUM_PREDICT_VISION,
+    AI_NUM_PREDICT_ANALYSIS,
+    AI_NUM_PREDICT_FEEDBACK,
     LEARNING_DSPY_JSON_ADAPTER,
     AI_THINK_LEVEL,
     OLLAMA_KEEP_ALIVE,

@@ -93,22 +93,8 @@ pub fn select_adapters(
         Backend::Local => {
             let ai = &config.ai;
             let client = OllamaClient::new(&ai.ollama_base_url)?;
-            let vision = OllamaVision::new(
-                client.clone(),
-                submission_storage(config)?,
-                ai.vision_model.clone(),
-                ai.timeout_vision,
-                ai.keep_alive.clone(),
-            );
-            let feedback = OllamaFeedback::new(
-                client.clone(),
-                ai.feedback_model.clone(),
-                ai.timeout_feedback,
-                ai.structured_output,
-                ai.think_level,
-                ai.keep_alive.clone(),
-                metrics.clone(),
-            );
+            let vision = OllamaVision::new(client.clone(), submission_storage(config)?, ai);
+            let feedback = OllamaFeedback::new(client.clone(), ai, metrics.clone());
             let monitor = OllamaMonitor::new(
                 client,
                 vec![ai.vision_model.clone(), ai.feedback_model.clone()],

@@ -92,6 +92,17 @@ pub struct Settings {
     /// Feedback timeout in seconds (1..=300).
     #[arg(long, env = env::AI_TIMEOUT_FEEDBACK, default_value_t = 15)]
     pub ai_timeout_feedback: u64,
+    /// Most tokens the vision model may write for one image (`num_predict`), 64..=32768.
+    #[arg(long, env = env::AI_NUM_PREDICT_VISION, default_value_t = 4096)]
+    pub ai_num_predict_vision: u32,
+    /// Most tokens the feedback model may write for the analysis, reasoning included
+    /// (`num_predict`), 64..=32768.
+    #[arg(long, env = env::AI_NUM_PREDICT_ANALYSIS, default_value_t = 4096)]
+    pub ai_num_predict_analysis: u32,
+    /// Most tokens the feedback model may write for the feedback text, reasoning included
+    /// (`num_predict`), 64..=32768.
+    #[arg(long, env = env::AI_NUM_PREDICT_FEEDBACK, default_value_t = 2048)]
+    pub ai_num_predict_feedback: u32,
     /// Ask the model for schema-constrained JSON; read as GUSTAV reads it: unset or 1, true,
     /// yes, on means on; any other value (GUSTAV's runbook writes `default`, `false`) means off,
     /// and free text is parsed tolerantly.

@@ -67,6 +67,14 @@ async fn a_text_submission_gets_analysis_and_synthesis_with_the_expected_request
     assert_eq!(analysis_req["model"], FEEDBACK_MODEL);
     assert_eq!(analysis_req["stream"], false);
     assert_eq!(analysis_req["options"]["temperature"], 0.0);
+    assert_eq!(
+        analysis_req["options"]["num_predict"], 4096,
+        "the analysis default"
+    );
+    assert_eq!(
+        synthesis_req["options"]["num_predict"], 2048,
+        "the feedback default"
+    );
     assert_eq!(analysis_req["think"], "low");
     assert_eq!(
         analysis_req["format"]["properties"]["criteria_results"]["items"]["properties"]
@@ -142,6 +150,7 @@ async fn png_and_jpeg_submissions_send_the_file_as_one_base64_image() {
         assert_eq!(vision["model"], VISION_MODEL);
         assert_eq!(vision["stream"], false);
         assert_eq!(vision["options"]["temperature"], 0.0);
+        assert_eq!(vision["options"]["num_predict"], 4096, "the vision default");
         assert_eq!(vision["prompt"], VISION_PROMPT);
         let images = vision["images"].as_array().unwrap();
         assert_eq!(images.len(), 1);
@@ -511,4 +520,36 @@ async fn a_pdf_that_is_only_a_header_fails_permanently_as_unreadable() {
     let s = fixtures::submission(&db.admin, sub).await;
     assert_eq!(s.error_code.as_deref(), Some("input_corrupt"));
     assert!(s.vision_last_error.unwrap().contains("cannot be read"));
+}
+
+#[tokio::test]
+async fn answers_cut_at_their_generation_limit_are_unusable_and_retried() {
+    let LocalSetup {
+        db,
+        fake,
+        root: _root,
+        ctx,
+    } = local_setup(
+        fake_with_models().await,
+        &[
+            "--ai-num-predict-analysis",
+            "300",
+            "--ai-num-predict-feedback",
+            "200",
+        ],
+    )
+    .await;
+    // Both analysis attempts are cut off: not a usable analysis, retried (not the fallback,
+    // retries remain).
+    let cut = FakeAnswer::Truncated("{\"score\": 3, \"criteria_res".into());
+    fake.script(Endpoint::Chat, FEEDBACK_MODEL, vec![cut.clone(), cut]);
+    let (sub, _) = fixtures::enqueue(&db.admin, &NewSubmission::text("s1", "Ein Text")).await;
+    assert_eq!(process_next(&ctx).await, JobOutcome::Retried);
+    let chats = fake.requests_to("/api/chat");
+    assert_eq!(chats.len(), 2, "two analysis attempts, no synthesis");
+    assert!(chats.iter().all(|c| c["options"]["num_predict"] == 300));
+    let s = fixtures::submission(&db.admin, sub).await;
+    assert_eq!(s.status, "pending");
+    let message = s.feedback_last_error.unwrap_or_default();
+    assert!(message.contains("no usable analysis"), "{message}");
 }

@@ -59,6 +59,23 @@ async fn generate_and_chat_return_the_whole_answer() {
 }
 
 #[tokio::test]
+async fn an_answer_cut_at_num_predict_is_a_transient_truncation() {
+    let (fake, client) = setup().await;
+    fake.script(
+        Endpoint::Generate,
+        MODEL,
+        vec![FakeAnswer::Truncated("Die Zelle ist die kl".into())],
+    );
+    let mut request = generate();
+    request.options.num_predict = Some(8);
+    let err = client.generate(&request, LIMIT).await.unwrap_err();
+    assert_eq!(err, OllamaError::Truncated(8));
+    assert!(err.is_transient());
+    assert_eq!(err.reason(), "answer_truncated");
+    assert!(!err.to_string().contains("Zelle"), "the answer is not quoted: {err}");
+}
+
+#[tokio::test]
 async fn tags_ps_version_and_pull() {
     let (fake, client) = setup().await;
     fake.set_ps(vec![(MODEL.into(), 1000, 250)]);

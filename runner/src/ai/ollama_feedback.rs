@@ -20,7 +20,7 @@ use super::{AdapterError, FeedbackAdapter, FeedbackOutput, FeedbackRequest};
 use crate::ai::ollama::{
     ChatMessage, ChatRequest, OllamaClient, OllamaError, Options, MAX_ANSWER_BYTES,
 };
-use crate::config::ThinkLevel;
+use crate::config::{AiConfig, NumPredict, ThinkLevel};
 use crate::job::analysis::AnalysisV2;
 use crate::telemetry::metrics::Metrics;
 
@@ -35,38 +35,39 @@ pub struct OllamaFeedback {
     structured: bool,
     think: Option<ThinkLevel>,
     keep_alive: Option<String>,
+    num_predict: NumPredict,
     metrics: Metrics,
 }
 
 impl OllamaFeedback {
-    /// A feedback adapter for `model`.
-    pub fn new(
-        client: OllamaClient,
-        model: String,
-        timeout: Duration,
-        structured: bool,
-        think: Option<ThinkLevel>,
-        keep_alive: Option<String>,
-        metrics: Metrics,
-    ) -> Self {
+    /// A feedback adapter for the feedback model and settings of `ai`.
+    pub fn new(client: OllamaClient, ai: &AiConfig, metrics: Metrics) -> Self {
         OllamaFeedback {
             client,
-            model,
-            timeout,
-            structured,
-            think,
-            keep_alive,
+            model: ai.feedback_model.clone(),
+            timeout: ai.timeout_feedback,
+            structured: ai.structured_output,
+            think: ai.think_level,
+            keep_alive: ai.keep_alive.clone(),
+            num_predict: ai.num_predict,
             metrics,
         }
     }
 
-    fn request(&self, system: String, user: String, format: Option<Value>) -> ChatRequest {
+    /// A chat request of this model; `num_predict` limits the tokens generated.
+    fn request(
+        &self,
+        (system, user): (String, String),
+        format: Option<Value>,
+        num_predict: u32,
+    ) -> ChatRequest {
         ChatRequest {
             model: self.model.clone(),
             messages: vec![ChatMessage::system(system), ChatMessage::user(user)],
             format,
             options: Options {
                 temperature: Some(0.0),
+                num_predict: Some(i32::try_from(num_predict).unwrap_or(i32::MAX)),
                 ..Options::default()
             },
             think: self.think.map(|t| {
@@ -81,18 +82,31 @@ impl OllamaFeedback {
         }
     }
 
-    /// One chat call; `None` for an answer over [`MAX_ANSWER_BYTES`], which counts as
-    /// unusable like any garbage answer (asked again, the fallback on the final attempt).
-    async fn answer(&self, chat: &ChatRequest) -> Result<Option<String>, AdapterError> {
+    /// One chat call; `Err(reason)` for an answer over [`MAX_ANSWER_BYTES`] or cut at its
+    /// generation limit, which counts as unusable like any garbage answer (asked again, the
+    /// fallback on the final attempt).
+    async fn answer(
+        &self,
+        chat: &ChatRequest,
+    ) -> Result<Result<String, &'static str>, AdapterError> {
         match self.client.chat(chat, self.timeout).await {
-            Ok(answer) => Ok(Some(answer)),
+            Ok(answer) => Ok(Ok(answer)),
             Err(e @ OllamaError::TooLarge { .. }) => {
                 tracing::warn!(
                     event = "learning.feedback.answer_too_large",
                     limit = MAX_ANSWER_BYTES,
                     "the model's answer was too large and was not read further: {e}"
                 );
-                Ok(None)
+                Ok(Err("response_too_large"))
+            }
+            Err(OllamaError::Truncated(limit)) => {
+                tracing::warn!(
+                    event = "learning.feedback.answer_truncated",
+                    done_reason = "length",
+                    num_predict = limit,
+                    "the model's answer hit its generation limit and was cut off"
+                );
+                Ok(Err("answer_truncated"))
             }
             Err(e) => Err(e.into_adapter_error()),
         }
@@ -110,12 +124,15 @@ impl OllamaFeedback {
             self.structured,
         );
         let format = self.structured.then(|| analysis_schema(&request.criteria));
-        let chat = self.request(system, user, format);
+        let chat = self.request((system, user), format, self.num_predict.analysis);
         let mut reason = "unusable_answer";
         for attempt in 1..=ANALYSIS_ATTEMPTS {
-            let Some(answer) = self.answer(&chat).await? else {
-                reason = "response_too_large";
-                continue;
+            let answer = match self.answer(&chat).await? {
+                Ok(answer) => answer,
+                Err(unusable) => {
+                    reason = unusable;
+                    continue;
+                }
             };
             reason = "unusable_answer";
             if let Some(parsed) = analysis_from_answer(&answer, &request.criteria, self.structured)
@@ -149,14 +166,16 @@ impl OllamaFeedback {
             request.instruction_md.as_deref(),
             request.hints_md.as_deref(),
         );
-        let answer = self.answer(&self.request(system, user, None)).await?;
+        let chat = self.request((system, user), None, self.num_predict.feedback);
+        let answer = self.answer(&chat).await?;
         let text = answer
-            .map(|a| strip_code_fence(&a).trim().to_owned())
+            .as_ref()
+            .map(|a| strip_code_fence(a).trim().to_owned())
             .unwrap_or_default();
         if text.is_empty() || text.starts_with('{') {
             if !request.final_attempt {
                 return Err(AdapterError::transient(
-                    "unusable_answer",
+                    answer.err().unwrap_or("unusable_answer"),
                     "the model gave no usable feedback text",
                 ));
             }

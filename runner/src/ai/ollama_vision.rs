@@ -14,6 +14,7 @@ use super::normalize::strip_code_fence;
 use super::prompts::{MAX_STUDENT_CHARS, VISION_PROMPT};
 use super::{AdapterError, VisionAdapter, VisionOutput, VisionRequest};
 use crate::ai::ollama::{GenerateRequest, OllamaClient, Options};
+use crate::config::AiConfig;
 use crate::submission::storage::SubmissionStorage;
 use crate::submission::vision_input::VisionInputs;
 
@@ -24,23 +25,20 @@ pub struct OllamaVision {
     model: String,
     timeout: Duration,
     keep_alive: Option<String>,
+    num_predict: u32,
 }
 
 impl OllamaVision {
-    /// A vision adapter for `model`, reading files from `storage`.
-    pub fn new(
-        client: OllamaClient,
-        storage: SubmissionStorage,
-        model: String,
-        timeout: Duration,
-        keep_alive: Option<String>,
-    ) -> Self {
+    /// A vision adapter for the vision model and settings of `ai`, reading files from
+    /// `storage`.
+    pub fn new(client: OllamaClient, storage: SubmissionStorage, ai: &AiConfig) -> Self {
         OllamaVision {
             client,
             inputs: VisionInputs::new(storage),
-            model,
-            timeout,
-            keep_alive,
+            model: ai.vision_model.clone(),
+            timeout: ai.timeout_vision,
+            keep_alive: ai.keep_alive.clone(),
+            num_predict: ai.num_predict.vision,
         }
     }
 
@@ -52,6 +50,7 @@ impl OllamaVision {
             images: vec![base64::engine::general_purpose::STANDARD.encode(image)],
             options: Options {
                 temperature: Some(0.0),
+                num_predict: Some(i32::try_from(self.num_predict).unwrap_or(i32::MAX)),
                 ..Options::default()
             },
             keep_alive: self.keep_alive.clone(),

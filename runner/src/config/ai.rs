@@ -68,6 +68,36 @@ pub struct AiConfig {
     pub keep_alive: Option<String>,
     /// Pull missing models at start.
     pub pull_missing: bool,
+    /// Generation limits per step.
+    pub num_predict: NumPredict,
+}
+
+/// The most tokens a model may generate per step (Ollama's `num_predict`): a rambling model
+/// stops there instead of holding the GPU until the call's time limit; an answer cut at the
+/// limit is unusable and retried like a garbage answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumPredict {
+    /// One image's transcript. The feedback prompt takes at most 12,000 characters of text
+    /// (≈ 3,500 tokens of German), so 4,096 leaves room for a whole page.
+    pub vision: u32,
+    /// The analysis JSON: some 200 tokens per criterion (10 at most in GUSTAV), plus the
+    /// reasoning of a thinking model.
+    pub analysis: u32,
+    /// The feedback text (a few paragraphs), plus reasoning.
+    pub feedback: u32,
+}
+
+/// The accepted range of a generation limit.
+pub const NUM_PREDICT_RANGE: std::ops::RangeInclusive<u32> = 64..=32_768;
+
+fn num_predict(name: &'static str, value: u32) -> Result<u32, ConfigError> {
+    if !NUM_PREDICT_RANGE.contains(&value) {
+        return Err(invalid(
+            name,
+            format!("{value} is out of range; allowed 64..=32768 tokens"),
+        ));
+    }
+    Ok(value)
 }
 
 /// The AI settings, and the warnings of the settings accepted with a fallback.
@@ -94,6 +124,11 @@ pub fn ai_config(settings: &Settings) -> Result<(AiConfig, Vec<String>), ConfigE
         stub_delay: Duration::from_millis(settings.ai_stub_delay_ms),
         keep_alive: keep_alive(settings)?,
         pull_missing: settings.ollama_pull_missing,
+        num_predict: NumPredict {
+            vision: num_predict("AI_NUM_PREDICT_VISION", settings.ai_num_predict_vision)?,
+            analysis: num_predict("AI_NUM_PREDICT_ANALYSIS", settings.ai_num_predict_analysis)?,
+            feedback: num_predict("AI_NUM_PREDICT_FEEDBACK", settings.ai_num_predict_feedback)?,
+        },
     };
     Ok((ai, warnings))
 }

@@ -18,7 +18,8 @@ use crate::db::dsn::DsnError;
 use learning_contract::url::OllamaUrlError;
 
 pub use self::ai::{
-    structured_output, think_level, AiConfig, Backend, ThinkLevel, PRODUCTION_ENVS, TIMEOUT_RANGE,
+    structured_output, think_level, AiConfig, Backend, NumPredict, ThinkLevel, NUM_PREDICT_RANGE,
+    PRODUCTION_ENVS, TIMEOUT_RANGE,
 };
 pub use self::database::{database_config, DatabaseConfig};
 pub use self::http::HttpConfig;

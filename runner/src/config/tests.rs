@@ -47,6 +47,23 @@ fn timeouts_must_lie_in_1_to_300() {
 }
 
 #[test]
+fn generations_are_bounded_per_step_with_defaults_and_a_range() {
+    let c = runner_config(&settings(&[])).unwrap();
+    assert_eq!(
+        (
+            c.ai.num_predict.vision,
+            c.ai.num_predict.analysis,
+            c.ai.num_predict.feedback
+        ),
+        (4096, 4096, 2048)
+    );
+    let c = runner_config(&settings(&["--ai-num-predict-feedback", "64"])).unwrap();
+    assert_eq!(c.ai.num_predict.feedback, 64);
+    assert!(problem(&["--ai-num-predict-vision", "63"]).starts_with("AI_NUM_PREDICT_VISION"));
+    assert!(problem(&["--ai-num-predict-analysis", "40000"]).starts_with("AI_NUM_PREDICT_ANALYSIS"));
+}
+
+#[test]
 fn unknown_backends_are_refused() {
     assert!(problem(&["--ai-backend", "openai"]).contains("unknown backend 'openai'"));
 }

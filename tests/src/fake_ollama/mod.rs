@@ -67,6 +67,8 @@ pub enum FakeAnswer {
     /// chunks when streaming). On other paths (via [`FakeOllama::fail_endpoint`]): a 200 with
     /// this raw body as `application/json`.
     Text(String),
+    /// An answer with this text cut at the request's `num_predict`: `done_reason: "length"`.
+    Truncated(String),
     /// This HTTP status with `{"error": msg}` (an invalid status becomes 500).
     Status(u16, String),
     /// 200 with this raw, non-JSON body.

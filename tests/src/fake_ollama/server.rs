@@ -138,6 +138,8 @@ async fn answer_with(
     let streaming = ctx.is_some_and(|c| c.stream);
     match (answer, ctx) {
         (FakeAnswer::Text(text), Some(ctx)) => success(ctx, &text, None),
+        (FakeAnswer::Truncated(text), Some(ctx)) => finished(ctx, &text, "length"),
+        (FakeAnswer::Truncated(text), None) => raw("application/json; charset=utf-8", text),
         (FakeAnswer::Empty, Some(ctx)) => success(ctx, "", None),
         (FakeAnswer::MidStreamError(text, msg), Some(ctx)) if ctx.stream => {
             success(ctx, &text, Some(msg))
@@ -188,6 +190,15 @@ fn chunk(ctx: &Ctx, text: &str, done_reason: Option<&str>) -> Value {
         }
     }
     v
+}
+
+/// The whole answer as one object ending for `reason`, or as NDJSON: the text, then a final
+/// `done` object with an empty text.
+fn finished(ctx: &Ctx, text: &str, reason: &str) -> Response {
+    if !ctx.stream {
+        return Json(chunk(ctx, text, Some(reason))).into_response();
+    }
+    ndjson(vec![chunk(ctx, text, None), chunk(ctx, "", Some(reason))])
 }
 
 /// The whole answer as one object, or as NDJSON: a few chunks, then a final `done` object

@@ -65,6 +65,11 @@ pub enum OllamaError {
     /// The connection broke mid-answer.
     #[error("the connection to Ollama broke: {0}")]
     Broken(String),
+    /// The model stopped at its generation limit (`done_reason: "length"`, the request's
+    /// `num_predict`): the answer is cut off, so unusable. Transient, like a garbage answer:
+    /// the next attempt may be shorter.
+    #[error("the model's answer hit its generation limit of {0} tokens and was cut off")]
+    Truncated(u32),
     /// 200, but the body (or one line of a stream) is larger than its cap; reading stopped
     /// there, the rest was never buffered.
     ///
@@ -94,6 +99,7 @@ impl OllamaError {
             OllamaError::Malformed(_) => "malformed_response",
             OllamaError::Broken(_) => "connection_reset",
             OllamaError::TooLarge { .. } => "response_too_large",
+            OllamaError::Truncated(_) => "answer_truncated",
         }
     }
 
@@ -208,11 +214,12 @@ impl OllamaClient {
     }
 
     /// One whole (non-streamed) answer of `T` from `path`.
+    /// An answer cut at `num_predict` (`done_reason: "length"`) is [`OllamaError::Truncated`].
     async fn complete<T: Answer, B: Serialize>(
         &self,
         path: &str,
         body: &B,
-        model: &str,
+        (model, num_predict): (&str, Option<i32>),
         limit: Duration,
     ) -> Result<String, OllamaError> {
         let mut response = self.send_json(path, body, limit, model).await?;
@@ -224,6 +231,10 @@ impl OllamaClient {
                 status: 200,
                 message: shorten(err),
             });
+        }
+        if answer.done_reason() == Some("length") {
+            let limit = u32::try_from(num_predict.unwrap_or(0)).unwrap_or(0);
+            return Err(OllamaError::Truncated(limit));
         }
         Ok(answer.text().to_owned())
     }
@@ -238,7 +249,8 @@ impl OllamaClient {
             stream: false,
             ..request.clone()
         };
-        self.complete::<GenerateChunk, _>("/api/generate", &request, &request.model, limit)
+        let model = (request.model.as_str(), request.options.num_predict);
+        self.complete::<GenerateChunk, _>("/api/generate", &request, model, limit)
             .await
     }
 
@@ -252,7 +264,8 @@ impl OllamaClient {
             stream: false,
             ..request.clone()
         };
-        self.complete::<ChatChunk, _>("/api/chat", &request, &request.model, limit)
+        let model = (request.model.as_str(), request.options.num_predict);
+        self.complete::<ChatChunk, _>("/api/chat", &request, model, limit)
             .await
     }
 

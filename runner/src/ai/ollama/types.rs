@@ -105,6 +105,9 @@ pub struct GenerateChunk {
     /// Last chunk.
     #[serde(default)]
     pub done: bool,
+    /// Why generation ended (last chunk): `stop`, `length` (the `num_predict` limit), `load`.
+    #[serde(default)]
+    pub done_reason: Option<String>,
     /// Error reported mid-stream.
     #[serde(default)]
     pub error: Option<String>,
@@ -119,6 +122,9 @@ pub struct ChatChunk {
     /// Last chunk.
     #[serde(default)]
     pub done: bool,
+    /// Why generation ended (last chunk): `stop`, `length` (the `num_predict` limit), `load`.
+    #[serde(default)]
+    pub done_reason: Option<String>,
     /// Error reported mid-stream.
     #[serde(default)]
     pub error: Option<String>,
@@ -132,6 +138,8 @@ pub trait Answer: DeserializeOwned {
     fn done(&self) -> bool;
     /// An error reported in the body.
     fn error(&self) -> Option<&str>;
+    /// Why generation ended, when said.
+    fn done_reason(&self) -> Option<&str>;
 }
 
 impl Answer for GenerateChunk {
@@ -143,6 +151,9 @@ impl Answer for GenerateChunk {
     }
     fn error(&self) -> Option<&str> {
         self.error.as_deref()
+    }
+    fn done_reason(&self) -> Option<&str> {
+        self.done_reason.as_deref()
     }
 }
 
@@ -158,6 +169,9 @@ impl Answer for ChatChunk {
     }
     fn error(&self) -> Option<&str> {
         self.error.as_deref()
+    }
+    fn done_reason(&self) -> Option<&str> {
+        self.done_reason.as_deref()
     }
 }
 
