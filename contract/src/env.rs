@@ -27,6 +27,8 @@ pub const AI_FEEDBACK_MODEL: &str = "AI_FEEDBACK_MODEL";
 pub const AI_TIMEOUT_VISION: &str = "AI_TIMEOUT_VISION";
 /// Seconds per feedback call.
 pub const AI_TIMEOUT_FEEDBACK: &str = "AI_TIMEOUT_FEEDBACK";
+/// Model phases a runner sends to Ollama at once.
+pub const AI_MAX_PARALLEL_CALLS: &str = "AI_MAX_PARALLEL_CALLS";
 /// Most tokens the vision model may generate for one image (`num_predict`).
 pub const AI_NUM_PREDICT_VISION: &str = "AI_NUM_PREDICT_VISION";
 /// Most tokens the feedback model may generate for the analysis (`num_predict`).
@@ -81,7 +83,7 @@ pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
 /// Every variable the runner reads.
-pub const RUNNER_READS: [&str; 38] = [
+pub const RUNNER_READS: [&str; 39] = [
     LEARNING_DATABASE_URL,
     LEARNING_DB_URL,
     DATABASE_URL,
@@ -94,6 +96,7 @@ pub const RUNNER_READS: [&str; 38] = [
     AI_FEEDBACK_MODEL,
     AI_TIMEOUT_VISION,
     AI_TIMEOUT_FEEDBACK,
+    AI_MAX_PARALLEL_CALLS,
     AI_NUM_PREDICT_VISION,
     AI_NUM_PREDICT_ANALYSIS,
     AI_NUM_PREDICT_FEEDBACK,

@@ -71,6 +71,7 @@ fn context(pool: &sqlx::PgPool, adapters: Adapters) -> JobContext {
         },
         timeout_vision: Duration::from_secs(30),
         timeout_feedback: Duration::from_secs(15),
+        admission: learning_runner::job::admission::ModelAdmission::unlimited(),
     }
 }
 

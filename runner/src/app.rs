@@ -17,6 +17,7 @@ use crate::ai::Adapters;
 use crate::config::{Backend, RunnerConfig};
 use crate::db::queue;
 use crate::http::{self, HttpState};
+use crate::job::admission::ModelAdmission;
 use crate::job::process::JobContext;
 use crate::submission::storage::{RemoteStorage, SubmissionStorage};
 use crate::telemetry::metrics::Metrics;
@@ -408,6 +409,10 @@ fn job_context(
         backoff: config.worker.backoff,
         timeout_vision: phase_budget_vision(config),
         timeout_feedback: phase_budget_feedback(config),
+        admission: match config.ai.backend {
+            Backend::Stub => ModelAdmission::unlimited(),
+            Backend::Local => ModelAdmission::with_capacity(config.ai.max_parallel_calls),
+        },
     }
 }
 

@@ -92,6 +92,11 @@ pub struct Settings {
     /// Feedback timeout in seconds (1..=300).
     #[arg(long, env = env::AI_TIMEOUT_FEEDBACK, default_value_t = 15)]
     pub ai_timeout_feedback: u64,
+    /// Model phases (a vision or a feedback step, each one or a few calls) this runner sends
+    /// to Ollama at once; set it to what Ollama serves in parallel for this runner
+    /// (`OLLAMA_NUM_PARALLEL` × Ollama replicas ÷ runners). Unset: `WORKER_CONCURRENCY`.
+    #[arg(long, env = env::AI_MAX_PARALLEL_CALLS)]
+    pub ai_max_parallel_calls: Option<u32>,
     /// Most tokens the vision model may write for one image (`num_predict`), 64..=32768.
     #[arg(long, env = env::AI_NUM_PREDICT_VISION, default_value_t = 4096)]
     pub ai_num_predict_vision: u32,

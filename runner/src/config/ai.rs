@@ -70,6 +70,8 @@ pub struct AiConfig {
     pub pull_missing: bool,
     /// Generation limits per step.
     pub num_predict: NumPredict,
+    /// Model phases this runner has in flight at once (Ollama's parallel capacity for it).
+    pub max_parallel_calls: usize,
 }
 
 /// The most tokens a model may generate per step (Ollama's `num_predict`): a rambling model
@@ -89,6 +91,20 @@ pub struct NumPredict {
 
 /// The accepted range of a generation limit.
 pub const NUM_PREDICT_RANGE: std::ops::RangeInclusive<u32> = 64..=32_768;
+
+/// `AI_MAX_PARALLEL_CALLS`, 1..=256; unset: `WORKER_CONCURRENCY` (no limit beyond the jobs).
+fn max_parallel_calls(settings: &Settings) -> Result<usize, ConfigError> {
+    let value = settings
+        .ai_max_parallel_calls
+        .map_or(settings.worker_concurrency, |v| v as usize);
+    if !(1..=256).contains(&value) {
+        return Err(invalid(
+            "AI_MAX_PARALLEL_CALLS",
+            format!("{value} is out of range; allowed 1..=256"),
+        ));
+    }
+    Ok(value)
+}
 
 fn num_predict(name: &'static str, value: u32) -> Result<u32, ConfigError> {
     if !NUM_PREDICT_RANGE.contains(&value) {
@@ -124,6 +140,7 @@ pub fn ai_config(settings: &Settings) -> Result<(AiConfig, Vec<String>), ConfigE
         stub_delay: Duration::from_millis(settings.ai_stub_delay_ms),
         keep_alive: keep_alive(settings)?,
         pull_missing: settings.ollama_pull_missing,
+        max_parallel_calls: max_parallel_calls(settings)?,
         num_predict: NumPredict {
             vision: num_predict("AI_NUM_PREDICT_VISION", settings.ai_num_predict_vision)?,
             analysis: num_predict("AI_NUM_PREDICT_ANALYSIS", settings.ai_num_predict_analysis)?,

@@ -47,6 +47,22 @@ fn timeouts_must_lie_in_1_to_300() {
 }
 
 #[test]
+fn model_slots_default_to_the_concurrency_and_are_bounded() {
+    let c = runner_config(&settings(&["--worker-concurrency", "3"])).unwrap();
+    assert_eq!(c.ai.max_parallel_calls, 3);
+    let c = runner_config(&settings(&[
+        "--worker-concurrency",
+        "4",
+        "--ai-max-parallel-calls",
+        "1",
+    ]))
+    .unwrap();
+    assert_eq!(c.ai.max_parallel_calls, 1);
+    assert!(problem(&["--ai-max-parallel-calls", "0"]).starts_with("AI_MAX_PARALLEL_CALLS"));
+    assert!(problem(&["--ai-max-parallel-calls", "257"]).starts_with("AI_MAX_PARALLEL_CALLS"));
+}
+
+#[test]
 fn generations_are_bounded_per_step_with_defaults_and_a_range() {
     let c = runner_config(&settings(&[])).unwrap();
     assert_eq!(

@@ -2,6 +2,7 @@
 //! steps ([`process`]), the analysis GUSTAV stores, the outcome (completed, retry, failed) and
 //! the error codes and messages a teacher or administrator sees.
 
+pub mod admission;
 pub mod analysis;
 pub mod error_code;
 pub mod message;

@@ -56,6 +56,10 @@ pub struct Metrics {
     pub oldest_job_age: Gauge,
     /// How feedback analyses were obtained (`parsed_structured`, `parsed`, `fallback`, `no_criteria`).
     pub feedback_parse: IntCounterVec,
+    /// Time a model phase waited in the runner for a model slot.
+    pub admission_wait: HistogramVec,
+    /// Model phases admitted and running now.
+    pub model_phases_in_flight: IntGauge,
     /// 1 when the last Ollama check succeeded.
     pub ollama_up: IntGauge,
     /// 1 when a configured model is installed in Ollama.
@@ -89,6 +93,8 @@ impl Metrics {
             queue_depth: queue.queue_depth,
             oldest_job_age: queue.oldest_job_age,
             feedback_parse: ai.feedback_parse,
+            admission_wait: ai.admission_wait,
+            model_phases_in_flight: ai.model_phases_in_flight,
             ollama_up: ai.ollama_up,
             ollama_model_present: ai.ollama_model_present,
             ollama_gpu_offload: ai.ollama_gpu_offload,
@@ -276,6 +282,8 @@ fn queue_depth(registry: &Registry) -> Result<GaugeVec, prometheus::Error> {
 
 /// The AI backend's metrics: how feedback was parsed, Ollama's state, and the build info.
 struct AiMetrics {
+    admission_wait: HistogramVec,
+    model_phases_in_flight: IntGauge,
     feedback_parse: IntCounterVec,
     ollama_up: IntGauge,
     ollama_model_present: IntGaugeVec,
@@ -286,6 +294,24 @@ struct AiMetrics {
 impl AiMetrics {
     fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         Ok(AiMetrics {
+            admission_wait: registered(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "learning_runner_model_admission_wait_seconds",
+                        "Time a model phase waited in the runner for a model slot (AI_MAX_PARALLEL_CALLS).",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                    &["phase"],
+                )?,
+            )?,
+            model_phases_in_flight: registered(
+                registry,
+                IntGauge::new(
+                    "learning_runner_model_phases_in_flight",
+                    "Model phases admitted and running now (at most AI_MAX_PARALLEL_CALLS).",
+                )?,
+            )?,
             feedback_parse: counter_vec(
                 registry,
                 Opts::new(

@@ -180,6 +180,7 @@ pub fn context(pool: &PgPool, adapters: Adapters) -> JobContext {
         backoff: backoff(),
         timeout_vision: Duration::from_secs(5),
         timeout_feedback: Duration::from_secs(5),
+        admission: learning_runner::job::admission::ModelAdmission::unlimited(),
     }
 }
 

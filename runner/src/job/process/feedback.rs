@@ -30,6 +30,7 @@ pub(super) async fn give_feedback(
         final_attempt,
     };
     let feedback = ctx.adapters.feedback.clone();
+    let _slot = ctx.admission.admit(Phase::Feedback, &ctx.metrics).await;
     let started = Instant::now();
     let result = guarded(Phase::Feedback, ctx.timeout_feedback, async move {
         feedback.feedback(&request).await

@@ -24,6 +24,7 @@ use self::record::record;
 use self::vision::obtain_text;
 use crate::ai::Adapters;
 use crate::db::queue::{self, LeasedJob, SubmissionRow, VisionCache};
+use crate::job::admission::ModelAdmission;
 use crate::job::error_code::{ErrorCode, Phase};
 use crate::job::outcome::JobError;
 use crate::job::payload::{parse_payload, JobPayload};
@@ -86,6 +87,8 @@ pub struct JobContext {
     pub timeout_vision: Duration,
     /// Limit of the whole feedback phase (every model call of it).
     pub timeout_feedback: Duration,
+    /// Model slots: a phase waits for one before its time limit starts.
+    pub admission: ModelAdmission,
 }
 
 /// Keeps `analysis_jobs_inflight` right even when a job's future is dropped (drain abort)

@@ -111,6 +111,7 @@ fn vision_request(row: &SubmissionRow, kind: SubmissionKind) -> Result<VisionReq
 /// transient error.
 async fn transcribe(ctx: &JobContext, request: VisionRequest) -> Result<ObtainedText, JobError> {
     let vision = ctx.adapters.vision.clone();
+    let _slot = ctx.admission.admit(Phase::Vision, &ctx.metrics).await;
     let started = Instant::now();
     let result = guarded(Phase::Vision, ctx.timeout_vision, async move {
         vision.extract(&request).await

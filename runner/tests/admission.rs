@@ -1,0 +1,54 @@
+//! Model work is admitted up to the runner's model slots (`AI_MAX_PARALLEL_CALLS`): beyond
+//! them, phases wait in the runner, and a phase's time limit starts only when it is admitted,
+//! so four jobs on one slot all complete instead of timing out while they wait.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use learning_runner::job::admission::ModelAdmission;
+use learning_tests::fixtures::{self, NewSubmission};
+use learning_tests::TestDb;
+
+use common::{context, run_until_drained, Script, Scripted};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_jobs_on_one_model_slot_run_one_at_a_time_and_none_times_out() {
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(8).await;
+    let mut subs = Vec::new();
+    for i in 0..4 {
+        subs.push(
+            fixtures::enqueue(&db.admin, &NewSubmission::image(&format!("s{i}")))
+                .await
+                .0,
+        );
+    }
+    // Each vision call takes 0.6 s against a 1 s limit: the fourth job waits 1.8 s for its
+    // turn, which must not count against its limit.
+    let adapters = Scripted::with(vec![Script::Sleep(Duration::from_millis(600)); 4], vec![]);
+    let mut ctx = context(&pool, adapters.adapters());
+    ctx.timeout_vision = Duration::from_secs(1);
+    ctx.admission = ModelAdmission::with_capacity(1);
+    let metrics = ctx.metrics.clone();
+    let summary = run_until_drained(&pool, ctx, 4).await;
+    assert_eq!((summary.completed, summary.retried), (4, 0), "{summary:?}");
+    assert_eq!(
+        adapters.max_active.load(Ordering::SeqCst),
+        1,
+        "one model call at a time"
+    );
+    for sub in subs {
+        let s = fixtures::submission(&db.admin, sub).await;
+        assert_eq!((s.status.as_str(), s.vision_attempts), ("completed", 1));
+    }
+    let waited = metrics.admission_wait.with_label_values(&["vision"]);
+    assert_eq!(waited.get_sample_count(), 4);
+    assert!(
+        waited.get_sample_sum() > 1.0,
+        "later jobs waited for the slot: {} s in all",
+        waited.get_sample_sum()
+    );
+    assert_eq!(metrics.model_phases_in_flight.get(), 0);
+}
