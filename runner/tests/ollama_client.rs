@@ -72,7 +72,10 @@ async fn an_answer_cut_at_num_predict_is_a_transient_truncation() {
     assert_eq!(err, OllamaError::Truncated(8));
     assert!(err.is_transient());
     assert_eq!(err.reason(), "answer_truncated");
-    assert!(!err.to_string().contains("Zelle"), "the answer is not quoted: {err}");
+    assert!(
+        !err.to_string().contains("Zelle"),
+        "the answer is not quoted: {err}"
+    );
 }
 
 #[tokio::test]
