@@ -13,6 +13,7 @@ pub mod chaos_proxy;
 pub mod fake_ollama;
 pub mod fake_supabase;
 pub mod fixtures;
+pub mod gpu_sim;
 pub mod images;
 pub mod own_cluster;
 pub mod pdf;
