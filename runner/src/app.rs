@@ -99,6 +99,7 @@ pub fn select_adapters(
             let monitor = OllamaMonitor::new(
                 client,
                 vec![ai.vision_model.clone(), ai.feedback_model.clone()],
+                ai.keep_alive.clone(),
                 metrics.clone(),
             );
             let adapters = Adapters {

@@ -193,11 +193,72 @@ async fn a_model_behind_a_registry_port_is_found_without_its_tag() {
             "registry:5000/school/foo".into(),
             "registry:5000/school/bar".into(),
         ],
+        None,
         metrics,
     );
     let snapshot = monitor.refresh().await;
     assert!(snapshot.reachable);
     assert_eq!(snapshot.missing, ["registry:5000/school/bar"]);
+}
+
+#[tokio::test]
+async fn the_monitor_warms_every_model_before_it_reports_ready_and_again_after_an_outage() {
+    let fake = FakeOllama::start().await;
+    fake.add_model(MODEL);
+    fake.add_model("other:latest");
+    let client = OllamaClient::new(&fake.base_url()).unwrap();
+    let metrics = learning_runner::telemetry::metrics::Metrics::new().unwrap();
+    let monitor = learning_runner::ai::ollama::monitor::OllamaMonitor::new(
+        client,
+        vec![MODEL.into(), "other:latest".into()],
+        Some("30m".into()),
+        metrics,
+    );
+    monitor.refresh().await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(
+        monitor
+            .clone()
+            .run(Duration::from_millis(100), stop.clone()),
+    );
+    let loads = |fake: &FakeOllama| -> Vec<serde_json::Value> {
+        fake.requests_to("/api/generate")
+            .into_iter()
+            .filter(|r| r["prompt"].as_str().unwrap_or("").is_empty())
+            .collect()
+    };
+    let started = std::time::Instant::now();
+    while loads(&fake).len() < 2 || !monitor.ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "warmed within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let warm = loads(&fake);
+    assert_eq!(warm[0]["model"], MODEL);
+    assert_eq!(warm[1]["model"], "other:latest");
+    assert!(warm.iter().all(|r| r["keep_alive"] == "30m"));
+    assert!(!monitor.warming());
+    // Ollama goes away and comes back: the models are loaded again.
+    fake.fail_endpoint("/api/tags", Some(FakeAnswer::Status(500, "down".into())));
+    while monitor.snapshot().reachable {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the outage is seen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fake.clear_failure("/api/tags");
+    while loads(&fake).len() < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "warmed again after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    running.await.unwrap();
 }
 
 const MIB: u64 = 1 << 20;

@@ -1,16 +1,23 @@
 //! Watches the local Ollama for the runner's health report and readiness: reachable, both
 //! models installed (`/api/tags`), and how much of each loaded model sits in GPU memory
 //! (`/api/ps`: `size_vram / size` below 1 reveals a silent CPU fallback).
+//!
+//! It also warms the models: when the watch starts and whenever Ollama becomes ready again
+//! (back after an outage, a missing model installed), every configured model is loaded with
+//! Ollama's empty request (and the configured `keep_alive`) before any job is leased —
+//! readiness stays off while it warms, and the health report says `warming` — so the first
+//! submission after a start or a restart of Ollama does not pay the model load.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use learning_contract::health::{CHECK_MODELS, CHECK_OLLAMA};
 use learning_contract::model::same_model;
 
-use super::types::RunningModel;
+use super::types::{GenerateRequest, RunningModel};
 use super::OllamaClient;
 use crate::http::health::HealthCheck;
 use crate::telemetry::metrics::Metrics;
@@ -32,8 +39,16 @@ pub struct OllamaSnapshot {
     pub loaded: Vec<RunningModel>,
 }
 
-/// The `ollama` and `models` checks of the health report, from a snapshot. Pure.
-pub fn health_checks(snapshot: &OllamaSnapshot, models: &[String]) -> Vec<HealthCheck> {
+/// The longest one model may take to load when warming.
+pub const WARM_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The `ollama` and `models` checks of the health report, from a snapshot and whether the
+/// models are being warmed. Pure.
+pub fn health_checks(
+    snapshot: &OllamaSnapshot,
+    models: &[String],
+    warming: bool,
+) -> Vec<HealthCheck> {
     let check = HealthCheck::new;
     if !snapshot.checked {
         return vec![
@@ -71,10 +86,15 @@ pub fn health_checks(snapshot: &OllamaSnapshot, models: &[String]) -> Vec<Health
     };
     let version = snapshot.version.clone().unwrap_or_else(|| "?".into());
     let models_check = if snapshot.missing.is_empty() {
+        let warming = if warming {
+            "; warming (loading the models into memory; no job is leased until done)"
+        } else {
+            ""
+        };
         check(
             CHECK_MODELS,
             true,
-            format!("present: {}", models.join(", ")),
+            format!("present: {}{warming}", models.join(", ")),
         )
     } else {
         check(
@@ -97,21 +117,57 @@ pub fn health_checks(snapshot: &OllamaSnapshot, models: &[String]) -> Vec<Health
 pub struct OllamaMonitor {
     client: OllamaClient,
     models: Vec<String>,
+    keep_alive: Option<String>,
     snapshot: Arc<RwLock<OllamaSnapshot>>,
+    warming: Arc<AtomicBool>,
     metrics: Metrics,
 }
 
 impl OllamaMonitor {
-    /// A monitor for the configured `models`.
-    pub fn new(client: OllamaClient, models: Vec<String>, metrics: Metrics) -> Self {
+    /// A monitor for the configured `models`, warming them with `keep_alive`.
+    pub fn new(
+        client: OllamaClient,
+        models: Vec<String>,
+        keep_alive: Option<String>,
+        metrics: Metrics,
+    ) -> Self {
         let mut unique = models;
         unique.dedup();
         OllamaMonitor {
             client,
             models: unique,
+            keep_alive,
             snapshot: Arc::default(),
+            warming: Arc::default(),
             metrics,
         }
+    }
+
+    /// Whether the models are being warmed right now.
+    pub fn warming(&self) -> bool {
+        self.warming.load(Ordering::SeqCst)
+    }
+
+    /// Loads every configured model (Ollama's empty request), one after the other; readiness
+    /// is off meanwhile. A model that fails to load is logged; its first job loads it.
+    pub async fn warm(&self) {
+        self.warming.store(true, Ordering::SeqCst);
+        for model in &self.models {
+            let started = Instant::now();
+            let load = GenerateRequest {
+                model: model.clone(),
+                keep_alive: self.keep_alive.clone(),
+                ..GenerateRequest::default()
+            };
+            match self.client.generate(&load, WARM_TIMEOUT).await {
+                Ok(_) => tracing::info!(event = "learning.ollama.warmed", model = %model,
+                    seconds = started.elapsed().as_secs_f64()),
+                Err(e) => {
+                    tracing::warn!(event = "learning.ollama.warm_failed", model = %model, error = %e)
+                }
+            }
+        }
+        self.warming.store(false, Ordering::SeqCst);
     }
 
     /// The configured models.
@@ -132,15 +188,14 @@ impl OllamaMonitor {
             .clone()
     }
 
-    /// Ready when reachable and every model is installed.
+    /// Ready when reachable, every model installed, and not warming.
     pub fn ready(&self) -> bool {
-        let s = self.snapshot();
-        s.checked && s.reachable && s.missing.is_empty()
+        serves(&self.snapshot()) && !self.warming()
     }
 
     /// The health checks for the current snapshot.
     pub fn health_checks(&self) -> Vec<HealthCheck> {
-        health_checks(&self.snapshot(), &self.models)
+        health_checks(&self.snapshot(), &self.models, self.warming())
     }
 
     /// Checks Ollama now and stores the result.
@@ -188,8 +243,12 @@ impl OllamaMonitor {
         snap
     }
 
-    /// Refreshes every `interval` until `stop`.
+    /// Warms the models if Ollama serves them, then refreshes every `interval` until `stop`,
+    /// warming again whenever Ollama becomes ready again.
     pub async fn run(self, interval: Duration, stop: CancellationToken) {
+        if serves(&self.snapshot()) {
+            self.warm_unless_stopped(&stop).await;
+        }
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -200,8 +259,23 @@ impl OllamaMonitor {
             if before.reachable != now.reachable || before.missing != now.missing {
                 tracing::warn!(event = "learning.ollama.changed", reachable = now.reachable, missing = ?now.missing);
             }
+            if !serves(&before) && serves(&now) {
+                self.warm_unless_stopped(&stop).await;
+            }
         }
     }
+
+    async fn warm_unless_stopped(&self, stop: &CancellationToken) {
+        tokio::select! {
+            _ = stop.cancelled() => self.warming.store(false, Ordering::SeqCst),
+            () = self.warm() => {}
+        }
+    }
+}
+
+/// Whether Ollama answered and has every configured model.
+fn serves(s: &OllamaSnapshot) -> bool {
+    s.checked && s.reachable && s.missing.is_empty()
 }
 
 impl crate::worker::BackendGate for OllamaMonitor {
@@ -235,7 +309,7 @@ mod tests {
             loaded: vec![running("qwen2.5vl:3b", 1000, 1000)],
             ..Default::default()
         };
-        let checks = health_checks(&s, &models());
+        let checks = health_checks(&s, &models(), false);
         assert!(checks.iter().all(|c| c.status == "ok"), "{checks:?}");
         assert!(checks[0].detail.contains("qwen2.5vl:3b 100% GPU"));
     }
@@ -249,7 +323,7 @@ mod tests {
             loaded: vec![running("qwen2.5vl:3b", 1000, 404)],
             ..Default::default()
         };
-        let checks = health_checks(&s, &models());
+        let checks = health_checks(&s, &models(), false);
         assert_eq!(checks[1].status, "failed");
         assert!(checks[1].detail.contains("missing: gpt-oss:latest"));
         assert!(checks[0].detail.contains("40% GPU (partial CPU fallback)"));
@@ -262,7 +336,7 @@ mod tests {
             error: Some("connection refused".into()),
             ..Default::default()
         };
-        let checks = health_checks(&s, &models());
+        let checks = health_checks(&s, &models(), false);
         assert!(checks.iter().all(|c| c.status == "failed"));
         assert!(checks[0].detail.contains("connection refused"));
     }
