@@ -390,7 +390,9 @@ async fn ollama_gate(
             tracing::info!(event = "learning.ollama.pull_interrupted", "start-up interrupted by a signal");
         }
     }
-    tokio::spawn(monitor.clone().run(OLLAMA_REFRESH, background_stop.clone()));
+    monitor
+        .clone()
+        .spawn(OLLAMA_REFRESH, background_stop.clone());
     Arc::new(monitor)
 }
 

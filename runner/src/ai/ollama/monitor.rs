@@ -243,6 +243,16 @@ impl OllamaMonitor {
         snap
     }
 
+    /// Starts [`OllamaMonitor::run`] in a task. When Ollama serves the models already, the
+    /// monitor counts as warming from this moment on, so no job is leased before the warm-up
+    /// has even begun.
+    pub fn spawn(self, interval: Duration, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        if serves(&self.snapshot()) {
+            self.warming.store(true, Ordering::SeqCst);
+        }
+        tokio::spawn(self.run(interval, stop))
+    }
+
     /// Warms the models if Ollama serves them, then refreshes every `interval` until `stop`,
     /// warming again whenever Ollama becomes ready again.
     pub async fn run(self, interval: Duration, stop: CancellationToken) {
