@@ -29,6 +29,8 @@ pub const AI_TIMEOUT_VISION: &str = "AI_TIMEOUT_VISION";
 pub const AI_TIMEOUT_FEEDBACK: &str = "AI_TIMEOUT_FEEDBACK";
 /// Model phases a runner sends to Ollama at once.
 pub const AI_MAX_PARALLEL_CALLS: &str = "AI_MAX_PARALLEL_CALLS";
+/// The longest a model step is held back for its model's phase (0: first come, first served).
+pub const AI_MAX_PHASE_WAIT_SECONDS: &str = "AI_MAX_PHASE_WAIT_SECONDS";
 /// Most tokens the vision model may generate for one image (`num_predict`).
 pub const AI_NUM_PREDICT_VISION: &str = "AI_NUM_PREDICT_VISION";
 /// Most tokens the feedback model may generate for the analysis (`num_predict`).
@@ -83,7 +85,7 @@ pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
 /// Every variable the runner reads.
-pub const RUNNER_READS: [&str; 39] = [
+pub const RUNNER_READS: [&str; 40] = [
     LEARNING_DATABASE_URL,
     LEARNING_DB_URL,
     DATABASE_URL,
@@ -97,6 +99,7 @@ pub const RUNNER_READS: [&str; 39] = [
     AI_TIMEOUT_VISION,
     AI_TIMEOUT_FEEDBACK,
     AI_MAX_PARALLEL_CALLS,
+    AI_MAX_PHASE_WAIT_SECONDS,
     AI_NUM_PREDICT_VISION,
     AI_NUM_PREDICT_ANALYSIS,
     AI_NUM_PREDICT_FEEDBACK,

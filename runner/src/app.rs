@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::ai::ollama::monitor::OllamaMonitor;
+use crate::ai::ollama::residency::OllamaResidency;
 use crate::ai::ollama::OllamaClient;
 use crate::ai::ollama_feedback::OllamaFeedback;
 use crate::ai::ollama_vision::OllamaVision;
@@ -17,7 +18,7 @@ use crate::ai::Adapters;
 use crate::config::{Backend, RunnerConfig};
 use crate::db::queue;
 use crate::http::{self, HttpState};
-use crate::job::admission::ModelAdmission;
+use crate::job::admission::{AdmissionSettings, ModelAdmission, Residency};
 use crate::job::process::JobContext;
 use crate::submission::storage::{RemoteStorage, SubmissionStorage};
 use crate::telemetry::metrics::Metrics;
@@ -412,10 +413,28 @@ fn job_context(
         backoff: config.worker.backoff,
         timeout_vision: phase_budget_vision(config),
         timeout_feedback: phase_budget_feedback(config),
-        admission: match config.ai.backend {
-            Backend::Stub => ModelAdmission::unlimited(),
-            Backend::Local => ModelAdmission::with_capacity(config.ai.max_parallel_calls),
-        },
+        admission: admission(config),
+    }
+}
+
+/// The model slots: unlimited for the stub; for Ollama `AI_MAX_PARALLEL_CALLS` slots, steps
+/// grouped into phases by what `/api/ps` says is resident.
+fn admission(config: &RunnerConfig) -> ModelAdmission {
+    let ai = &config.ai;
+    match ai.backend {
+        Backend::Stub => ModelAdmission::unlimited(),
+        Backend::Local => {
+            let residency = OllamaClient::new(&ai.ollama_base_url)
+                .ok()
+                .map(|c| Arc::new(OllamaResidency::new(c)) as Arc<dyn Residency>);
+            ModelAdmission::limited(AdmissionSettings {
+                capacity: ai.max_parallel_calls,
+                vision_model: ai.vision_model.clone(),
+                feedback_model: ai.feedback_model.clone(),
+                phase_bound: ai.max_phase_wait,
+                residency,
+            })
+        }
     }
 }
 

@@ -72,6 +72,8 @@ pub struct AiConfig {
     pub num_predict: NumPredict,
     /// Model phases this runner has in flight at once (Ollama's parallel capacity for it).
     pub max_parallel_calls: usize,
+    /// The longest a model step is held back for its model's phase.
+    pub max_phase_wait: Duration,
 }
 
 /// The most tokens a model may generate per step (Ollama's `num_predict`): a rambling model
@@ -104,6 +106,17 @@ fn max_parallel_calls(settings: &Settings) -> Result<usize, ConfigError> {
         ));
     }
     Ok(value)
+}
+
+/// `AI_MAX_PHASE_WAIT_SECONDS`, 0..=3600.
+fn max_phase_wait(seconds: u64) -> Result<Duration, ConfigError> {
+    if seconds > 3600 {
+        return Err(invalid(
+            "AI_MAX_PHASE_WAIT_SECONDS",
+            format!("{seconds} is out of range; allowed 0..=3600 seconds"),
+        ));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn num_predict(name: &'static str, value: u32) -> Result<u32, ConfigError> {
@@ -141,6 +154,7 @@ pub fn ai_config(settings: &Settings) -> Result<(AiConfig, Vec<String>), ConfigE
         keep_alive: keep_alive(settings)?,
         pull_missing: settings.ollama_pull_missing,
         max_parallel_calls: max_parallel_calls(settings)?,
+        max_phase_wait: max_phase_wait(settings.ai_max_phase_wait_seconds)?,
         num_predict: NumPredict {
             vision: num_predict("AI_NUM_PREDICT_VISION", settings.ai_num_predict_vision)?,
             analysis: num_predict("AI_NUM_PREDICT_ANALYSIS", settings.ai_num_predict_analysis)?,

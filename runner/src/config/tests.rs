@@ -63,6 +63,17 @@ fn model_slots_default_to_the_concurrency_and_are_bounded() {
 }
 
 #[test]
+fn the_phase_wait_defaults_to_a_minute_and_zero_means_first_come_first_served() {
+    let c = runner_config(&settings(&[])).unwrap();
+    assert_eq!(c.ai.max_phase_wait, Duration::from_secs(60));
+    let c = runner_config(&settings(&["--ai-max-phase-wait-seconds", "0"])).unwrap();
+    assert_eq!(c.ai.max_phase_wait, Duration::ZERO);
+    assert!(
+        problem(&["--ai-max-phase-wait-seconds", "3601"]).starts_with("AI_MAX_PHASE_WAIT_SECONDS")
+    );
+}
+
+#[test]
 fn generations_are_bounded_per_step_with_defaults_and_a_range() {
     let c = runner_config(&settings(&[])).unwrap();
     assert_eq!(

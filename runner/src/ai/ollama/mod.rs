@@ -9,6 +9,7 @@
 
 mod body;
 pub mod monitor;
+pub mod residency;
 pub mod types;
 
 use std::time::Duration;

@@ -1,0 +1,134 @@
+//! Which waiting model step runs next: the scheduling rule, pure.
+//!
+//! A GPU that holds one model at a time pays a model swap (seconds to a minute) whenever the
+//! next call is for the other model. So steps are grouped into phases: a step whose model is
+//! already running here or resident in Ollama (`/api/ps`) goes first, oldest first; a step for
+//! another model waits until the running phase has drained, then its model's phase begins.
+//! No step waits longer than the phase bound for that: once the oldest waiting step has
+//! waited that long, nothing more of the running phase is admitted, and its model comes
+//! next. With both models resident (a GPU that holds two) nothing is held back, and a bound of
+//! zero turns the rule into plain first come, first served. Every runner sharing one Ollama
+//! reads the same `/api/ps`, so they switch phases together without talking to each other.
+
+use std::time::Duration;
+
+/// A waiting step as the rule sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting<'a> {
+    /// Its model.
+    pub model: &'a str,
+    /// How long it has waited.
+    pub waited: Duration,
+}
+
+/// The index (in `waiting`, oldest first) of the step to admit now, if any. `running`: the
+/// models of the steps in flight here; `resident`: the models Ollama holds (empty when
+/// unknown); `free`: free slots.
+pub fn next(
+    waiting: &[Waiting<'_>],
+    running: &[&str],
+    resident: &[String],
+    free: usize,
+    bound: Duration,
+) -> Option<usize> {
+    if free == 0 || waiting.is_empty() {
+        return None;
+    }
+    if bound.is_zero() {
+        return Some(0);
+    }
+    let warm = |model: &str| running.contains(&model) || resident.iter().any(|r| r == model);
+    let oldest = &waiting[0];
+    if oldest.waited >= bound {
+        // Starving: its model next. It runs at once when no swap is needed or nothing runs;
+        // otherwise the running phase drains first.
+        return (warm(oldest.model) || running.is_empty()).then_some(0);
+    }
+    if let Some(i) = waiting.iter().position(|w| warm(w.model)) {
+        return Some(i);
+    }
+    // Only steps for a cold model wait: begin its phase once the running one has drained.
+    running.is_empty().then_some(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUND: Duration = Duration::from_secs(60);
+
+    fn w(model: &str, secs: u64) -> Waiting<'_> {
+        Waiting {
+            model,
+            waited: Duration::from_secs(secs),
+        }
+    }
+
+    fn resident(models: &[&str]) -> Vec<String> {
+        models.iter().map(|m| m.to_string()).collect()
+    }
+
+    #[test]
+    fn nothing_is_admitted_without_a_free_slot_or_a_waiting_step() {
+        assert_eq!(next(&[w("v", 1)], &[], &[], 0, BOUND), None);
+        assert_eq!(next(&[], &[], &[], 2, BOUND), None);
+    }
+
+    #[test]
+    fn steps_of_the_running_or_resident_model_go_first() {
+        let waiting = [w("f", 20), w("v", 10), w("v", 5)];
+        assert_eq!(
+            next(&waiting, &["v"], &[], 1, BOUND),
+            Some(1),
+            "the running vision phase"
+        );
+        assert_eq!(
+            next(&waiting, &[], &resident(&["v"]), 1, BOUND),
+            Some(1),
+            "resident vision"
+        );
+        assert_eq!(next(&waiting, &[], &resident(&["f"]), 1, BOUND), Some(0));
+    }
+
+    #[test]
+    fn a_cold_models_phase_begins_once_the_running_one_has_drained() {
+        let waiting = [w("f", 20)];
+        assert_eq!(
+            next(&waiting, &["v"], &resident(&["v"]), 1, BOUND),
+            None,
+            "drain first"
+        );
+        assert_eq!(
+            next(&waiting, &[], &resident(&["v"]), 1, BOUND),
+            Some(0),
+            "then swap"
+        );
+    }
+
+    #[test]
+    fn no_step_waits_past_the_bound_for_its_phase() {
+        let waiting = [w("f", 61), w("v", 1)];
+        assert_eq!(
+            next(&waiting, &["v"], &resident(&["v"]), 1, BOUND),
+            None,
+            "no more vision: the running phase drains"
+        );
+        assert_eq!(next(&waiting, &[], &resident(&["v"]), 1, BOUND), Some(0));
+    }
+
+    #[test]
+    fn with_both_models_resident_nothing_is_held_back() {
+        let both = resident(&["v", "f"]);
+        let waiting = [w("f", 1), w("v", 0)];
+        assert_eq!(next(&waiting, &["v"], &both, 1, BOUND), Some(0));
+    }
+
+    #[test]
+    fn a_zero_bound_is_first_come_first_served() {
+        let waiting = [w("f", 1), w("v", 0)];
+        assert_eq!(
+            next(&waiting, &["v"], &resident(&["v"]), 1, Duration::ZERO),
+            Some(0)
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! Tests of the admission: slots, waits, phases.
+
+use super::*;
+
+/// Polls a future once: its output if it is ready at once.
+async fn ready_now<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn steps_beyond_the_capacity_wait_for_a_slot() {
+    let metrics = Metrics::new().unwrap();
+    let admission = ModelAdmission::with_capacity(2);
+    assert_eq!(admission.capacity(), Some(2));
+    let a = admission.admit(Phase::Vision, &metrics).await;
+    let _b = admission.admit(Phase::Feedback, &metrics).await;
+    assert_eq!(metrics.model_phases_in_flight.get(), 2);
+    let third = admission.admit(Phase::Vision, &metrics);
+    tokio::pin!(third);
+    assert!(ready_now(third.as_mut()).await.is_none(), "the third waits");
+    drop(a);
+    let _c = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .unwrap();
+    assert_eq!(metrics.model_phases_in_flight.get(), 2);
+    assert_eq!(ModelAdmission::unlimited().capacity(), None);
+}
+
+#[tokio::test]
+async fn a_running_phase_goes_on_before_the_other_model_and_a_dropped_waiter_leaves() {
+    let metrics = Metrics::new().unwrap();
+    let admission = ModelAdmission::limited(AdmissionSettings {
+        capacity: 1,
+        vision_model: "v".into(),
+        feedback_model: "f".into(),
+        phase_bound: Duration::from_secs(60),
+        residency: None,
+    });
+    let first_vision = admission.admit(Phase::Vision, &metrics).await;
+    // A feedback step queues first, then a vision step.
+    let feedback = tokio::spawn({
+        let (a, m) = (admission.clone(), metrics.clone());
+        async move {
+            let slot = a.admit(Phase::Feedback, &m).await;
+            (Instant::now(), slot)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let vision = tokio::spawn({
+        let (a, m) = (admission.clone(), metrics.clone());
+        async move {
+            let slot = a.admit(Phase::Vision, &m).await;
+            (Instant::now(), slot)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // An aborted job's waiting step leaves the queue.
+    let aborted = tokio::spawn({
+        let (a, m) = (admission.clone(), metrics.clone());
+        async move { a.admit(Phase::Feedback, &m).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    aborted.abort();
+    drop(first_vision);
+    let (vision_at, vision_slot) = vision.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!feedback.is_finished(), "the vision phase goes on first");
+    drop(vision_slot);
+    let (feedback_at, _slot) = tokio::time::timeout(Duration::from_secs(5), feedback)
+        .await
+        .expect("then the feedback phase begins")
+        .unwrap();
+    assert!(vision_at < feedback_at);
+}
