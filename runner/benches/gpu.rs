@@ -1,0 +1,299 @@
+//! `make bench`, GPU section: a class of 30 submissions (20 photos, 10 texts) handed in at
+//! once, worked by real runner processes against the GPU simulator (a FAKE Ollama on a
+//! simulated clock, `learning_tests::gpu_sim`; 1 simulated second = 10 ms): a model load
+//! takes 8 s, a vision call 6 s, a feedback step 10 s (two calls of 5 s), two slots.
+//!
+//! Compared in the same run, 16 jobs in flight per runner: (a) the runner before admission
+//! control — every step sent to Ollama at once, queueing inside it (`AI_MAX_PARALLEL_CALLS`
+//! 16, `AI_MAX_PHASE_WAIT_SECONDS=0`); (a′) admission to Ollama's two slots, first come,
+//! first served (`AI_MAX_PHASE_WAIT_SECONDS=0`); (b) admission with model-aware phases (the
+//! defaults); on a GPU that holds one model, one that holds two, and a one-model GPU shared
+//! by three runners. Medians of `BENCH_GPU_RUNS` (default 3) seeded runs;
+//! throughput in submissions per simulated GPU-hour, time to feedback from the first model
+//! call to the submission's completion, in simulated seconds.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use image::{ImageFormat, Rgb, RgbImage};
+use learning_tests::fixtures::{self, NewSubmission};
+use learning_tests::gpu_sim::{EventKind, GpuConfig, GpuModel, GpuReport, GpuSim};
+use learning_tests::tools::free_port;
+use learning_tests::TestDb;
+
+const VISION: &str = "qwen2.5vl:3b";
+const FEEDBACK: &str = "gpt-oss:latest";
+const PHOTOS: usize = 20;
+const TEXTS: usize = 10;
+const SCALE: Duration = Duration::from_millis(10);
+
+/// One measured run.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    per_gpu_hour: f64,
+    p50: f64,
+    p95: f64,
+    swaps_per_submission: f64,
+    busy: f64,
+}
+
+fn png() -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    RgbImage::from_pixel(64, 48, Rgb([20, 20, 20]))
+        .write_to(&mut out, ImageFormat::Png)
+        .expect("encode a PNG");
+    out.into_inner()
+}
+
+/// The class, enqueued as GUSTAV's web app does; photos stored below `root`.
+async fn hand_in(db: &TestDb, root: &std::path::Path) {
+    let photo = png();
+    for i in 0..PHOTOS {
+        let s = NewSubmission::gustav_file(&format!("student-{i}"), "image", "image/png", &photo);
+        let path = root.join(s.key());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &photo).unwrap();
+        fixtures::enqueue(&db.admin, &s).await;
+    }
+    for i in 0..TEXTS {
+        let s = NewSubmission::text(
+            &format!("writer-{i}"),
+            "Die Zelle ist die kleinste Einheit.",
+        );
+        fixtures::enqueue(&db.admin, &s).await;
+    }
+}
+
+async fn gpu(resident_models: usize, seed: u64) -> GpuSim {
+    GpuSim::start(GpuConfig {
+        resident_models,
+        slots: 2,
+        keep_alive: -1.0,
+        time_scale: SCALE,
+        seed,
+        jitter: 0.1,
+        ..GpuConfig::with_models(vec![
+            GpuModel::new(VISION, 3_000_000_000).load(8.0).base(6.0),
+            GpuModel::new(FEEDBACK, 13_000_000_000).load(8.0).base(5.0),
+        ])
+    })
+    .await
+}
+
+fn runner(
+    db: &TestDb,
+    gpu: &GpuSim,
+    root: &std::path::Path,
+    calls: usize,
+    phase_wait: &str,
+) -> Child {
+    let port = free_port();
+    Command::new(env!("CARGO_BIN_EXE_learning-runner"))
+        .env_clear()
+        .envs([
+            ("LEARNING_DATABASE_URL", db.worker_url()),
+            ("LEARNING_HTTP_ADDR", format!("127.0.0.1:{port}")),
+            ("LOG_LEVEL", "error".into()),
+            ("AI_BACKEND", "local".into()),
+            ("OLLAMA_BASE_URL", gpu.base_url()),
+            ("STORAGE_VERIFY_ROOT", root.display().to_string()),
+            ("WORKER_CONCURRENCY", "16".into()),
+            ("AI_MAX_PARALLEL_CALLS", calls.to_string()),
+            ("AI_MAX_PHASE_WAIT_SECONDS", phase_wait.into()),
+            ("AI_TIMEOUT_VISION", "300".into()),
+            ("AI_TIMEOUT_FEEDBACK", "300".into()),
+            ("WORKER_POLL_INTERVAL", "0.05".into()),
+            ("WORKER_EXIT_WHEN_DRAINED", "true".into()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn learning-runner")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Times to feedback in simulated seconds from the first model call.
+async fn times_to_feedback(db: &TestDb, gpu: &GpuSim, first_call: f64) -> Vec<f64> {
+    let (real_now, sim_now): (DateTime<Utc>, f64) = (
+        sqlx::query_scalar("select clock_timestamp()")
+            .fetch_one(&db.admin)
+            .await
+            .unwrap(),
+        gpu.now(),
+    );
+    let done: Vec<DateTime<Utc>> = sqlx::query_scalar(
+        "select completed_at from learning_submissions where completed_at is not null",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .unwrap();
+    let mut ttf: Vec<f64> = done
+        .iter()
+        .map(|t| {
+            let ago = (real_now - *t).to_std().unwrap_or_default();
+            sim_now - ago.as_secs_f64() / SCALE.as_secs_f64() - first_call
+        })
+        .collect();
+    ttf.sort_by(f64::total_cmp);
+    ttf
+}
+
+fn span(report: &GpuReport) -> (f64, f64) {
+    let first = report
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Admitted { .. }))
+        .map(|e| e.at)
+        .fold(f64::INFINITY, f64::min);
+    let last = report
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Finished { .. }))
+        .map(|e| e.at)
+        .fold(0.0, f64::max);
+    (first, last)
+}
+
+async fn run_once(resident: usize, runners: usize, variant: Variant, seed: u64) -> Measured {
+    let (limited, phase_wait) = variant.settings();
+    let db = TestDb::new().await;
+    let root = std::env::temp_dir().join(format!("bench-gpu-{}", uuid::Uuid::new_v4().simple()));
+    hand_in(&db, &root).await;
+    let gpu = gpu(resident, seed).await;
+    let calls = if limited { (2 / runners).max(1) } else { 0 };
+    let mut children: Vec<Child> = (0..runners)
+        .map(|_| runner(&db, &gpu, &root, calls, phase_wait))
+        .collect();
+    let started = Instant::now();
+    for child in &mut children {
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "a run took over 10 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let completed = fixtures::submission_count(&db.admin, "completed").await;
+    assert_eq!(
+        completed as usize,
+        PHOTOS + TEXTS,
+        "every submission completed"
+    );
+    let report = gpu.report();
+    let (first, last) = span(&report);
+    let ttf = times_to_feedback(&db, &gpu, first).await;
+    let _ = std::fs::remove_dir_all(&root);
+    let submissions = (PHOTOS + TEXTS) as f64;
+    Measured {
+        per_gpu_hour: submissions / ((last - first) / 3600.0),
+        p50: percentile(&ttf, 0.5),
+        p95: percentile(&ttf, 0.95),
+        swaps_per_submission: report.swaps as f64 / submissions,
+        busy: report.busy_fraction,
+    }
+}
+
+/// What is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Variant {
+    /// (a) No admission limit: every step goes to Ollama at once.
+    Before,
+    /// (a′) Admission to the slots, first come, first served.
+    Fifo,
+    /// (b) Admission with model-aware phases.
+    Phases,
+}
+
+impl Variant {
+    const ALL: [Variant; 3] = [Variant::Before, Variant::Fifo, Variant::Phases];
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Before => "(a) no admission",
+            Variant::Fifo => "(a′) admission, first come",
+            Variant::Phases => "(b) admission, model-aware",
+        }
+    }
+
+    /// (limited to the slots, AI_MAX_PHASE_WAIT_SECONDS)
+    fn settings(self) -> (bool, &'static str) {
+        match self {
+            Variant::Before => (false, "0"),
+            Variant::Fifo => (true, "0"),
+            Variant::Phases => (true, "60"),
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn medians(runs: &[Measured]) -> Measured {
+    let of = |f: fn(&Measured) -> f64| median(runs.iter().map(f).collect());
+    Measured {
+        per_gpu_hour: of(|m| m.per_gpu_hour),
+        p50: of(|m| m.p50),
+        p95: of(|m| m.p95),
+        swaps_per_submission: of(|m| m.swaps_per_submission),
+        busy: of(|m| m.busy),
+    }
+}
+
+fn main() {
+    let runs: u64 = std::env::var("BENCH_GPU_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("GPU section: {PHOTOS} photos + {TEXTS} texts at once; load 8 s, vision 6 s, feedback 10 s, 2 slots (simulated); medians of {runs} seeded runs");
+    println!(
+        "| GPU | runners | admission | submissions / GPU-hour | time to feedback p50 | p95 | swaps / submission | GPU busy |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut results: HashMap<(usize, usize, Variant), Measured> = HashMap::new();
+    for (resident, runners) in [(1, 1), (2, 1), (1, 3)] {
+        for variant in Variant::ALL {
+            let measured: Vec<Measured> = (0..runs)
+                .map(|seed| rt.block_on(run_once(resident, runners, variant, seed + 1)))
+                .collect();
+            let m = medians(&measured);
+            results.insert((resident, runners, variant), m);
+            println!(
+                "| {resident} model{} | {runners} | {} | {:.0} | {:.0} s | {:.0} s | {:.2} | {:.0} % |",
+                if resident == 1 { "" } else { "s" },
+                variant.name(),
+                m.per_gpu_hour,
+                m.p50,
+                m.p95,
+                m.swaps_per_submission,
+                m.busy * 100.0
+            );
+        }
+        let a = results[&(resident, runners, Variant::Before)];
+        let b = results[&(resident, runners, Variant::Phases)];
+        println!(
+            "|  |  | ratio (b)/(a) | {:.2}× | {:.2}× | {:.2}× |  |  |",
+            b.per_gpu_hour / a.per_gpu_hour,
+            b.p50 / a.p50,
+            b.p95 / a.p95
+        );
+    }
+}
