@@ -87,9 +87,7 @@ pub struct OllamaSpec {
     #[serde(default = "default_keep_alive")]
     #[schemars(length(min = 1, max = 16), regex(pattern = r"^(-1|[0-9]+[smh]?)$"))]
     pub keep_alive: String,
-    /// Requests one model serves at once (`OLLAMA_NUM_PARALLEL`). Default: Ollama's own. When
-    /// set, each runner gets its share as `AI_MAX_PARALLEL_CALLS` (numParallel ÷ the most
-    /// runners there can be, at least 1), so work waits in the runners, not inside Ollama.
+    /// Requests one model serves at once (`OLLAMA_NUM_PARALLEL`). Default: Ollama's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub num_parallel: Option<i32>,

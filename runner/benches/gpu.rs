@@ -90,6 +90,8 @@ fn runner(
     calls: usize,
     phase_wait: &str,
 ) -> Child {
+    // `calls` 0: no admission limit beyond the jobs in flight.
+    let calls = if calls == 0 { 16 } else { calls };
     let port = free_port();
     Command::new(env!("CARGO_BIN_EXE_learning-runner"))
         .env_clear()
@@ -110,7 +112,7 @@ fn runner(
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(root.join(format!("runner-{port}.log"))).unwrap())
         .spawn()
         .expect("spawn learning-runner")
 }
@@ -186,11 +188,16 @@ async fn run_once(resident: usize, runners: usize, variant: Variant, seed: u64) 
         }
     }
     let completed = fixtures::submission_count(&db.admin, "completed").await;
-    assert_eq!(
-        completed as usize,
-        PHOTOS + TEXTS,
-        "every submission completed"
-    );
+    if completed as usize != PHOTOS + TEXTS {
+        for entry in std::fs::read_dir(&root).unwrap().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("runner-") {
+                let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                eprintln!("{}: {tail:?}", entry.path().display());
+            }
+        }
+        panic!("{completed} of {} submissions completed", PHOTOS + TEXTS);
+    }
     let report = gpu.report();
     let (first, last) = span(&report);
     let ttf = times_to_feedback(&db, &gpu, first).await;

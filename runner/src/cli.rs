@@ -97,9 +97,9 @@ pub struct Settings {
     /// (`OLLAMA_NUM_PARALLEL` × Ollama replicas ÷ runners). Unset: `WORKER_CONCURRENCY`.
     #[arg(long, env = env::AI_MAX_PARALLEL_CALLS)]
     pub ai_max_parallel_calls: Option<u32>,
-    /// The longest a model step waits for its model's phase, in seconds (0..=3600; 0: first
-    /// come, first served, no grouping into phases).
-    #[arg(long, env = env::AI_MAX_PHASE_WAIT_SECONDS, default_value_t = 60)]
+    /// The longest a model step waits for its model's phase, in seconds (0..=3600; 0, the
+    /// default: first come, first served, no grouping into phases).
+    #[arg(long, env = env::AI_MAX_PHASE_WAIT_SECONDS, default_value_t = 0)]
     pub ai_max_phase_wait_seconds: u64,
     /// Most tokens the vision model may write for one image (`num_predict`), 64..=32768.
     #[arg(long, env = env::AI_NUM_PREDICT_VISION, default_value_t = 4096)]

@@ -56,11 +56,20 @@ impl OllamaVision {
             keep_alive: self.keep_alive.clone(),
             ..GenerateRequest::default()
         };
-        let answer = self
+        let (answer, cut) = self
             .client
-            .generate(&generate, self.timeout)
+            .generate_bounded(&generate, self.timeout)
             .await
             .map_err(|e| e.into_adapter_error())?;
+        if cut {
+            // More than the feedback prompt takes anyway: keep what was written.
+            tracing::warn!(
+                event = "learning.vision.answer_truncated",
+                done_reason = "length",
+                num_predict = self.num_predict,
+                "the transcript hit its generation limit; the part written is used"
+            );
+        }
         Ok(strip_code_fence(&answer).trim().to_owned())
     }
 }

@@ -96,9 +96,10 @@ pub const NUM_PREDICT_RANGE: std::ops::RangeInclusive<u32> = 64..=32_768;
 
 /// `AI_MAX_PARALLEL_CALLS`, 1..=256; unset: `WORKER_CONCURRENCY` (no limit beyond the jobs).
 fn max_parallel_calls(settings: &Settings) -> Result<usize, ConfigError> {
-    let value = settings
-        .ai_max_parallel_calls
-        .map_or(settings.worker_concurrency, |v| v as usize);
+    let Some(value) = settings.ai_max_parallel_calls else {
+        return Ok(settings.worker_concurrency.max(1));
+    };
+    let value = value as usize;
     if !(1..=256).contains(&value) {
         return Err(invalid(
             "AI_MAX_PARALLEL_CALLS",

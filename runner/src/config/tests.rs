@@ -60,14 +60,23 @@ fn model_slots_default_to_the_concurrency_and_are_bounded() {
     assert_eq!(c.ai.max_parallel_calls, 1);
     assert!(problem(&["--ai-max-parallel-calls", "0"]).starts_with("AI_MAX_PARALLEL_CALLS"));
     assert!(problem(&["--ai-max-parallel-calls", "257"]).starts_with("AI_MAX_PARALLEL_CALLS"));
+    let c = runner_config(&settings(&["--worker-concurrency", "300"])).unwrap();
+    assert_eq!(
+        c.ai.max_parallel_calls, 300,
+        "an unset limit never refuses a valid concurrency"
+    );
 }
 
 #[test]
-fn the_phase_wait_defaults_to_a_minute_and_zero_means_first_come_first_served() {
+fn the_phase_wait_is_off_by_default_and_bounded() {
     let c = runner_config(&settings(&[])).unwrap();
+    assert_eq!(
+        c.ai.max_phase_wait,
+        Duration::ZERO,
+        "first come, first served"
+    );
+    let c = runner_config(&settings(&["--ai-max-phase-wait-seconds", "60"])).unwrap();
     assert_eq!(c.ai.max_phase_wait, Duration::from_secs(60));
-    let c = runner_config(&settings(&["--ai-max-phase-wait-seconds", "0"])).unwrap();
-    assert_eq!(c.ai.max_phase_wait, Duration::ZERO);
     assert!(
         problem(&["--ai-max-phase-wait-seconds", "3601"]).starts_with("AI_MAX_PHASE_WAIT_SECONDS")
     );

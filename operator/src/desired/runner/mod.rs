@@ -124,9 +124,6 @@ pub fn runner_env(lw: &LearningWorker) -> Vec<EnvVar> {
     if let Some(level) = ai.think_level {
         e.push(env(var::AI_THINK_LEVEL, level.as_str()));
     }
-    if let Some(calls) = model_call_share(lw) {
-        e.push(env(var::AI_MAX_PARALLEL_CALLS, calls.to_string()));
-    }
     e.extend([
         env(var::WORKER_CONCURRENCY, r.concurrency.to_string()),
         env(var::WORKER_MAX_RETRIES, r.max_retries.to_string()),
@@ -167,35 +164,6 @@ pub fn runner_env(lw: &LearningWorker) -> Vec<EnvVar> {
     ]);
     e.extend(r.env.iter().flatten().cloned());
     e
-}
-
-/// The model steps one runner may have in flight at once (`AI_MAX_PARALLEL_CALLS`): the
-/// managed Ollama's `numParallel` shared out among the most runners there can be (the fixed
-/// replica count, or autoscaling's maximum, so that scaling does not restart pods), at least
-/// one each. `None` — the runner's default, its concurrency — when Ollama is external, the
-/// backend is the stub, `numParallel` is not set (Ollama picks its own), or `spec.runner.env`
-/// sets the variable itself (the user's value wins; a name twice would break the apply).
-pub fn model_call_share(lw: &LearningWorker) -> Option<i32> {
-    let spec = &lw.spec;
-    let user_sets_it = spec
-        .runner
-        .env
-        .iter()
-        .flatten()
-        .any(|e| e.name == var::AI_MAX_PARALLEL_CALLS);
-    if user_sets_it
-        || spec.ai.backend == learning_crds::ai::Backend::Stub
-        || spec.ollama.mode == learning_crds::ollama::OllamaMode::External
-    {
-        return None;
-    }
-    let parallel = spec.ollama.num_parallel?;
-    let runners = match &spec.runner.autoscaling {
-        Some(a) => a.max_replicas,
-        None => spec.runner.replicas.unwrap_or(1),
-    };
-    // One managed Ollama pod serves them all.
-    Some((parallel / runners.max(1)).max(1))
 }
 
 /// The Ollama URL the runners get: the managed Service (a dot-less name in the same

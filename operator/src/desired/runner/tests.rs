@@ -51,49 +51,6 @@ fn env_uses_the_contract_names_and_the_dsn_only_from_the_secret() {
 }
 
 #[test]
-fn ollamas_parallel_capacity_is_shared_out_among_the_runners() {
-    let mut lw = example("cpu-only.yaml");
-    lw.spec.ai.backend = learning_crds::ai::Backend::Local;
-    lw.spec.ollama.mode = learning_crds::ollama::OllamaMode::Managed;
-    lw.spec.runner.autoscaling = None;
-    lw.spec.ollama.num_parallel = None;
-    assert_eq!(
-        model_call_share(&lw),
-        None,
-        "Ollama's own default: the runner's"
-    );
-    assert!(!env_map(&lw).contains_key("AI_MAX_PARALLEL_CALLS"));
-    lw.spec.ollama.num_parallel = Some(4);
-    for (runners, share) in [(1, 4), (2, 2), (3, 1), (8, 1)] {
-        lw.spec.runner.replicas = Some(runners);
-        assert_eq!(model_call_share(&lw), Some(share), "{runners} runners");
-    }
-    lw.spec.runner.replicas = Some(2);
-    assert_eq!(
-        env_map(&lw)["AI_MAX_PARALLEL_CALLS"].value.as_deref(),
-        Some("2")
-    );
-    lw.spec.runner.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
-        name: "AI_MAX_PARALLEL_CALLS".into(),
-        value: Some("3".into()),
-        ..Default::default()
-    }]);
-    assert_eq!(model_call_share(&lw), None, "the user's own value wins");
-    let named = runner_env(&lw)
-        .iter()
-        .filter(|e| e.name == "AI_MAX_PARALLEL_CALLS")
-        .count();
-    assert_eq!(named, 1, "never twice");
-    lw.spec.runner.env = None;
-    lw.spec.ollama.mode = learning_crds::ollama::OllamaMode::External;
-    assert_eq!(
-        model_call_share(&lw),
-        None,
-        "an external Ollama's capacity is unknown"
-    );
-}
-
-#[test]
 fn external_mode_passes_the_url_and_stub_gets_none() {
     let lw = example("external-ollama.yaml");
     assert_eq!(ollama_url(&lw).as_deref(), Some("http://ollama:11434"));

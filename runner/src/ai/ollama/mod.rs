@@ -67,8 +67,8 @@ pub enum OllamaError {
     #[error("the connection to Ollama broke: {0}")]
     Broken(String),
     /// The model stopped at its generation limit (`done_reason: "length"`, the request's
-    /// `num_predict`): the answer is cut off, so unusable. Transient, like a garbage answer:
-    /// the next attempt may be shorter.
+    /// `num_predict`): the answer is cut off, so unusable where a whole answer is needed (the
+    /// analysis JSON, the feedback text). Transient, like a garbage answer.
     #[error("the model's answer hit its generation limit of {0} tokens and was cut off")]
     Truncated(u32),
     /// 200, but the body (or one line of a stream) is larger than its cap; reading stopped
@@ -214,15 +214,15 @@ impl OllamaClient {
         serde_json::from_slice(&bytes).map_err(|e| OllamaError::Malformed(json_problem(path, &e)))
     }
 
-    /// One whole (non-streamed) answer of `T` from `path`.
-    /// An answer cut at `num_predict` (`done_reason: "length"`) is [`OllamaError::Truncated`].
+    /// One whole (non-streamed) answer of `T` from `path`, and whether it was cut at its
+    /// `num_predict` (`done_reason: "length"`).
     async fn complete<T: Answer, B: Serialize>(
         &self,
         path: &str,
         body: &B,
-        (model, num_predict): (&str, Option<i32>),
+        model: &str,
         limit: Duration,
-    ) -> Result<String, OllamaError> {
+    ) -> Result<(String, bool), OllamaError> {
         let mut response = self.send_json(path, body, limit, model).await?;
         let bytes = read_capped(&mut response, MAX_ANSWER_BYTES, limit).await?;
         let answer: T = serde_json::from_slice(&bytes)
@@ -233,29 +233,40 @@ impl OllamaClient {
                 message: shorten(err),
             });
         }
-        if answer.done_reason() == Some("length") {
-            let limit = u32::try_from(num_predict.unwrap_or(0)).unwrap_or(0);
-            return Err(OllamaError::Truncated(limit));
-        }
-        Ok(answer.text().to_owned())
+        Ok((
+            answer.text().to_owned(),
+            answer.done_reason() == Some("length"),
+        ))
     }
 
-    /// `/api/generate` without streaming; returns the whole answer.
+    /// `/api/generate` without streaming; the whole answer, and whether it was cut at the
+    /// request's `num_predict` (a transcript cut there is still most of the page).
+    pub async fn generate_bounded(
+        &self,
+        request: &GenerateRequest,
+        limit: Duration,
+    ) -> Result<(String, bool), OllamaError> {
+        let request = GenerateRequest {
+            stream: false,
+            ..request.clone()
+        };
+        self.complete::<GenerateChunk, _>("/api/generate", &request, &request.model, limit)
+            .await
+    }
+
+    /// `/api/generate` without streaming; returns the whole answer. An answer cut at
+    /// `num_predict` is [`OllamaError::Truncated`].
     pub async fn generate(
         &self,
         request: &GenerateRequest,
         limit: Duration,
     ) -> Result<String, OllamaError> {
-        let request = GenerateRequest {
-            stream: false,
-            ..request.clone()
-        };
-        let model = (request.model.as_str(), request.options.num_predict);
-        self.complete::<GenerateChunk, _>("/api/generate", &request, model, limit)
-            .await
+        let (text, cut) = self.generate_bounded(request, limit).await?;
+        uncut(text, cut, request.options.num_predict)
     }
 
-    /// `/api/chat` without streaming; returns the assistant's content.
+    /// `/api/chat` without streaming; returns the assistant's content. An answer cut at
+    /// `num_predict` is [`OllamaError::Truncated`].
     pub async fn chat(
         &self,
         request: &ChatRequest,
@@ -265,9 +276,10 @@ impl OllamaClient {
             stream: false,
             ..request.clone()
         };
-        let model = (request.model.as_str(), request.options.num_predict);
-        self.complete::<ChatChunk, _>("/api/chat", &request, model, limit)
-            .await
+        let (text, cut) = self
+            .complete::<ChatChunk, _>("/api/chat", &request, &request.model, limit)
+            .await?;
+        uncut(text, cut, request.options.num_predict)
     }
 
     /// Installed models.
@@ -321,6 +333,15 @@ impl OllamaClient {
             .await
             .map_err(|_| OllamaError::Timeout(limit))?
     }
+}
+
+/// The answer, or [`OllamaError::Truncated`] when it was cut at `num_predict`.
+fn uncut(text: String, cut: bool, num_predict: Option<i32>) -> Result<String, OllamaError> {
+    if cut {
+        let limit = u32::try_from(num_predict.unwrap_or(0)).unwrap_or(0);
+        return Err(OllamaError::Truncated(limit));
+    }
+    Ok(text)
 }
 
 async fn check_status(mut response: Response, model: &str) -> Result<Response, OllamaError> {

@@ -152,6 +152,22 @@ impl OllamaMonitor {
     /// is off meanwhile. A model that fails to load is logged; its first job loads it.
     pub async fn warm(&self) {
         self.warming.store(true, Ordering::SeqCst);
+        let loaded: Vec<String> = self
+            .client
+            .ps()
+            .await
+            .map(|ps| ps.into_iter().map(|m| m.name).collect())
+            .unwrap_or_default();
+        // A model already loaded means this Ollama is in use (another runner, or a restart of
+        // this one): loading the other model now would only evict it mid-work.
+        if self
+            .models
+            .iter()
+            .any(|m| loaded.iter().any(|l| same_model(l, m)))
+        {
+            self.warming.store(false, Ordering::SeqCst);
+            return;
+        }
         for model in &self.models {
             let started = Instant::now();
             let load = GenerateRequest {
@@ -265,12 +281,18 @@ impl OllamaMonitor {
                 _ = tokio::time::sleep(interval) => {}
             }
             let before = self.snapshot();
+            // Not ready in the moment between a serving snapshot and the warm-up it starts.
+            if !serves(&before) {
+                self.warming.store(true, Ordering::SeqCst);
+            }
             let now = self.refresh().await;
             if before.reachable != now.reachable || before.missing != now.missing {
                 tracing::warn!(event = "learning.ollama.changed", reachable = now.reachable, missing = ?now.missing);
             }
             if !serves(&before) && serves(&now) {
                 self.warm_unless_stopped(&stop).await;
+            } else if !serves(&before) {
+                self.warming.store(false, Ordering::SeqCst);
             }
         }
     }

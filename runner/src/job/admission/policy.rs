@@ -37,7 +37,11 @@ pub fn next(
     if bound.is_zero() {
         return Some(0);
     }
-    let warm = |model: &str| running.contains(&model) || resident.iter().any(|r| r == model);
+    // `/api/ps` counts only while it agrees with what runs here: right after a phase switch
+    // it still lists the old model, which must not come back in beside the new one.
+    let agrees = running.iter().all(|m| resident.iter().any(|r| r == m));
+    let warm =
+        |model: &str| running.contains(&model) || (agrees && resident.iter().any(|r| r == model));
     let oldest = &waiting[0];
     if oldest.waited >= bound {
         // Starving: its model next. It runs at once when no swap is needed or nothing runs;
@@ -121,6 +125,18 @@ mod tests {
         let both = resident(&["v", "f"]);
         let waiting = [w("f", 1), w("v", 0)];
         assert_eq!(next(&waiting, &["v"], &both, 1, BOUND), Some(0));
+    }
+
+    #[test]
+    fn a_stale_ps_does_not_let_the_old_model_back_in_after_a_switch() {
+        // Feedback was just admitted on a one-model GPU; /api/ps still lists vision only.
+        let waiting = [w("v", 1)];
+        assert_eq!(next(&waiting, &["f"], &resident(&["v"]), 1, BOUND), None);
+        // Once /api/ps agrees (both listed on a two-model GPU), nothing is held back.
+        assert_eq!(
+            next(&waiting, &["f"], &resident(&["v", "f"]), 1, BOUND),
+            Some(0)
+        );
     }
 
     #[test]
