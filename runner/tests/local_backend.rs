@@ -100,6 +100,9 @@ async fn a_text_submission_gets_analysis_and_synthesis_with_the_expected_request
             .get(),
         1
     );
+    let ttf = &ctx.metrics.time_to_feedback;
+    assert_eq!(ttf.get_sample_count(), 1, "one completed job measured");
+    assert!(ttf.get_sample_sum() >= 0.0 && ttf.get_sample_sum() < 60.0);
 }
 
 #[tokio::test]

@@ -261,6 +261,32 @@ async fn the_monitor_warms_every_model_before_it_reports_ready_and_again_after_a
     running.await.unwrap();
 }
 
+#[tokio::test]
+async fn the_monitor_counts_the_model_loads_it_sees_in_ps() {
+    let fake = FakeOllama::start().await;
+    fake.add_model(MODEL);
+    let client = OllamaClient::new(&fake.base_url()).unwrap();
+    let metrics = learning_runner::telemetry::metrics::Metrics::new().unwrap();
+    let monitor = learning_runner::ai::ollama::monitor::OllamaMonitor::new(
+        client,
+        vec![MODEL.into()],
+        None,
+        metrics.clone(),
+    );
+    let loads = || metrics.ollama_model_loads.with_label_values(&[MODEL]).get();
+    monitor.refresh().await;
+    assert_eq!(loads(), 0);
+    fake.set_ps(vec![(MODEL.into(), 1000, 1000)]);
+    monitor.refresh().await;
+    monitor.refresh().await;
+    assert_eq!(loads(), 1, "loaded once, seen twice");
+    fake.set_ps(vec![]);
+    monitor.refresh().await;
+    fake.set_ps(vec![(MODEL.into(), 1000, 1000)]);
+    monitor.refresh().await;
+    assert_eq!(loads(), 2, "evicted and loaded again: a swap");
+}
+
 const MIB: u64 = 1 << 20;
 
 /// Far more than any cap: a body this size read whole would be the bug.

@@ -60,6 +60,10 @@ pub struct Metrics {
     pub admission_wait: HistogramVec,
     /// Model phases admitted and running now.
     pub model_phases_in_flight: IntGauge,
+    /// Hand-in to stored feedback, per completed job.
+    pub time_to_feedback: prometheus::Histogram,
+    /// Loads of a configured model seen in `/api/ps` between two checks.
+    pub ollama_model_loads: prometheus::IntCounterVec,
     /// 1 when the last Ollama check succeeded.
     pub ollama_up: IntGauge,
     /// 1 when a configured model is installed in Ollama.
@@ -95,6 +99,8 @@ impl Metrics {
             feedback_parse: ai.feedback_parse,
             admission_wait: ai.admission_wait,
             model_phases_in_flight: ai.model_phases_in_flight,
+            time_to_feedback: ai.time_to_feedback,
+            ollama_model_loads: ai.ollama_model_loads,
             ollama_up: ai.ollama_up,
             ollama_model_present: ai.ollama_model_present,
             ollama_gpu_offload: ai.ollama_gpu_offload,
@@ -284,6 +290,8 @@ fn queue_depth(registry: &Registry) -> Result<GaugeVec, prometheus::Error> {
 struct AiMetrics {
     admission_wait: HistogramVec,
     model_phases_in_flight: IntGauge,
+    time_to_feedback: prometheus::Histogram,
+    ollama_model_loads: prometheus::IntCounterVec,
     feedback_parse: IntCounterVec,
     ollama_up: IntGauge,
     ollama_model_present: IntGaugeVec,
@@ -310,6 +318,28 @@ impl AiMetrics {
                 IntGauge::new(
                     "learning_runner_model_phases_in_flight",
                     "Model phases admitted and running now (at most AI_MAX_PARALLEL_CALLS).",
+                )?,
+            )?,
+            time_to_feedback: registered(
+                registry,
+                prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "learning_runner_time_to_feedback_seconds",
+                        "Time from a submission's hand-in (job enqueued) to its stored feedback.",
+                    )
+                    .buckets(vec![
+                        5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+                    ]),
+                )?,
+            )?,
+            ollama_model_loads: registered(
+                registry,
+                prometheus::IntCounterVec::new(
+                    Opts::new(
+                        "learning_runner_ollama_model_loads_total",
+                        "Loads of a configured model seen in Ollama's /api/ps between two checks (every 10 s); on a GPU that holds one model, each is a swap.",
+                    ),
+                    &["model"],
                 )?,
             )?,
             feedback_parse: counter_vec(

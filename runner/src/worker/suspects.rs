@@ -72,6 +72,7 @@ mod tests {
             retry_count: 0,
             lease_key: Uuid::new_v4(),
             leased_until: chrono::Utc::now(),
+            enqueued_at: chrono::Utc::now(),
         }
     }
 

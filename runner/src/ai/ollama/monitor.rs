@@ -255,8 +255,26 @@ impl OllamaMonitor {
                     .set(model.gpu_share());
             }
         }
+        self.count_loads(&snap);
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
         snap
+    }
+
+    /// Counts the configured models that are loaded now and were not at the last check.
+    fn count_loads(&self, now: &OllamaSnapshot) {
+        let before = self.snapshot();
+        if !before.reachable || !now.reachable {
+            return;
+        }
+        for model in &self.models {
+            let loaded = |s: &OllamaSnapshot| s.loaded.iter().any(|m| same_model(&m.name, model));
+            if loaded(now) && !loaded(&before) {
+                self.metrics
+                    .ollama_model_loads
+                    .with_label_values(&[model.as_str()])
+                    .inc();
+            }
+        }
     }
 
     /// Starts [`OllamaMonitor::run`] in a task. When Ollama serves the models already, the

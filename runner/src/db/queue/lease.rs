@@ -96,6 +96,7 @@ pub async fn lease_jobs(
                         retry_count: r.try_get("retry_count")?,
                         lease_key: r.try_get("lease_key")?,
                         leased_until: r.try_get("leased_until")?,
+                        enqueued_at: r.try_get("created_at")?,
                     },
                 ))
             })

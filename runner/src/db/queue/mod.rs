@@ -40,6 +40,8 @@ pub struct LeasedJob {
     pub lease_key: Uuid,
     /// When the lease ends unless extended.
     pub leased_until: DateTime<Utc>,
+    /// When the web app enqueued the job (the hand-in), by the database's clock.
+    pub enqueued_at: DateTime<Utc>,
 }
 
 /// A job id with the lease key that proves ownership.

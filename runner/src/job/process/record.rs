@@ -52,6 +52,10 @@ pub(super) async fn record(ctx: &JobContext, job: &LeasedJob, finish: Finish) ->
             .await;
             let end = Intended::new("complete", intended, JobOutcome::Completed);
             settle(ctx, job, r, end, || {
+                let waited = chrono::Utc::now() - job.enqueued_at;
+                ctx.metrics
+                    .time_to_feedback
+                    .observe(waited.as_seconds_f64().max(0.0));
                 tracing::info!(event = "learning.job.completed", "feedback stored");
             })
             .await
