@@ -82,6 +82,7 @@ impl Metrics {
         let jobs = JobMetrics::register(&registry)?;
         let queue = QueueMetrics::register(&registry)?;
         let ai = AiMetrics::register(&registry)?;
+        let work = ModelWorkMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             inflight: jobs.inflight,
@@ -97,10 +98,10 @@ impl Metrics {
             queue_depth: queue.queue_depth,
             oldest_job_age: queue.oldest_job_age,
             feedback_parse: ai.feedback_parse,
-            admission_wait: ai.admission_wait,
-            model_phases_in_flight: ai.model_phases_in_flight,
-            time_to_feedback: ai.time_to_feedback,
-            ollama_model_loads: ai.ollama_model_loads,
+            admission_wait: work.admission_wait,
+            model_phases_in_flight: work.model_phases_in_flight,
+            time_to_feedback: work.time_to_feedback,
+            ollama_model_loads: work.ollama_model_loads,
             ollama_up: ai.ollama_up,
             ollama_model_present: ai.ollama_model_present,
             ollama_gpu_offload: ai.ollama_gpu_offload,
@@ -286,22 +287,17 @@ fn queue_depth(registry: &Registry) -> Result<GaugeVec, prometheus::Error> {
     Ok(queue_depth)
 }
 
-/// The AI backend's metrics: how feedback was parsed, Ollama's state, and the build info.
-struct AiMetrics {
+/// How model work flows to the GPU: admission waits and slots, time to feedback, model loads.
+struct ModelWorkMetrics {
     admission_wait: HistogramVec,
     model_phases_in_flight: IntGauge,
     time_to_feedback: prometheus::Histogram,
     ollama_model_loads: prometheus::IntCounterVec,
-    feedback_parse: IntCounterVec,
-    ollama_up: IntGauge,
-    ollama_model_present: IntGaugeVec,
-    ollama_gpu_offload: GaugeVec,
-    build_info: IntGaugeVec,
 }
 
-impl AiMetrics {
+impl ModelWorkMetrics {
     fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        Ok(AiMetrics {
+        Ok(ModelWorkMetrics {
             admission_wait: registered(
                 registry,
                 HistogramVec::new(
@@ -342,6 +338,22 @@ impl AiMetrics {
                     &["model"],
                 )?,
             )?,
+        })
+    }
+}
+
+/// The AI backend's metrics: how feedback was parsed, Ollama's state, and the build info.
+struct AiMetrics {
+    feedback_parse: IntCounterVec,
+    ollama_up: IntGauge,
+    ollama_model_present: IntGaugeVec,
+    ollama_gpu_offload: GaugeVec,
+    build_info: IntGaugeVec,
+}
+
+impl AiMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        Ok(AiMetrics {
             feedback_parse: counter_vec(
                 registry,
                 Opts::new(
