@@ -346,17 +346,7 @@ async fn a_backend_outage_pauses_leasing_instead_of_burning_retries() {
     let gate = Arc::new(SwitchGate(std::sync::atomic::AtomicBool::new(false)));
     let worker = learning_runner::worker::Worker {
         ctx: context(&pool, Scripted::stub().adapters()),
-        config: learning_runner::config::WorkerConfig {
-            concurrency: 2,
-            max_retries: 3,
-            backoff: common::backoff(),
-            lease_duration: common::LEASE,
-            heartbeat_interval: Duration::from_secs(5),
-            poll_interval: Duration::from_millis(50),
-            drain_grace: Duration::from_secs(5),
-            exit_when_drained: true,
-            listen_notify: false,
-        },
+        config: common::worker_config(2),
         state: Arc::new(learning_runner::worker::RunnerState::default()),
         wake: Arc::new(tokio::sync::Notify::new()),
         gate: Some(gate.clone()),

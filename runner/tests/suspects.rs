@@ -80,15 +80,9 @@ async fn a_suspect_still_waiting_for_its_turn_at_shutdown_goes_back_unstarted() 
     let worker = learning_runner::worker::Worker {
         ctx: context(&pool, adapters.adapters()),
         config: learning_runner::config::WorkerConfig {
-            concurrency: 2,
-            max_retries: 3,
-            backoff: common::backoff(),
-            lease_duration: common::LEASE,
-            heartbeat_interval: Duration::from_secs(5),
-            poll_interval: Duration::from_millis(50),
             drain_grace: Duration::from_secs(10),
             exit_when_drained: false,
-            listen_notify: false,
+            ..common::worker_config(2)
         },
         state: Arc::new(learning_runner::worker::RunnerState::default()),
         wake: Arc::new(tokio::sync::Notify::new()),

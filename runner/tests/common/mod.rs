@@ -187,28 +187,33 @@ pub fn context(pool: &PgPool, adapters: Adapters) -> JobContext {
 /// The lease length tests use.
 pub const LEASE: Duration = Duration::from_secs(30);
 
+/// The worker settings of the in-process loop tests: `concurrency` slots, the test lease,
+/// polling every 50 ms, a 5 s drain, stopping once the queue is drained.
+pub fn worker_config(concurrency: usize) -> learning_runner::config::WorkerConfig {
+    learning_runner::config::WorkerConfig {
+        concurrency,
+        max_retries: 3,
+        backoff: backoff(),
+        lease_duration: LEASE,
+        heartbeat_interval: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(50),
+        drain_grace: Duration::from_secs(5),
+        exit_when_drained: true,
+        listen_notify: false,
+    }
+}
+
 /// Runs a whole worker loop in-process until no queued or leased job is left.
 pub async fn run_until_drained(
     pool: &PgPool,
     ctx: JobContext,
     concurrency: usize,
 ) -> learning_runner::worker::RunSummary {
-    use learning_runner::config::WorkerConfig;
     use learning_runner::worker::{RunnerState, Worker};
     let _ = pool;
     let worker = Worker {
         ctx,
-        config: WorkerConfig {
-            concurrency,
-            max_retries: 3,
-            backoff: backoff(),
-            lease_duration: LEASE,
-            heartbeat_interval: Duration::from_secs(5),
-            poll_interval: Duration::from_millis(50),
-            drain_grace: Duration::from_secs(5),
-            exit_when_drained: true,
-            listen_notify: false,
-        },
+        config: worker_config(concurrency),
         state: Arc::new(RunnerState::default()),
         wake: Arc::new(tokio::sync::Notify::new()),
         gate: None,

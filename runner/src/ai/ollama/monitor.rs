@@ -152,18 +152,14 @@ impl OllamaMonitor {
     /// is off meanwhile. A model that fails to load is logged; its first job loads it.
     pub async fn warm(&self) {
         self.warming.store(true, Ordering::SeqCst);
-        let loaded: Vec<String> = self
-            .client
-            .ps()
-            .await
-            .map(|ps| ps.into_iter().map(|m| m.name).collect())
-            .unwrap_or_default();
-        // A model already loaded means this Ollama is in use (another runner, or a restart of
-        // this one): loading the other model now would only evict it mid-work.
+        // The snapshot was refreshed just before (at start, or by the check that saw Ollama
+        // serve again). A model already loaded means this Ollama is in use (another runner, or
+        // a restart of this one): loading the other model now would only evict it mid-work.
+        let loaded = self.snapshot().loaded;
         if self
             .models
             .iter()
-            .any(|m| loaded.iter().any(|l| same_model(l, m)))
+            .any(|m| loaded.iter().any(|l| same_model(&l.name, m)))
         {
             self.warming.store(false, Ordering::SeqCst);
             return;
