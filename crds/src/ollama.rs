@@ -87,7 +87,10 @@ pub struct OllamaSpec {
     #[serde(default = "default_keep_alive")]
     #[schemars(length(min = 1, max = 16), regex(pattern = r"^(-1|[0-9]+[smh]?)$"))]
     pub keep_alive: String,
-    /// Requests one model serves at once (`OLLAMA_NUM_PARALLEL`). Default: Ollama's own.
+    /// Requests one model serves at once (`OLLAMA_NUM_PARALLEL`). Default: Ollama's own (1).
+    /// The runners' model calls per model (`AI_MAX_PARALLEL_CALLS`) and, unless
+    /// `spec.runner.concurrency` is set, their jobs derive from it; with `mode: external`
+    /// state what that server is configured with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub num_parallel: Option<i32>,

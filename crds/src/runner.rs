@@ -40,10 +40,13 @@ pub struct RunnerSpec {
     /// from the queue depth the runners report). Mutually exclusive with `replicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingSpec>,
-    /// Jobs one runner processes at once (`WORKER_CONCURRENCY`).
-    #[serde(default = "default_concurrency")]
+    /// Jobs one runner processes at once (`WORKER_CONCURRENCY`). Default: derived from what
+    /// Ollama serves — 4 × the model calls per runner (⌈`spec.ollama.numParallel` ÷ the most
+    /// runners⌉) × the models, at most 16, so that work for one model runs in phases; 1 with
+    /// the stub backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
-    pub concurrency: i32,
+    pub concurrency: Option<i32>,
     /// Retries of a transient error before a job fails (`WORKER_MAX_RETRIES`).
     #[serde(default = "default_max_retries")]
     #[schemars(range(min = 0, max = 20))]
@@ -151,7 +154,7 @@ impl RunnerSpec {
             image_pull_secrets: None,
             replicas: None,
             autoscaling: None,
-            concurrency: default_concurrency(),
+            concurrency: None,
             max_retries: default_max_retries(),
             backoff_seconds: default_backoff_seconds(),
             backoff_max_seconds: default_backoff_max_seconds(),
@@ -170,9 +173,6 @@ impl RunnerSpec {
     }
 }
 
-fn default_concurrency() -> i32 {
-    1
-}
 fn default_max_retries() -> i32 {
     3
 }

@@ -79,7 +79,7 @@ fn check_runner(r: &RunnerSpec, errors: &mut Vec<SpecError>) {
             ));
         }
     }
-    if r.concurrency < 1 {
+    if r.concurrency.is_some_and(|c| c < 1) {
         errors.push(err("spec.runner.concurrency", "must be positive"));
     }
     if r.backoff_seconds > r.backoff_max_seconds {

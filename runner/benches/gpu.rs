@@ -1,16 +1,25 @@
 //! `make bench`, GPU section: a class of 30 submissions (20 photos, 10 texts) handed in at
 //! once, worked by real runner processes against the GPU simulator (a FAKE Ollama on a
-//! simulated clock, `learning_tests::gpu_sim`; 1 simulated second = 10 ms): a model load
+//! simulated clock, `learning_tests::gpu_sim`; 1 simulated second = 10 ms, 50 ms with three
+//! runners): a model load
 //! takes 8 s, a vision call 6 s, a feedback step 10 s (two calls of 5 s), two slots.
 //!
-//! Compared in the same run, 16 jobs in flight per runner: (a) the runner before admission
-//! control — every step sent to Ollama at once, queueing inside it (`AI_MAX_PARALLEL_CALLS`
-//! 16, `AI_MAX_PHASE_WAIT_SECONDS=0`); (a′) admission to Ollama's two slots, first come,
-//! first served (`AI_MAX_PHASE_WAIT_SECONDS=0`); (b) admission with model-aware phases (the
-//! defaults); on a GPU that holds one model, one that holds two, and a one-model GPU shared
-//! by three runners. Medians of `BENCH_GPU_RUNS` (default 3) seeded runs;
-//! throughput in submissions per simulated GPU-hour, time to feedback from the first model
-//! call to the submission's completion, in simulated seconds.
+//! Compared in the same run, on a GPU that holds one model, one that holds two, and a
+//! one-model GPU shared by three runners:
+//! - (a) today's behaviour: the default of GUSTAV's worker and of `spec.runner.concurrency`
+//!   before capacity was derived, one job at a time per runner;
+//! - (b) what the operator now derives from `numParallel` 2 and the two models
+//!   ([`derived`]): model calls per runner and model = ⌈2 ÷ runners⌉, jobs per runner =
+//!   4 × that × 2 models (at most 16), model-aware phases (`AI_MAX_PHASE_WAIT_SECONDS=120`);
+//! - (b′) the same, first come, first served (`AI_MAX_PHASE_WAIT_SECONDS=0`);
+//! - for context, 16 jobs per runner with no admission limit: every step queues inside Ollama.
+//!
+//! Timeouts are generous in every variant (300 s), which favours (a) and the no-admission
+//! row: their calls wait inside Ollama, and with the default timeouts (30 s, 15 s) such waits
+//! become timeouts and retries. Medians of `BENCH_GPU_RUNS` (default 3) seeded runs;
+//! throughput in submissions per simulated GPU-hour over the span from the first model call
+//! to the last, time to feedback from the first model call to the submission's completion,
+//! in simulated seconds; GPU busy: the share of that span with at least one call running.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -28,7 +37,6 @@ const VISION: &str = "qwen2.5vl:3b";
 const FEEDBACK: &str = "gpt-oss:latest";
 const PHOTOS: usize = 20;
 const TEXTS: usize = 10;
-const SCALE: Duration = Duration::from_millis(10);
 
 /// One measured run.
 #[derive(Debug, Clone, Copy)]
@@ -67,12 +75,12 @@ async fn hand_in(db: &TestDb, root: &std::path::Path) {
     }
 }
 
-async fn gpu(resident_models: usize, seed: u64) -> GpuSim {
+async fn gpu(resident_models: usize, seed: u64, scale: Duration) -> GpuSim {
     GpuSim::start(GpuConfig {
         resident_models,
         slots: 2,
         keep_alive: -1.0,
-        time_scale: SCALE,
+        time_scale: scale,
         seed,
         jitter: 0.1,
         ..GpuConfig::with_models(vec![
@@ -83,15 +91,26 @@ async fn gpu(resident_models: usize, seed: u64) -> GpuSim {
     .await
 }
 
-fn runner(
-    db: &TestDb,
-    gpu: &GpuSim,
-    root: &std::path::Path,
+/// How one runner is set: jobs in flight, model calls admitted, `AI_MAX_PHASE_WAIT_SECONDS`.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    jobs: usize,
     calls: usize,
-    phase_wait: &str,
-) -> Child {
-    // `calls` 0: no admission limit beyond the jobs in flight.
-    let calls = if calls == 0 { 16 } else { calls };
+    phase_wait: u32,
+}
+
+/// The operator's rule (`operator/src/desired/runner/capacity.rs`) for `numParallel` 2 and
+/// two models: calls per model = ⌈numParallel ÷ runners⌉, jobs = min(4 × calls × 2, 16).
+fn derived(runners: usize, phase_wait: u32) -> Settings {
+    let calls = 2_usize.div_ceil(runners);
+    Settings {
+        jobs: (4 * calls * 2).min(16),
+        calls,
+        phase_wait,
+    }
+}
+
+fn runner(db: &TestDb, gpu: &GpuSim, root: &std::path::Path, set: Settings) -> Child {
     let port = free_port();
     Command::new(env!("CARGO_BIN_EXE_learning-runner"))
         .env_clear()
@@ -102,9 +121,9 @@ fn runner(
             ("AI_BACKEND", "local".into()),
             ("OLLAMA_BASE_URL", gpu.base_url()),
             ("STORAGE_VERIFY_ROOT", root.display().to_string()),
-            ("WORKER_CONCURRENCY", "16".into()),
-            ("AI_MAX_PARALLEL_CALLS", calls.to_string()),
-            ("AI_MAX_PHASE_WAIT_SECONDS", phase_wait.into()),
+            ("WORKER_CONCURRENCY", set.jobs.to_string()),
+            ("AI_MAX_PARALLEL_CALLS", set.calls.to_string()),
+            ("AI_MAX_PHASE_WAIT_SECONDS", set.phase_wait.to_string()),
             ("AI_TIMEOUT_VISION", "300".into()),
             ("AI_TIMEOUT_FEEDBACK", "300".into()),
             ("WORKER_POLL_INTERVAL", "0.05".into()),
@@ -123,7 +142,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Times to feedback in simulated seconds from the first model call.
-async fn times_to_feedback(db: &TestDb, gpu: &GpuSim, first_call: f64) -> Vec<f64> {
+async fn times_to_feedback(
+    db: &TestDb,
+    gpu: &GpuSim,
+    first_call: f64,
+    scale: Duration,
+) -> Vec<f64> {
     let (real_now, sim_now): (DateTime<Utc>, f64) = (
         sqlx::query_scalar("select clock_timestamp()")
             .fetch_one(&db.admin)
@@ -141,7 +165,7 @@ async fn times_to_feedback(db: &TestDb, gpu: &GpuSim, first_call: f64) -> Vec<f6
         .iter()
         .map(|t| {
             let ago = (real_now - *t).to_std().unwrap_or_default();
-            sim_now - ago.as_secs_f64() / SCALE.as_secs_f64() - first_call
+            sim_now - ago.as_secs_f64() / scale.as_secs_f64() - first_call
         })
         .collect();
     ttf.sort_by(f64::total_cmp);
@@ -164,15 +188,19 @@ fn span(report: &GpuReport) -> (f64, f64) {
     (first, last)
 }
 
-async fn run_once(resident: usize, runners: usize, variant: Variant, seed: u64) -> Measured {
-    let (limited, phase_wait) = variant.settings();
+async fn run_once(row: Row, variant: Variant, seed: u64) -> Measured {
+    let Row {
+        resident,
+        runners,
+        scale,
+    } = row;
+    let set = variant.settings(runners);
     let db = TestDb::new().await;
     let root = std::env::temp_dir().join(format!("bench-gpu-{}", uuid::Uuid::new_v4().simple()));
     hand_in(&db, &root).await;
-    let gpu = gpu(resident, seed).await;
-    let calls = if limited { (2 / runners).max(1) } else { 0 };
+    let gpu = gpu(resident, seed, scale).await;
     let mut children: Vec<Child> = (0..runners)
-        .map(|_| runner(&db, &gpu, &root, calls, phase_wait))
+        .map(|_| runner(&db, &gpu, &root, set))
         .collect();
     let started = Instant::now();
     for child in &mut children {
@@ -200,7 +228,7 @@ async fn run_once(resident: usize, runners: usize, variant: Variant, seed: u64) 
     }
     let report = gpu.report();
     let (first, last) = span(&report);
-    let ttf = times_to_feedback(&db, &gpu, first).await;
+    let ttf = times_to_feedback(&db, &gpu, first, scale).await;
     let _ = std::fs::remove_dir_all(&root);
     let submissions = (PHOTOS + TEXTS) as f64;
     Measured {
@@ -208,38 +236,92 @@ async fn run_once(resident: usize, runners: usize, variant: Variant, seed: u64) 
         p50: percentile(&ttf, 0.5),
         p95: percentile(&ttf, 0.95),
         swaps_per_submission: report.swaps as f64 / submissions,
-        busy: report.busy_fraction,
+        // Busy time lies within the span: the share of it with a call running.
+        busy: report.busy / (last - first),
     }
+}
+
+/// One configuration: models the GPU holds, runners, real time per simulated second.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    resident: usize,
+    runners: usize,
+    scale: Duration,
+}
+
+impl Row {
+    /// Three runners agree on the phase only through `/api/ps`, read every 0.25 s (real) at
+    /// most: a slower clock keeps that from weighing 25 simulated seconds.
+    const ALL: [Row; 3] = [
+        Row {
+            resident: 1,
+            runners: 1,
+            scale: Duration::from_millis(10),
+        },
+        Row {
+            resident: 2,
+            runners: 1,
+            scale: Duration::from_millis(10),
+        },
+        Row {
+            resident: 1,
+            runners: 3,
+            scale: Duration::from_millis(50),
+        },
+    ];
 }
 
 /// What is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Variant {
-    /// (a) No admission limit: every step goes to Ollama at once.
-    Before,
-    /// (a′) Admission to the slots, first come, first served.
+    /// (a) One job at a time per runner.
+    Today,
+    /// (b) The derived capacity with model-aware phases: the operator's defaults.
+    Derived,
+    /// (b′) The derived capacity, first come, first served.
     Fifo,
-    /// (b) Admission with model-aware phases.
-    Phases,
+    /// 16 jobs per runner, no admission limit.
+    Unlimited,
 }
 
 impl Variant {
-    const ALL: [Variant; 3] = [Variant::Before, Variant::Fifo, Variant::Phases];
+    const ALL: [Variant; 4] = [
+        Variant::Today,
+        Variant::Derived,
+        Variant::Fifo,
+        Variant::Unlimited,
+    ];
 
-    fn name(self) -> &'static str {
+    fn name(self, runners: usize) -> String {
+        let set = self.settings(runners);
         match self {
-            Variant::Before => "(a) no admission",
-            Variant::Fifo => "(a′) admission, first come",
-            Variant::Phases => "(b) admission, model-aware",
+            Variant::Today => "(a) today: 1 job".into(),
+            Variant::Derived => format!(
+                "(b) derived: {} jobs, {} calls/model, phases",
+                set.jobs, set.calls
+            ),
+            Variant::Fifo => format!(
+                "(b′) same, first come: {} jobs, {} calls/model",
+                set.jobs, set.calls
+            ),
+            Variant::Unlimited => "16 jobs, no admission".into(),
         }
     }
 
-    /// (limited to the slots, AI_MAX_PHASE_WAIT_SECONDS)
-    fn settings(self) -> (bool, &'static str) {
+    fn settings(self, runners: usize) -> Settings {
         match self {
-            Variant::Before => (false, "0"),
-            Variant::Fifo => (true, "0"),
-            Variant::Phases => (true, "60"),
+            Variant::Today => Settings {
+                jobs: 1,
+                calls: 1,
+                phase_wait: 0,
+            },
+            Variant::Derived => derived(runners, 120),
+            Variant::Fifo => derived(runners, 0),
+            Variant::Unlimited => Settings {
+                jobs: 16,
+                calls: 16,
+                phase_wait: 0,
+            },
         }
     }
 }
@@ -276,17 +358,20 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|");
     let mut results: HashMap<(usize, usize, Variant), Measured> = HashMap::new();
-    for (resident, runners) in [(1, 1), (2, 1), (1, 3)] {
+    for row in Row::ALL {
+        let Row {
+            resident, runners, ..
+        } = row;
         for variant in Variant::ALL {
             let measured: Vec<Measured> = (0..runs)
-                .map(|seed| rt.block_on(run_once(resident, runners, variant, seed + 1)))
+                .map(|seed| rt.block_on(run_once(row, variant, seed + 1)))
                 .collect();
             let m = medians(&measured);
             results.insert((resident, runners, variant), m);
             println!(
                 "| {resident} model{} | {runners} | {} | {:.0} | {:.0} s | {:.0} s | {:.2} | {:.0} % |",
                 if resident == 1 { "" } else { "s" },
-                variant.name(),
+                variant.name(runners),
                 m.per_gpu_hour,
                 m.p50,
                 m.p95,
@@ -294,8 +379,8 @@ fn main() {
                 m.busy * 100.0
             );
         }
-        let a = results[&(resident, runners, Variant::Before)];
-        let b = results[&(resident, runners, Variant::Phases)];
+        let a = results[&(resident, runners, Variant::Today)];
+        let b = results[&(resident, runners, Variant::Derived)];
         println!(
             "|  |  | ratio (b)/(a) | {:.2}× | {:.2}× | {:.2}× |  |  |",
             b.per_gpu_hour / a.per_gpu_hour,

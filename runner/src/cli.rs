@@ -92,14 +92,16 @@ pub struct Settings {
     /// Feedback timeout in seconds (1..=300).
     #[arg(long, env = env::AI_TIMEOUT_FEEDBACK, default_value_t = 15)]
     pub ai_timeout_feedback: u64,
-    /// Model phases (a vision or a feedback step, each one or a few calls) this runner sends
-    /// to Ollama at once; set it to what Ollama serves in parallel for this runner
-    /// (`OLLAMA_NUM_PARALLEL` × Ollama replicas ÷ runners). Unset: `WORKER_CONCURRENCY`.
+    /// Model steps (a vision or a feedback step, each one or a few calls) this runner sends
+    /// to Ollama at once per model; set it to what Ollama serves in parallel for this runner
+    /// (`OLLAMA_NUM_PARALLEL`, per loaded model, × Ollama replicas ÷ runners). Unset:
+    /// `WORKER_CONCURRENCY` (no limit beyond the jobs).
     #[arg(long, env = env::AI_MAX_PARALLEL_CALLS)]
     pub ai_max_parallel_calls: Option<u32>,
-    /// The longest a model step waits for its model's phase, in seconds (0..=3600; 0, the
-    /// default: first come, first served, no grouping into phases).
-    #[arg(long, env = env::AI_MAX_PHASE_WAIT_SECONDS, default_value_t = 0)]
+    /// The longest a model step waits for its model's phase, in seconds (0..=3600; 0: first
+    /// come, first served, no grouping into phases). Matters only with `AI_MAX_PARALLEL_CALLS`
+    /// below `WORKER_CONCURRENCY`.
+    #[arg(long, env = env::AI_MAX_PHASE_WAIT_SECONDS, default_value_t = 120)]
     pub ai_max_phase_wait_seconds: u64,
     /// Most tokens the vision model may write for one image (`num_predict`), 64..=32768.
     #[arg(long, env = env::AI_NUM_PREDICT_VISION, default_value_t = 4096)]

@@ -1,5 +1,5 @@
-//! Model work is admitted up to the runner's model slots (`AI_MAX_PARALLEL_CALLS`): beyond
-//! them, phases wait in the runner, and a phase's time limit starts only when it is admitted,
+//! Model work is admitted up to the runner's model slots (`AI_MAX_PARALLEL_CALLS` per model):
+//! beyond them, phases wait in the runner, and a phase's time limit starts only when it is admitted,
 //! so four jobs on one slot all complete instead of timing out while they wait.
 
 mod common;
@@ -7,7 +7,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use learning_runner::job::admission::ModelAdmission;
+use learning_runner::job::admission::{AdmissionSettings, ModelAdmission};
 use learning_tests::fixtures::{self, NewSubmission};
 use learning_tests::TestDb;
 
@@ -30,7 +30,15 @@ async fn four_jobs_on_one_model_slot_run_one_at_a_time_and_none_times_out() {
     let adapters = Scripted::with(vec![Script::Sleep(Duration::from_millis(600)); 4], vec![]);
     let mut ctx = context(&pool, adapters.adapters());
     ctx.timeout_vision = Duration::from_secs(1);
-    ctx.admission = ModelAdmission::with_capacity(1);
+    // One model serves both steps here (the scripted adapters count all calls together),
+    // so its one slot admits one step at a time.
+    ctx.admission = ModelAdmission::limited(AdmissionSettings {
+        capacity: 1,
+        vision_model: "one-model".into(),
+        feedback_model: "one-model".into(),
+        phase_bound: Duration::ZERO,
+        residency: None,
+    });
     let metrics = ctx.metrics.clone();
     let summary = run_until_drained(&pool, ctx, 4).await;
     assert_eq!((summary.completed, summary.retried), (4, 0), "{summary:?}");

@@ -143,3 +143,58 @@ async fn the_models_are_loaded_before_the_first_job_calls_them() {
         feedback.queue_wait_max
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_one_model_gpu_the_vision_model_is_warmed_last_and_stays_for_the_first_photo() {
+    let db = TestDb::new().await;
+    let root = tempfile_root();
+    let mut photo = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(32, 24, image::Rgb([10, 10, 10]))
+        .write_to(&mut photo, image::ImageFormat::Png)
+        .unwrap();
+    let photo = photo.into_inner();
+    let sub = NewSubmission::gustav_file("student-1", "image", "image/png", &photo);
+    let path = root.join(sub.key());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &photo).unwrap();
+    fixtures::enqueue(&db.admin, &sub).await;
+    let gpu = GpuSim::start(GpuConfig {
+        resident_models: 1,
+        slots: 1,
+        keep_alive: -1.0,
+        time_scale: Duration::from_millis(20),
+        ..GpuConfig::with_models(vec![
+            GpuModel::new(VISION, 3_000_000_000).load(8.0).base(6.0),
+            GpuModel::new(FEEDBACK, 13_000_000_000).load(8.0).base(10.0),
+        ])
+    })
+    .await;
+    let (url, root_dir) = (gpu.base_url(), root.display().to_string());
+    let mut runner = start_runner(
+        &db,
+        &[
+            ("AI_BACKEND", "local"),
+            ("OLLAMA_BASE_URL", url.as_str()),
+            ("STORAGE_VERIFY_ROOT", root_dir.as_str()),
+            ("WORKER_EXIT_WHEN_DRAINED", "true"),
+            ("LOG_LEVEL", "warn"),
+        ],
+    );
+    let (status, out, err) = wait_with_limit(&mut runner.child, Duration::from_secs(120));
+    assert!(status.success(), "{err}");
+    assert_eq!(summary(&out)["completed"], 1, "{out}");
+    let report = gpu.report();
+    let vision = report.model(VISION).unwrap();
+    // Feedback warmed first, then vision (one swap); the photo's vision call finds vision
+    // loaded, and only its feedback step swaps again. Vision first would cost a third swap.
+    assert_eq!((vision.warmups, vision.loads), (1, 1), "{report:?}");
+    assert_eq!(report.swaps, 2, "{:?}", report.timeline);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A fresh directory for stored files.
+fn tempfile_root() -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!("gpu-capacity-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&root).unwrap();
+    root
+}

@@ -236,8 +236,9 @@ async fn the_monitor_warms_every_model_before_it_reports_ready_and_again_after_a
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let warm = loads(&fake);
-    assert_eq!(warm[0]["model"], MODEL);
-    assert_eq!(warm[1]["model"], "other:latest");
+    // The first configured model (the vision model) last, so that it stays loaded.
+    assert_eq!(warm[0]["model"], "other:latest");
+    assert_eq!(warm[1]["model"], MODEL);
     assert!(warm.iter().all(|r| r["keep_alive"] == "30m"));
     assert!(!monitor.warming());
     // Ollama goes away and comes back: the models are loaded again.

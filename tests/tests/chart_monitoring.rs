@@ -50,18 +50,20 @@ fn alert_rules_pass_promtool_check_rules() {
     dir.write("rules.yaml", &serde_yaml_ng::to_string(&rules).unwrap());
     let (ok, t) = promtool(&["check", "rules", "rules.yaml"], &dir);
     assert!(ok, "promtool check rules failed:\n{t}");
-    assert!(t.contains("SUCCESS: 12 rules found"), "{t}");
+    assert!(t.contains("SUCCESS: 14 rules found"), "{t}");
     let names = alert_names(&rules);
     for a in [
         "LearningQueueBacklogGrowing",
         "LearningOldestJobTooOld",
         "LearningJobFailureRateHigh",
+        "LearningTimeToFeedbackHigh",
         "LearningWorkerRunnersUnhealthy",
         "LearningWorkerNotReady",
         "LearningRunnerDown",
         "LearningRunnerOllamaUnreachable",
         "LearningRunnerDatabaseErrors",
         "LearningOllamaCPUFallback",
+        "LearningOllamaModelSwapping",
         "LearningOperatorDown",
         "LearningOperatorNoLeader",
         "LearningOperatorReconcileErrors",
@@ -77,6 +79,7 @@ fn every_alert_can_be_switched_off() {
         ("queueBacklogGrowing", vec!["LearningQueueBacklogGrowing"]),
         ("oldestJobTooOld", vec!["LearningOldestJobTooOld"]),
         ("failureRate", vec!["LearningJobFailureRateHigh"]),
+        ("timeToFeedback", vec!["LearningTimeToFeedbackHigh"]),
         (
             "runnersUnhealthy",
             vec![
@@ -88,6 +91,7 @@ fn every_alert_can_be_switched_off() {
         ),
         ("notReady", vec!["LearningWorkerNotReady"]),
         ("cpuFallback", vec!["LearningOllamaCPUFallback"]),
+        ("modelSwapping", vec!["LearningOllamaModelSwapping"]),
         (
             "operator",
             vec![
@@ -227,6 +231,75 @@ tests:
         alertname: LearningOllamaCPUFallback
         exp_alerts:
           - exp_labels: {severity: warning, namespace: gustav, learning_worker: school, model: "gpt-oss:20b"}
+  - name: time to feedback and model swapping
+    interval: 5m
+    input_series:
+      # Completed jobs per 5 minutes, cumulative by bucket (le in seconds). slow: half of the
+      # jobs take 30 to 60 minutes from hand-in; fast: all within 2 minutes; idle: none
+      # complete (the quantile is NaN); lull: slow for 15 minutes, then nothing completes.
+      - series: 'learning_runner_time_to_feedback_seconds_bucket{job="learning-runner",namespace="gustav",learning_worker="slow",pod="s1",le="600"}'
+        values: '0+25x24'
+      - series: 'learning_runner_time_to_feedback_seconds_bucket{job="learning-runner",namespace="gustav",learning_worker="slow",pod="s1",le="1800"}'
+        values: '0+25x24'
+      - series: 'learning_runner_time_to_feedback_seconds_bucket{job="learning-runner",namespace="gustav",learning_worker="slow",pod="s1",le="3600"}'
+        values: '0+50x24'
+      - series: 'learning_runner_time_to_feedback_seconds_bucket{job="learning-runner",namespace="gustav",learning_worker="slow",pod="s1",le="+Inf"}'
+        values: '0+50x24'
+      - series: 'learning_runner_time_to_feedback_seconds_bucket{job="learning-runner",namespace="gustav",learning_worker="fast",pod="f1",le="60"}'
+        values: '0+40x24'
+      - series: 'learning_runner_time_to_feedback_seconds_bucket{job="learning-runner",namespace="gustav",learning_worker="fast",pod="f1",le="120"}'
+        values: '0+50x24'
+      - series: 'learning_runner_time_to_feedback_seconds_bucket{job="learning-runner",namespace="gustav",learning_worker="fast",pod="f1",le="+Inf"}'
+        values: '0+50x24'
+      - series: 'learning_runner_time_to_feedback_seconds_bucket{job="learning-runner",namespace="gustav",learning_worker="idle",pod="i1",le="600"}'
+        values: '0x24'
+      - series: 'learning_runner_time_to_feedback_seconds_bucket{job="learning-runner",namespace="gustav",learning_worker="idle",pod="i1",le="+Inf"}'
+        values: '0x24'
+      - series: 'learning_runner_time_to_feedback_seconds_bucket{job="learning-runner",namespace="gustav",learning_worker="lull",pod="l1",le="600"}'
+        values: '0+25x3 75x21'
+      - series: 'learning_runner_time_to_feedback_seconds_bucket{job="learning-runner",namespace="gustav",learning_worker="lull",pod="l1",le="3600"}'
+        values: '0+50x3 150x21'
+      - series: 'learning_runner_time_to_feedback_seconds_bucket{job="learning-runner",namespace="gustav",learning_worker="lull",pod="l1",le="+Inf"}'
+        values: '0+50x3 150x21'
+      # swappy: the two models take turns, each loaded every 5 minutes (24 loads an hour),
+      # seen by both runners. shared: four runners see the same feedback model loaded every 10
+      # minutes (6 an hour, 4 to 8 by a 15-minute rate; summed over the runners, four times
+      # that). fits: each model loaded once at the start, then resident.
+      - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="swappy",pod="r1",model="qwen2.5vl:3b"}'
+        values: '1+1x24'
+      - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="swappy",pod="r1",model="gpt-oss:20b"}'
+        values: '1+1x24'
+      - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="swappy",pod="r2",model="qwen2.5vl:3b"}'
+        values: '1+1x24'
+      - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="swappy",pod="r2",model="gpt-oss:20b"}'
+        values: '1+1x24'
+      - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="shared",pod="h1",model="gpt-oss:20b"}'
+        values: '1 1 2 2 3 3 4 4 5 5 6 6 7 7 8 8 9 9 10 10 11 11 12 12 13'
+      - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="shared",pod="h2",model="gpt-oss:20b"}'
+        values: '1 1 2 2 3 3 4 4 5 5 6 6 7 7 8 8 9 9 10 10 11 11 12 12 13'
+      - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="shared",pod="h3",model="gpt-oss:20b"}'
+        values: '1 1 2 2 3 3 4 4 5 5 6 6 7 7 8 8 9 9 10 10 11 11 12 12 13'
+      - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="shared",pod="h4",model="gpt-oss:20b"}'
+        values: '1 1 2 2 3 3 4 4 5 5 6 6 7 7 8 8 9 9 10 10 11 11 12 12 13'
+      - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="fits",pod="t1",model="qwen2.5vl:3b"}'
+        values: '1x24'
+      - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="fits",pod="t1",model="gpt-oss:20b"}'
+        values: '1x24'
+    alert_rule_test:
+      - eval_time: 20m
+        alertname: LearningTimeToFeedbackHigh
+        exp_alerts: []
+      - eval_time: 60m
+        alertname: LearningTimeToFeedbackHigh
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: gustav, learning_worker: slow}
+      - eval_time: 20m
+        alertname: LearningOllamaModelSwapping
+        exp_alerts: []
+      - eval_time: 60m
+        alertname: LearningOllamaModelSwapping
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: gustav, learning_worker: swappy}
   - name: LearningWorker conditions (the operator's series; namespace is the worker's)
     interval: 1m
     input_series:

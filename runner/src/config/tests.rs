@@ -68,8 +68,10 @@ fn model_slots_default_to_the_concurrency_and_are_bounded() {
 }
 
 #[test]
-fn the_phase_wait_is_off_by_default_and_bounded() {
+fn the_phase_wait_is_two_minutes_by_default_and_bounded() {
     let c = runner_config(&settings(&[])).unwrap();
+    assert_eq!(c.ai.max_phase_wait, Duration::from_secs(120));
+    let c = runner_config(&settings(&["--ai-max-phase-wait-seconds", "0"])).unwrap();
     assert_eq!(
         c.ai.max_phase_wait,
         Duration::ZERO,

@@ -10,14 +10,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use learning_crds::LearningWorker;
 
-use super::super::runner::restricted_container_security;
+use super::super::runner::{capacity, restricted_container_security};
 use super::super::{child_meta, labels, names, selector_labels, worker, OLLAMA_PORT};
 use super::{
     env, pod_security, resources, tmp_volume, tolerations, COMPONENT, DATA_DIR, OLLAMA_TMP_SIZE,
 };
 
-/// Ollama's environment: its address, HOME and models on the volume, the keep-alive, and the
-/// optional parallelism and ROCm variables.
+/// Ollama's environment: its address, HOME and models on the volume, the keep-alive, the
+/// models loaded at once ([`capacity`]), and the optional parallelism and ROCm variables.
 fn ollama_env(lw: &LearningWorker) -> Vec<EnvVar> {
     let o = &lw.spec.ollama;
     let mut e = vec![
@@ -28,6 +28,9 @@ fn ollama_env(lw: &LearningWorker) -> Vec<EnvVar> {
     ];
     if let Some(n) = o.num_parallel {
         e.push(env("OLLAMA_NUM_PARALLEL", n.to_string()));
+    }
+    if let Some(c) = capacity::capacity(lw) {
+        e.push(env("OLLAMA_MAX_LOADED_MODELS", c.loaded_models.to_string()));
     }
     if let Some(devices) = &o.gpu.hip_visible_devices {
         e.push(env("HIP_VISIBLE_DEVICES", devices));

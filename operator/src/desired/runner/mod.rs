@@ -21,6 +21,8 @@ use learning_crds::LearningWorker;
 
 use super::{child_meta, names, selector_labels, worker, OLLAMA_PORT, RUNNER_PORT};
 
+pub mod capacity;
+
 /// Component label of the runners.
 pub const COMPONENT: &str = "runner";
 /// Numeric uid/gid the runner runs as.
@@ -124,8 +126,46 @@ pub fn runner_env(lw: &LearningWorker) -> Vec<EnvVar> {
     if let Some(level) = ai.think_level {
         e.push(env(var::AI_THINK_LEVEL, level.as_str()));
     }
+    e.extend(worker_env(lw));
+    if let Some(storage) = &spec.storage {
+        if let Some(volume) = &storage.submissions_volume {
+            e.push(env(var::STORAGE_VERIFY_ROOT, &volume.mount_path));
+        }
+        if let Some(supabase) = &storage.supabase {
+            e.push(env(var::SUPABASE_URL, &supabase.url));
+            e.push(secret_env(
+                var::SUPABASE_SERVICE_ROLE_KEY,
+                &supabase.service_role_key_secret_ref,
+            ));
+            e.push(env(var::LEARNING_STORAGE_BUCKET, &supabase.bucket));
+        }
+    }
+    if let Some(c) = capacity::capacity(lw) {
+        let user_sets = |name: &str| r.env.iter().flatten().any(|v| v.name == name);
+        if !user_sets(var::AI_MAX_PARALLEL_CALLS) {
+            e.push(env(
+                var::AI_MAX_PARALLEL_CALLS,
+                c.calls_per_model.to_string(),
+            ));
+        }
+    }
     e.extend([
-        env(var::WORKER_CONCURRENCY, r.concurrency.to_string()),
+        env(var::LEARNING_HTTP_ADDR, format!("0.0.0.0:{RUNNER_PORT}")),
+        env(var::LOG_LEVEL, &r.log_level),
+        env(var::LOG_FORMAT, "json"),
+    ]);
+    e.extend(r.env.iter().flatten().cloned());
+    e
+}
+
+/// The job loop's settings: concurrency ([`capacity`]), retries, leases, polling, drain.
+fn worker_env(lw: &LearningWorker) -> Vec<EnvVar> {
+    let r = &lw.spec.runner;
+    vec![
+        env(
+            var::WORKER_CONCURRENCY,
+            capacity::concurrency(lw).to_string(),
+        ),
         env(var::WORKER_MAX_RETRIES, r.max_retries.to_string()),
         env(var::WORKER_BACKOFF_SECONDS, r.backoff_seconds.to_string()),
         env(
@@ -143,27 +183,7 @@ pub fn runner_env(lw: &LearningWorker) -> Vec<EnvVar> {
             var::WORKER_DRAIN_GRACE_SECONDS,
             r.drain_grace_seconds.to_string(),
         ),
-    ]);
-    if let Some(storage) = &spec.storage {
-        if let Some(volume) = &storage.submissions_volume {
-            e.push(env(var::STORAGE_VERIFY_ROOT, &volume.mount_path));
-        }
-        if let Some(supabase) = &storage.supabase {
-            e.push(env(var::SUPABASE_URL, &supabase.url));
-            e.push(secret_env(
-                var::SUPABASE_SERVICE_ROLE_KEY,
-                &supabase.service_role_key_secret_ref,
-            ));
-            e.push(env(var::LEARNING_STORAGE_BUCKET, &supabase.bucket));
-        }
-    }
-    e.extend([
-        env(var::LEARNING_HTTP_ADDR, format!("0.0.0.0:{RUNNER_PORT}")),
-        env(var::LOG_LEVEL, &r.log_level),
-        env(var::LOG_FORMAT, "json"),
-    ]);
-    e.extend(r.env.iter().flatten().cloned());
-    e
+    ]
 }
 
 /// The Ollama URL the runners get: the managed Service (a dot-less name in the same

@@ -42,7 +42,9 @@ fn env_uses_the_contract_names_and_the_dsn_only_from_the_secret() {
     assert_eq!(value("AI_FEEDBACK_MODEL"), "gpt-oss:20b");
     assert_eq!(value("AI_THINK_LEVEL"), "low");
     assert_eq!(value("GUSTAV_ENV"), "production");
-    assert_eq!(value("WORKER_CONCURRENCY"), "2");
+    // Derived: numParallel 2 shared by 2 runners, 4 × 1 call × 2 models.
+    assert_eq!(value("WORKER_CONCURRENCY"), "8");
+    assert_eq!(value("AI_MAX_PARALLEL_CALLS"), "1");
     assert_eq!(value("WORKER_POLL_INTERVAL"), "0.5");
     assert_eq!(value("WORKER_DRAIN_GRACE_SECONDS"), "25");
     assert_eq!(value("STORAGE_VERIFY_ROOT"), "/var/lib/gustav/submissions");
@@ -161,4 +163,76 @@ fn service_and_pdb_select_the_runner_pods() {
         service_account(&lw).automount_service_account_token,
         Some(false)
     );
+}
+
+#[test]
+fn model_calls_and_jobs_are_derived_from_what_ollama_serves() {
+    let mut lw = example("amd-gpu.yaml");
+    lw.spec.runner.concurrency = None;
+    lw.spec.runner.autoscaling = None;
+    lw.spec.runner.replicas = Some(1);
+    lw.spec.ollama.num_parallel = Some(2);
+    lw.spec.ollama.extra_models.clear();
+    let c = capacity::capacity(&lw).expect("local backend");
+    // Two slots per model for the one runner; 4 × 2 calls × 2 models, capped at 16.
+    assert_eq!(
+        (c.calls_per_model, c.concurrency, c.loaded_models),
+        (2, 16, 2)
+    );
+    let env = env_map(&lw);
+    assert_eq!(env["AI_MAX_PARALLEL_CALLS"].value.as_deref(), Some("2"));
+    assert_eq!(env["WORKER_CONCURRENCY"].value.as_deref(), Some("16"));
+
+    // Three runners share the two slots: one call per model each (⌈2 ÷ 3⌉), 8 jobs.
+    lw.spec.runner.replicas = Some(3);
+    let c = capacity::capacity(&lw).unwrap();
+    assert_eq!((c.calls_per_model, c.concurrency), (1, 8));
+    // Ollama's default is one slot; one model for both steps halves the jobs.
+    lw.spec.ollama.num_parallel = None;
+    lw.spec.ai.feedback_model = lw.spec.ai.vision_model.clone();
+    let c = capacity::capacity(&lw).unwrap();
+    assert_eq!(
+        (c.calls_per_model, c.concurrency, c.loaded_models),
+        (1, 4, 1)
+    );
+}
+
+#[test]
+fn an_explicit_concurrency_or_model_call_limit_wins_and_the_stub_derives_nothing() {
+    let mut lw = example("amd-gpu.yaml");
+    lw.spec.runner.concurrency = Some(3);
+    lw.spec.runner.env = Some(vec![EnvVar {
+        name: "AI_MAX_PARALLEL_CALLS".into(),
+        value: Some("7".into()),
+        value_from: None,
+    }]);
+    let env = runner_env(&lw);
+    let named = |n: &str| env.iter().filter(|e| e.name == n).collect::<Vec<_>>();
+    assert_eq!(named("WORKER_CONCURRENCY")[0].value.as_deref(), Some("3"));
+    let calls = named("AI_MAX_PARALLEL_CALLS");
+    assert_eq!(calls.len(), 1, "only the user's value");
+    assert_eq!(calls[0].value.as_deref(), Some("7"));
+
+    lw.spec.ai.backend = learning_crds::ai::Backend::Stub;
+    lw.spec.runner.concurrency = None;
+    lw.spec.runner.env = None;
+    assert_eq!(capacity::capacity(&lw), None);
+    let env = env_map(&lw);
+    assert_eq!(env["WORKER_CONCURRENCY"].value.as_deref(), Some("1"));
+    assert!(!env.contains_key("AI_MAX_PARALLEL_CALLS"));
+}
+
+#[test]
+fn autoscaling_shares_the_slots_among_the_most_runners_there_can_be() {
+    let mut lw = example("amd-gpu.yaml");
+    lw.spec.runner.concurrency = None;
+    lw.spec.runner.replicas = None;
+    lw.spec.runner.autoscaling = Some(learning_crds::runner::AutoscalingSpec {
+        min_replicas: 1,
+        max_replicas: 4,
+        jobs_per_replica: 20,
+    });
+    lw.spec.ollama.num_parallel = Some(8);
+    let c = capacity::capacity(&lw).unwrap();
+    assert_eq!((c.calls_per_model, c.concurrency), (2, 16));
 }

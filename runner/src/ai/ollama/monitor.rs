@@ -148,8 +148,9 @@ impl OllamaMonitor {
         self.warming.load(Ordering::SeqCst)
     }
 
-    /// Loads every configured model (Ollama's empty request), one after the other; readiness
-    /// is off meanwhile. A model that fails to load is logged; its first job loads it.
+    /// Loads every configured model (Ollama's empty request), one after the other, the first
+    /// one last; readiness is off meanwhile. A model that fails to load is logged; its first
+    /// job loads it.
     pub async fn warm(&self) {
         self.warming.store(true, Ordering::SeqCst);
         // The snapshot was refreshed just before (at start, or by the check that saw Ollama
@@ -164,7 +165,9 @@ impl OllamaMonitor {
             self.warming.store(false, Ordering::SeqCst);
             return;
         }
-        for model in &self.models {
+        // The first configured model (the vision model) last: on a GPU that holds one model
+        // at a time, the model a class's first photos need is the one left loaded.
+        for model in self.models.iter().rev() {
             let started = Instant::now();
             let load = GenerateRequest {
                 model: model.clone(),

@@ -1,6 +1,7 @@
-//! Admission of model work: at most as many model steps (a vision step, a feedback step —
-//! each one or a few model calls) in flight at once as Ollama serves in parallel
-//! (`AI_MAX_PARALLEL_CALLS`), and in an order that spares the GPU model swaps ([`policy`]:
+//! Admission of model work: per model, at most as many model steps (a vision step, a
+//! feedback step — each one or a few model calls) in flight at once as Ollama serves in
+//! parallel for this runner (`AI_MAX_PARALLEL_CALLS`; Ollama's `OLLAMA_NUM_PARALLEL` counts
+//! per loaded model too), and in an order that spares the GPU model swaps ([`policy`]:
 //! steps of the running or resident model first, a cold model's phase once the running one
 //! has drained, no step held back longer than `AI_MAX_PHASE_WAIT_SECONDS`). Work beyond the
 //! slots waits here, in the runner, where the wait costs nothing — not inside Ollama, where it
@@ -31,6 +32,7 @@ const RECHECK: Duration = Duration::from_millis(250);
 
 /// The models and the rule of a limited admission.
 struct Limited {
+    /// Steps in flight per model.
     capacity: usize,
     vision_model: String,
     feedback_model: String,
@@ -90,7 +92,7 @@ impl Drop for Admitted {
 /// A limited admission's settings.
 #[derive(Clone)]
 pub struct AdmissionSettings {
-    /// Steps in flight at once (at least one).
+    /// Steps in flight at once per model (at least one).
     pub capacity: usize,
     /// The vision step's model.
     pub vision_model: String,
@@ -108,7 +110,7 @@ impl ModelAdmission {
         ModelAdmission::default()
     }
 
-    /// At most `capacity` steps at once, first come, first served.
+    /// At most `capacity` steps per model at once, first come, first served.
     pub fn with_capacity(capacity: usize) -> Self {
         ModelAdmission::limited(AdmissionSettings {
             capacity,
@@ -134,7 +136,7 @@ impl ModelAdmission {
         }
     }
 
-    /// The limit, if any.
+    /// The limit per model, if any.
     pub fn capacity(&self) -> Option<usize> {
         self.limited.as_ref().map(|l| l.capacity)
     }
@@ -207,15 +209,14 @@ impl Limited {
         }
     }
 
-    /// Admits waiting steps while slots are free, as [`policy::next`] says.
+    /// Admits waiting steps while their models have free slots, as [`policy::next`] says.
     async fn dispatch(&self) {
         let needs_residency = {
             let state = self.lock();
-            state.running.len() < self.capacity
-                && state
-                    .waiting
-                    .iter()
-                    .any(|(_, m, _)| !state.running.contains(m))
+            state
+                .waiting
+                .iter()
+                .any(|(_, m, _)| !state.running.contains(m))
         };
         let loaded = match (&self.residency, needs_residency) {
             (Some(source), true) if !self.bound.is_zero() => source.resident().await,
@@ -234,7 +235,6 @@ impl Limited {
         }
         loop {
             let now = Instant::now();
-            let free = self.capacity.saturating_sub(state.running.len());
             let views: Vec<policy::Waiting<'_>> = state
                 .waiting
                 .iter()
@@ -244,7 +244,8 @@ impl Limited {
                 })
                 .collect();
             let running: Vec<&str> = state.running.iter().map(String::as_str).collect();
-            let Some(i) = policy::next(&views, &running, &resident, free, self.bound) else {
+            let Some(i) = policy::next(&views, &running, &resident, self.capacity, self.bound)
+            else {
                 break;
             };
             let (id, model, _) = state.waiting.remove(i);

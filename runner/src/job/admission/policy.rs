@@ -1,5 +1,8 @@
 //! Which waiting model step runs next: the scheduling rule, pure.
 //!
+//! Each model has its own slots (Ollama serves `OLLAMA_NUM_PARALLEL` requests per loaded
+//! model): a step is admitted only while fewer than the per-model limit of its model run.
+//!
 //! A GPU that holds one model at a time pays a model swap (seconds to a minute) whenever the
 //! next call is for the other model. So steps are grouped into phases: a step whose model is
 //! already running here or resident in Ollama (`/api/ps`) goes first, oldest first; a step for
@@ -23,19 +26,20 @@ pub struct Waiting<'a> {
 
 /// The index (in `waiting`, oldest first) of the step to admit now, if any. `running`: the
 /// models of the steps in flight here; `resident`: the models Ollama holds (empty when
-/// unknown); `free`: free slots.
+/// unknown); `per_model`: the steps one model may have in flight.
 pub fn next(
     waiting: &[Waiting<'_>],
     running: &[&str],
     resident: &[String],
-    free: usize,
+    per_model: usize,
     bound: Duration,
 ) -> Option<usize> {
-    if free == 0 || waiting.is_empty() {
-        return None;
-    }
+    let room = |model: &str| running.iter().filter(|r| **r == model).count() < per_model;
     if bound.is_zero() {
-        return Some(0);
+        return waiting.iter().position(|w| room(w.model));
+    }
+    if waiting.is_empty() {
+        return None;
     }
     // `/api/ps` counts only while it agrees with what runs here: right after a phase switch
     // it still lists the old model, which must not come back in beside the new one.
@@ -46,9 +50,10 @@ pub fn next(
     if oldest.waited >= bound {
         // Starving: its model next. It runs at once when no swap is needed or nothing runs;
         // otherwise the running phase drains first.
-        return (warm(oldest.model) || running.is_empty()).then_some(0);
+        let ready = room(oldest.model) && (warm(oldest.model) || running.is_empty());
+        return ready.then_some(0);
     }
-    if let Some(i) = waiting.iter().position(|w| warm(w.model)) {
+    if let Some(i) = waiting.iter().position(|w| warm(w.model) && room(w.model)) {
         return Some(i);
     }
     // Only steps for a cold model wait: begin its phase once the running one has drained.
@@ -73,16 +78,33 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_admitted_without_a_free_slot_or_a_waiting_step() {
-        assert_eq!(next(&[w("v", 1)], &[], &[], 0, BOUND), None);
+    fn nothing_is_admitted_without_a_free_slot_of_its_model_or_a_waiting_step() {
+        assert_eq!(next(&[w("v", 1)], &["v", "v"], &[], 2, BOUND), None);
+        assert_eq!(
+            next(&[w("v", 1)], &["v", "v"], &[], 2, Duration::ZERO),
+            None
+        );
         assert_eq!(next(&[], &[], &[], 2, BOUND), None);
+        assert_eq!(next(&[], &[], &[], 2, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn each_model_has_its_own_slots() {
+        // First come, first served: the oldest step whose model has a free slot.
+        let waiting = [w("v", 3), w("f", 2)];
+        assert_eq!(next(&waiting, &["v"], &[], 1, Duration::ZERO), Some(1));
+        assert_eq!(next(&waiting, &["v"], &[], 2, Duration::ZERO), Some(0));
+        // Phases: with both models resident, the other model's slots fill too.
+        let both = resident(&["v", "f"]);
+        assert_eq!(next(&waiting, &["v"], &both, 1, BOUND), Some(1));
+        assert_eq!(next(&waiting, &["v", "f"], &both, 1, BOUND), None);
     }
 
     #[test]
     fn steps_of_the_running_or_resident_model_go_first() {
         let waiting = [w("f", 20), w("v", 10), w("v", 5)];
         assert_eq!(
-            next(&waiting, &["v"], &[], 1, BOUND),
+            next(&waiting, &["v"], &[], 2, BOUND),
             Some(1),
             "the running vision phase"
         );
@@ -98,7 +120,7 @@ mod tests {
     fn a_cold_models_phase_begins_once_the_running_one_has_drained() {
         let waiting = [w("f", 20)];
         assert_eq!(
-            next(&waiting, &["v"], &resident(&["v"]), 1, BOUND),
+            next(&waiting, &["v"], &resident(&["v"]), 2, BOUND),
             None,
             "drain first"
         );
@@ -113,7 +135,7 @@ mod tests {
     fn no_step_waits_past_the_bound_for_its_phase() {
         let waiting = [w("f", 61), w("v", 1)];
         assert_eq!(
-            next(&waiting, &["v"], &resident(&["v"]), 1, BOUND),
+            next(&waiting, &["v"], &resident(&["v"]), 2, BOUND),
             None,
             "no more vision: the running phase drains"
         );

@@ -14,10 +14,11 @@ async fn ready_now<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output
 }
 
 #[tokio::test]
-async fn steps_beyond_the_capacity_wait_for_a_slot() {
+async fn steps_beyond_their_models_capacity_wait_for_a_slot() {
     let metrics = Metrics::new().unwrap();
-    let admission = ModelAdmission::with_capacity(2);
-    assert_eq!(admission.capacity(), Some(2));
+    let admission = ModelAdmission::with_capacity(1);
+    assert_eq!(admission.capacity(), Some(1));
+    // One slot per model: a vision and a feedback step run side by side.
     let a = admission.admit(Phase::Vision, &metrics).await;
     let _b = admission.admit(Phase::Feedback, &metrics).await;
     assert_eq!(metrics.model_phases_in_flight.get(), 2);
