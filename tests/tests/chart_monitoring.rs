@@ -281,6 +281,22 @@ tests:
         values: '1 1 2 2 3 3 4 4 5 5 6 6 7 7 8 8 9 9 10 10 11 11 12 12 13'
       - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="shared",pod="h4",model="gpt-oss:20b"}'
         values: '1 1 2 2 3 3 4 4 5 5 6 6 7 7 8 8 9 9 10 10 11 11 12 12 13'
+      # swappy completes one submission every 5 minutes: 2 loads per submission. phased swaps
+      # as often, but completes 12 submissions every 5 minutes: 0.17 per submission, a
+      # one-model GPU working in phases.
+      - series: 'ai_worker_processed_total{job="learning-runner",namespace="gustav",learning_worker="swappy",pod="r1",status="completed"}'
+        values: '0+1x24'
+      - series: 'ai_worker_processed_total{job="learning-runner",namespace="gustav",learning_worker="swappy",pod="r2",status="completed"}'
+        values: '0x24'
+      # shared completes nothing: only its load rate (deduplicated) keeps it quiet.
+      - series: 'ai_worker_processed_total{job="learning-runner",namespace="gustav",learning_worker="shared",pod="h1",status="completed"}'
+        values: '0x24'
+      - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="phased",pod="p1",model="qwen2.5vl:3b"}'
+        values: '1+1x24'
+      - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="phased",pod="p1",model="gpt-oss:20b"}'
+        values: '1+1x24'
+      - series: 'ai_worker_processed_total{job="learning-runner",namespace="gustav",learning_worker="phased",pod="p1",status="completed"}'
+        values: '0+12x24'
       - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="fits",pod="t1",model="qwen2.5vl:3b"}'
         values: '1x24'
       - series: 'learning_runner_ollama_model_loads_total{job="learning-runner",namespace="gustav",learning_worker="fits",pod="t1",model="gpt-oss:20b"}'
