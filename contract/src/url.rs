@@ -2,9 +2,11 @@
 //! (and, as patterns, the CRD) before it creates runner pods, so both always agree.
 //!
 //! - `OLLAMA_BASE_URL` ([`check_ollama_base_url`]): http or https, and a local or in-cluster
-//!   host only — `localhost`, a loopback address, or a dot-less service name starting with a
-//!   letter. No public hosts (no cloud egress for student work), no userinfo, no odd
-//!   characters, no query or fragment. A path is allowed (a proxy prefix).
+//!   host only — `localhost`, a loopback address, a dot-less service name starting with a
+//!   letter (this namespace, or a Compose service), or a Kubernetes service's cluster DNS name
+//!   in another namespace: `service.namespace.svc` or `service.namespace.svc.cluster.local`
+//!   ([`InClusterHost`]). No public hosts (no cloud egress for student work), no userinfo, no
+//!   odd characters, no query or fragment. A path is allowed (a proxy prefix).
 //! - An external Ollama in a LearningWorker ([`check_external_ollama_url`]): the same, minus
 //!   `localhost` and loopback addresses, which in a runner pod would be the pod itself.
 //! - `SUPABASE_URL` ([`check_supabase_url`]): `http(s)://host[:port]` with nothing after it —
@@ -43,7 +45,7 @@ impl fmt::Display for OllamaUrlError {
             OllamaUrlError::Port => write!(f, "has an invalid port"),
             OllamaUrlError::NotLocal(host) => write!(
                 f,
-                "host '{host}' is not local: use localhost, a loopback address, or an in-cluster service name without dots"
+                "host '{host}' is not local: use localhost, a loopback address, an in-cluster service name without dots, or a service's cluster DNS name (service.namespace.svc or service.namespace.svc.cluster.local)"
             ),
             OllamaUrlError::PodItself(host) => write!(
                 f,
@@ -79,11 +81,13 @@ impl fmt::Display for SupabaseUrlError {
 impl std::error::Error for SupabaseUrlError {}
 
 /// The schema pattern of an external Ollama URL in the CRD: http(s), a dot-less service name
-/// starting with a letter, an optional port and path. Together with a CEL rule refusing
-/// `localhost` it accepts what [`check_external_ollama_url`] accepts (a test checks a table of
-/// URLs against both).
+/// starting with a letter, or a service's cluster DNS name in another namespace
+/// (`service.namespace.svc`, `….svc.cluster.local`), an optional port and path. Together with
+/// a CEL rule refusing `localhost` it accepts what [`check_external_ollama_url`] accepts (a test
+/// checks a table of URLs against both).
 pub const EXTERNAL_OLLAMA_URL_PATTERN: &str = concat!(
     r"^https?://[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?",
+    r"(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.svc(\.cluster\.local)?)?",
     // A port in 1..=65535 (leading zeros allowed, as the runner's number parsing allows them).
     r"(:0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
     r"(/[-A-Za-z0-9._~/]*)?$"
@@ -107,6 +111,66 @@ fn is_service_name(host: &str) -> bool {
         && host.starts_with(|c: char| c.is_ascii_alphabetic())
         && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         && !host.ends_with('-')
+}
+
+/// A namespace name (a DNS-1123 label): letters, digits or `-`, at most 63, neither starting
+/// nor ending with `-`.
+fn is_namespace_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// An in-cluster host: a Kubernetes service, in the runner's own namespace (a dot-less name)
+/// or, by its cluster DNS name, in another one. Only `.svc` and `.svc.cluster.local` names
+/// count: a two-label name such as `ollama.ai` is a public domain, and names under another
+/// cluster domain can use the `.svc` form, which the pods' DNS search path completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InClusterHost<'a> {
+    /// The service's name.
+    pub service: &'a str,
+    /// Its namespace; `None`: the runner's own.
+    pub namespace: Option<&'a str>,
+}
+
+impl<'a> InClusterHost<'a> {
+    /// Reads `host` (without port) as an in-cluster service, if it is one.
+    pub fn parse(host: &'a str) -> Option<Self> {
+        if host.parse::<IpAddr>().is_ok() {
+            return None;
+        }
+        let short = host
+            .strip_suffix(".svc.cluster.local")
+            .or_else(|| host.strip_suffix(".svc"));
+        let (service, namespace) = match short {
+            None => (host, None),
+            Some(short) => {
+                let (service, namespace) = short.split_once('.')?;
+                (service, Some(namespace))
+            }
+        };
+        let valid = is_service_name(service) && namespace.is_none_or(is_namespace_name);
+        valid.then_some(InClusterHost { service, namespace })
+    }
+}
+
+/// The host and port of an Ollama URL that passed [`check_ollama_base_url`] (the scheme's
+/// default port when none is written); `None` for anything else.
+pub fn ollama_host_and_port(url: &str) -> Option<(&str, u16)> {
+    let Authority { host } = split_ollama_url(url).ok()?;
+    let default = if url.starts_with("https://") { 443 } else { 80 };
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let port = match authority.strip_prefix('[') {
+        Some(v6) => v6.rsplit_once("]:").map(|(_, p)| p),
+        None => authority.rsplit_once(':').map(|(_, p)| p),
+    };
+    let port = match port {
+        Some(p) => p.trim_start_matches('0').parse().ok()?,
+        None => default,
+    };
+    Some((host, port))
 }
 
 /// A port as the schema patterns allow it: ASCII digits only (leading zeros allowed), 1..=65535.
@@ -175,8 +239,7 @@ fn is_loopback_or_localhost(host: &str) -> bool {
 pub fn check_ollama_base_url(url: &str) -> Result<String, OllamaUrlError> {
     let url = url.trim();
     let Authority { host } = split_ollama_url(url)?;
-    let local = is_loopback_or_localhost(host)
-        || (host.parse::<IpAddr>().is_err() && is_service_name(host));
+    let local = is_loopback_or_localhost(host) || InClusterHost::parse(host).is_some();
     if !local {
         return Err(OllamaUrlError::NotLocal(host.to_owned()));
     }
@@ -250,6 +313,9 @@ mod tests {
             "http://127.9.9.9",
             "http://[::1]:11434",
             "http://learning-ollama:11434/base",
+            "http://ollama.ai-shared.svc:11434",
+            "http://ollama.ai-shared.svc.cluster.local:11434/",
+            "https://gpu-ollama.2026-shared.svc",
         ] {
             assert!(check_ollama_base_url(ok).is_ok(), "{ok}");
         }
@@ -268,6 +334,17 @@ mod tests {
             "http://134744072:11434",
             "http://0x08080808",
             "http://1ollama",
+            "http://ollama.ai",
+            "http://ollama.ai-shared",
+            "http://ollama.ai-shared.svc.example.org",
+            "http://ollama.ai-shared.svc.cluster.local.",
+            "http://ollama.-shared.svc",
+            "http://ollama.shared-.svc",
+            "http://ollama..svc",
+            "http://.svc",
+            "http://a.b.c.svc",
+            "http://ollama.ai-shared.SVC",
+            "http://1ollama.ai-shared.svc",
         ] {
             assert!(
                 matches!(check_ollama_base_url(bad), Err(OllamaUrlError::NotLocal(_))),
@@ -311,6 +388,44 @@ mod tests {
             );
         }
         assert!(check_external_ollama_url("http://ollama.example.org").is_err());
+        assert!(check_external_ollama_url("http://ollama.ai-shared.svc:11434").is_ok());
+    }
+
+    #[test]
+    fn in_cluster_hosts_name_their_service_and_namespace() {
+        let host = |h| InClusterHost::parse(h);
+        assert_eq!(
+            host("ollama"),
+            Some(InClusterHost {
+                service: "ollama",
+                namespace: None
+            })
+        );
+        for h in ["ollama.ai-shared.svc", "ollama.ai-shared.svc.cluster.local"] {
+            assert_eq!(
+                host(h),
+                Some(InClusterHost {
+                    service: "ollama",
+                    namespace: Some("ai-shared")
+                }),
+                "{h}"
+            );
+        }
+        assert_eq!(host("ollama.ai"), None);
+        assert_eq!(host("127.0.0.1"), None);
+        assert_eq!(
+            ollama_host_and_port("http://ollama.ai-shared.svc:11434/x"),
+            Some(("ollama.ai-shared.svc", 11434))
+        );
+        assert_eq!(
+            ollama_host_and_port("https://ollama"),
+            Some(("ollama", 443))
+        );
+        assert_eq!(ollama_host_and_port("http://ollama"), Some(("ollama", 80)));
+        assert_eq!(
+            ollama_host_and_port("http://[::1]:8080"),
+            Some(("::1", 8080))
+        );
     }
 
     #[test]

@@ -36,10 +36,13 @@ pub struct OllamaSpec {
     /// `managed` (default): the operator runs Ollama; `external`: use `url`, create no Ollama objects.
     #[serde(default)]
     pub mode: OllamaMode,
-    /// Base URL of an external Ollama (`OLLAMA_BASE_URL`); only with `mode: external`: the
-    /// in-cluster service name (without dots, starting with a letter) in the worker's
-    /// namespace, e.g. `http://ollama:11434`. Not `localhost` or a loopback address (that would
-    /// be the runner pod itself).
+    /// Base URL of an external Ollama (`OLLAMA_BASE_URL`); only with `mode: external`: an
+    /// in-cluster service — its name (without dots, starting with a letter) in the worker's
+    /// namespace, e.g. `http://ollama:11434`, or its cluster DNS name in another namespace,
+    /// `http://ollama.ai-shared.svc:11434` or `….svc.cluster.local` (one Ollama shared by
+    /// several schools). Public hosts are refused (no cloud egress for student work), and so
+    /// are `localhost` and loopback addresses (that would be the runner pod itself). With
+    /// `network.runnerEgress` the runners may reach that namespace on the URL's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 8, max = 256), pattern(EXTERNAL_URL_PATTERN))]
     pub url: Option<String>,

@@ -17,7 +17,9 @@ fn there_is_an_example_for_each_documented_setup() {
             "autoscaling.yaml",
             "cpu-only.yaml",
             "external-ollama.yaml",
-            "nvidia-gpu.yaml"
+            "nvidia-gpu.yaml",
+            "shared-ollama-school-1.yaml",
+            "shared-ollama-school-2.yaml"
         ]
     );
 }

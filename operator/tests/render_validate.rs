@@ -19,7 +19,7 @@ fn examples() -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .collect();
     v.sort();
-    assert_eq!(v.len(), 5, "{v:?}");
+    assert_eq!(v.len(), 7, "{v:?}");
     v
 }
 

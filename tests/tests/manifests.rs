@@ -118,3 +118,48 @@ fn deploy_passes_kubernetes_validate_strict() {
     names.sort();
     assert_eq!(names.first().map(String::as_str), Some("00-crd.yaml"));
 }
+
+/// The shared-Ollama example: its objects validate strictly, and they fit the two schools'
+/// LearningWorkers — the URL names this Service, the NetworkPolicy admits their namespaces'
+/// runners, and its parallelism is the sum of their shares.
+#[test]
+fn the_shared_ollama_example_validates_and_fits_the_schools() {
+    let file = root().join("deploy/examples/shared-ollama.yaml");
+    let n = kubernetes_validate(&file, "deploy/examples/shared-ollama.yaml");
+    assert_eq!(n, 5, "Namespace, PVC, Deployment, Service, NetworkPolicy");
+    let all = docs(&std::fs::read_to_string(&file).unwrap());
+    let service = of_kind(&all, "Service")[0];
+    let host = format!(
+        "http://{}.{}.svc:{}",
+        service["metadata"]["name"].as_str().unwrap(),
+        service["metadata"]["namespace"].as_str().unwrap(),
+        service["spec"]["ports"][0]["port"].as_u64().unwrap()
+    );
+    let policy = of_kind(&all, "NetworkPolicy")[0];
+    let admitted = &policy["spec"]["ingress"][0]["from"][0];
+    let namespaces: Vec<&str> = admitted["namespaceSelector"]["matchExpressions"][0]["values"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let deployment = of_kind(&all, "Deployment")[0];
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .unwrap();
+    let num_parallel: u64 = env
+        .iter()
+        .find(|e| e["name"] == "OLLAMA_NUM_PARALLEL")
+        .and_then(|e| e["value"].as_str()?.parse().ok())
+        .expect("OLLAMA_NUM_PARALLEL");
+    let mut shares = 0;
+    for school in ["school-1", "school-2"] {
+        let example = root().join(format!("crds/examples/shared-ollama-{school}.yaml"));
+        let lw = &docs(&std::fs::read_to_string(example).unwrap())[0];
+        assert_eq!(lw["spec"]["ollama"]["url"].as_str(), Some(host.as_str()));
+        let namespace = lw["metadata"]["namespace"].as_str().unwrap();
+        assert!(namespaces.contains(&namespace), "{namespace} admitted");
+        shares += lw["spec"]["ollama"]["numParallel"].as_u64().unwrap();
+    }
+    assert_eq!(shares, num_parallel, "the schools' shares add up");
+}

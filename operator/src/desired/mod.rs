@@ -333,7 +333,7 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         files.sort();
-        assert_eq!(files.len(), 5);
+        assert_eq!(files.len(), 7);
         let mut checked = 0;
         for file in files {
             let lw = example(&file);
@@ -383,8 +383,8 @@ mod tests {
                 }
             }
         }
-        // 5 runners, 4 managed Ollamas and their 4 pull Jobs.
-        assert_eq!(checked, 13);
+        // 7 runners, 4 managed Ollamas and their 4 pull Jobs.
+        assert_eq!(checked, 15);
     }
 
     #[test]

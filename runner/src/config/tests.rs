@@ -127,6 +127,19 @@ fn stub_is_refused_in_production() {
 #[test]
 fn public_ollama_hosts_are_refused() {
     assert!(problem(&["--ollama-base-url", "https://ollama.example.com"]).contains("not local"));
+    // Two labels are a public domain, not a namespace: only `.svc` names count.
+    assert!(problem(&["--ollama-base-url", "http://ollama.ai:11434"]).contains("not local"));
+}
+
+#[test]
+fn a_shared_ollama_in_another_namespace_is_accepted_by_its_cluster_dns_name() {
+    for url in [
+        "http://ollama.ai-shared.svc:11434",
+        "http://ollama.ai-shared.svc.cluster.local:11434/",
+    ] {
+        let c = runner_config(&settings(&["--ollama-base-url", url])).unwrap();
+        assert_eq!(c.ai.ollama_base_url, url.trim_end_matches('/'));
+    }
 }
 
 #[test]

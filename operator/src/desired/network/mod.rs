@@ -2,7 +2,8 @@
 //! operator, and reaches nothing but DNS and — only while a pull is wanted, when allowed —
 //! public addresses on the model-pull ports; the pull pods reach only DNS and Ollama; runners
 //! accept only their HTTP port from the operator and the configured metrics scrapers, and, when
-//! `runnerEgress` opts in, reach only DNS, this worker's Ollama and the configured peers. Pure.
+//! `runnerEgress` opts in, reach only DNS, this worker's Ollama (managed, or an external one's
+//! namespace on its URL's port) and the configured peers. Pure.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,9 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use learning_contract::url::{ollama_host_and_port, InClusterHost};
 use learning_crds::learning_worker::EgressTarget;
+use learning_crds::ollama::OllamaMode;
 use learning_crds::LearningWorker;
 
 use super::{
@@ -129,8 +132,39 @@ fn egress_to(target: &EgressTarget) -> NetworkPolicyEgressRule {
     }
 }
 
-/// The runners' egress when `runnerEgress` opts in: DNS, this worker's managed Ollama, the
-/// database, Supabase and the other configured peers.
+/// The runners' way to an external Ollama: the namespace its URL names (by the label
+/// `kubernetes.io/metadata.name`, which Kubernetes sets on every namespace) or, for a dot-less
+/// service name, this namespace — on the URL's port. Any pod there: the operator does not
+/// know the external Ollama's labels (narrow it with `others` and a policy of that namespace).
+fn external_ollama_egress(lw: &LearningWorker) -> Option<NetworkPolicyEgressRule> {
+    let spec = &lw.spec;
+    if spec.ai.backend != learning_crds::ai::Backend::Local
+        || spec.ollama.mode != OllamaMode::External
+    {
+        return None;
+    }
+    let (host, port) = ollama_host_and_port(spec.ollama.url.as_deref()?)?;
+    let peer = match InClusterHost::parse(host)?.namespace {
+        Some(namespace) => NetworkPolicyPeer {
+            namespace_selector: Some(select(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                namespace.to_owned(),
+            )]))),
+            ..NetworkPolicyPeer::default()
+        },
+        None => NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector::default()),
+            ..NetworkPolicyPeer::default()
+        },
+    };
+    Some(NetworkPolicyEgressRule {
+        to: Some(vec![peer]),
+        ports: Some(vec![tcp(i32::from(port))]),
+    })
+}
+
+/// The runners' egress when `runnerEgress` opts in: DNS, this worker's managed Ollama or the
+/// external one's namespace, the database, Supabase and the other configured peers.
 fn runner_egress(lw: &LearningWorker) -> Option<Vec<NetworkPolicyEgressRule>> {
     let e = lw.spec.network.runner_egress.as_ref()?;
     let worker = lw.metadata.name.clone().unwrap_or_default();
@@ -141,6 +175,7 @@ fn runner_egress(lw: &LearningWorker) -> Option<Vec<NetworkPolicyEgressRule>> {
             ports: Some(vec![tcp(OLLAMA_PORT)]),
         });
     }
+    rules.extend(external_ollama_egress(lw));
     rules.push(egress_to(&e.database));
     rules.extend(e.supabase.iter().map(egress_to));
     rules.extend(e.others.iter().map(egress_to));

@@ -3,6 +3,7 @@
 
 use super::super::fixtures::example;
 use super::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 fn by_name<'a>(list: &'a [NetworkPolicy], name: &str) -> &'a NetworkPolicySpec {
     list.iter()
@@ -214,14 +215,53 @@ fn runner_egress_is_opt_in_and_then_reaches_only_dns_ollama_and_the_given_peers(
     assert_eq!(ports(&egress[2]), [IntOrString::Int(5432)]);
     assert_eq!(ports(&egress[3]), [IntOrString::Int(8000)]);
 
-    // External Ollama: no managed Ollama to allow (add its pods under `others`).
+    // External Ollama in this namespace (`http://ollama:11434`): any pod here on its port.
     let mut external = example("external-ollama.yaml");
     external.spec.network.runner_egress = lw.spec.network.runner_egress.clone();
     let egress = by_name(&policies(&external, &ctx("ops")), "school-d-runner")
         .egress
         .clone()
         .unwrap();
-    assert!(egress.iter().all(|r| ports(r) != [IntOrString::Int(11434)]));
+    let to_ollama: Vec<_> = egress
+        .iter()
+        .filter(|r| ports(r) == [IntOrString::Int(11434)])
+        .collect();
+    assert_eq!(to_ollama.len(), 1, "{egress:#?}");
+    let peer = &to_ollama[0].to.as_ref().unwrap()[0];
+    assert_eq!(peer.pod_selector, Some(LabelSelector::default()));
+    assert_eq!(peer.namespace_selector, None, "this namespace only");
+
+    // Shared in another namespace, on https's default port: that namespace, by its name label.
+    external.spec.ollama.url = Some("https://ollama.ai-shared.svc.cluster.local".into());
+    let egress = by_name(&policies(&external, &ctx("ops")), "school-d-runner")
+        .egress
+        .clone()
+        .unwrap();
+    let to_ollama: Vec<_> = egress
+        .iter()
+        .filter(|r| ports(r) == [IntOrString::Int(443)])
+        .collect();
+    assert_eq!(to_ollama.len(), 1, "{egress:#?}");
+    let peer = &to_ollama[0].to.as_ref().unwrap()[0];
+    let labels = peer
+        .namespace_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .as_ref();
+    assert_eq!(
+        labels
+            .unwrap()
+            .get("kubernetes.io/metadata.name")
+            .map(String::as_str),
+        Some("ai-shared")
+    );
+    assert_eq!(peer.pod_selector, None);
+
+    // Without runnerEgress the runners' egress stays open: nothing to add.
+    external.spec.network.runner_egress = None;
+    let runner = by_name(&policies(&external, &ctx("ops")), "school-d-runner").clone();
+    assert_eq!(runner.egress, None);
 }
 
 #[test]
