@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,19 @@ pub const DEFAULT_IMAGE_GENERIC: &str = "docker.io/ollama/ollama:0.12.3";
 /// its name part and is refused by a CEL rule).
 pub use learning_contract::url::EXTERNAL_OLLAMA_URL_PATTERN as EXTERNAL_URL_PATTERN;
 
+/// Environment variables the operator sets on the managed Ollama itself (from the spec);
+/// `spec.ollama.env` must not name them.
+pub const OLLAMA_OPERATOR_SET: [&str; 8] = [
+    "OLLAMA_HOST",
+    "HOME",
+    "OLLAMA_MODELS",
+    "OLLAMA_KEEP_ALIVE",
+    "OLLAMA_NUM_PARALLEL",
+    "OLLAMA_MAX_LOADED_MODELS",
+    "HIP_VISIBLE_DEVICES",
+    "HSA_OVERRIDE_GFX_VERSION",
+];
+
 /// A Kubernetes resource quantity (the pattern controller-gen gives `resource.Quantity`).
 pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
 
@@ -30,7 +43,9 @@ pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([
 #[x_kube(
     validation = Rule::new("has(self.mode) && self.mode == 'external' ? has(self.url) : true").message("url is required when mode is external"),
     validation = Rule::new("has(self.mode) && self.mode == 'external' ? true : !has(self.url)").message("url is only allowed when mode is external (the operator gives runners the URL of a managed Ollama)"),
-    validation = Rule::new("!has(self.url) || !self.url.lowerAscii().matches('^https?://localhost([:/]|$)')").message("url must not be localhost: it would be the runner pod itself, which runs no Ollama; use the external Ollama's in-cluster service name")
+    validation = Rule::new("!has(self.url) || !self.url.lowerAscii().matches('^https?://localhost([:/]|$)')").message("url must not be localhost: it would be the runner pod itself, which runs no Ollama; use the external Ollama's in-cluster service name"),
+    validation = Rule::new("!has(self.env) || self.env.all(e, !(e.name in ['OLLAMA_HOST', 'HOME', 'OLLAMA_MODELS', 'OLLAMA_KEEP_ALIVE', 'OLLAMA_NUM_PARALLEL', 'OLLAMA_MAX_LOADED_MODELS', 'HIP_VISIBLE_DEVICES', 'HSA_OVERRIDE_GFX_VERSION']))").message("env must not set variables the operator manages (use keepAlive, numParallel and gpu for those)"),
+    validation = Rule::new("!has(self.env) || size(self.env) == 0 || !has(self.mode) || self.mode == 'managed'").message("env applies only to a managed Ollama")
 )]
 pub struct OllamaSpec {
     /// `managed` (default): the operator runs Ollama; `external`: use `url`, create no Ollama objects.
@@ -97,6 +112,14 @@ pub struct OllamaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub num_parallel: Option<i32>,
+    /// Extra environment variables of the managed Ollama container, e.g.
+    /// `OLLAMA_FLASH_ATTENTION=1`, `OLLAMA_CONTEXT_LENGTH=8192`, `OLLAMA_KV_CACHE_TYPE=q8_0`.
+    /// Names the operator sets (`OLLAMA_HOST`, `HOME`, `OLLAMA_MODELS`, `OLLAMA_KEEP_ALIVE`,
+    /// `OLLAMA_NUM_PARALLEL`, `OLLAMA_MAX_LOADED_MODELS`, `HIP_VISIBLE_DEVICES`,
+    /// `HSA_OVERRIDE_GFX_VERSION`) are refused: use the dedicated fields. Managed mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub env: Option<Vec<EnvVar>>,
     /// Numeric user id Ollama runs as (non-root; its HOME and models live on the volume).
     #[serde(default = "default_run_as_user")]
     #[schemars(range(min = 1, max = 2147483647))]
@@ -120,6 +143,7 @@ impl Default for OllamaSpec {
             pull_models: true,
             keep_alive: default_keep_alive(),
             num_parallel: None,
+            env: None,
             run_as_user: default_run_as_user(),
         }
     }

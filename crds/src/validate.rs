@@ -37,6 +37,7 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
     check_runner(&spec.runner, &mut errors);
     check_ai(spec, &mut errors);
     check_ollama_url(&spec.ollama, &mut errors);
+    check_ollama_env(&spec.ollama, &mut errors);
     check_gpu(&spec.ollama.gpu, &mut errors);
     check_storage(spec, &mut errors);
     check_network(spec, &mut errors);
@@ -121,6 +122,25 @@ fn check_ai(spec: &LearningWorkerSpec, errors: &mut Vec<SpecError>) {
             "spec.ai.backend",
             "the stub AI backend is refused in production and staging environments",
         ));
+    }
+}
+
+/// `spec.ollama.env`: no names the operator sets, and only for a managed Ollama.
+fn check_ollama_env(o: &crate::ollama::OllamaSpec, errors: &mut Vec<SpecError>) {
+    let env = o.env.as_deref().unwrap_or_default();
+    if !env.is_empty() && o.mode != crate::ollama::OllamaMode::Managed {
+        errors.push(err("spec.ollama.env", "applies only to a managed Ollama"));
+    }
+    for e in env {
+        if crate::ollama::OLLAMA_OPERATOR_SET.contains(&e.name.as_str()) {
+            errors.push(err(
+                "spec.ollama.env",
+                format!(
+                    "{} is managed by the operator (use keepAlive, numParallel, gpu)",
+                    e.name
+                ),
+            ));
+        }
     }
 }
 

@@ -535,3 +535,44 @@ fn external_ollama_urls_are_judged_as_the_runner_judges_them() {
         );
     }
 }
+
+#[test]
+fn ollama_env_refuses_the_names_the_operator_sets_and_an_external_ollama() {
+    let schema = common::open_api_schema();
+    let with = |env: serde_json::Value, mode: &str| {
+        let mut value = base();
+        value["spec"]["ai"]["backend"] = json!("local");
+        value["spec"]["ollama"]["env"] = env;
+        if mode == "external" {
+            value["spec"]["ollama"]["mode"] = json!("external");
+            value["spec"]["ollama"]["url"] = json!("http://ollama:11434");
+        }
+        value
+    };
+    for name in learning_crds::ollama::OLLAMA_OPERATOR_SET {
+        let value = with(json!([{"name": name, "value": "x"}]), "managed");
+        let errors = Validator::new()
+            .validate(&schema, &value, None)
+            .expect_err(name);
+        assert!(
+            errors.iter().any(|e| e
+                .message
+                .contains("env must not set variables the operator manages")),
+            "{name}: {errors:?}"
+        );
+        let lw: LearningWorker = serde_json::from_value(value).unwrap();
+        assert!(
+            !learning_crds::validate::validate("school-a", &lw.spec).is_empty(),
+            "{name}: the Rust rules accepted it"
+        );
+    }
+    let tuning = json!([{"name": "OLLAMA_FLASH_ATTENTION", "value": "1"}]);
+    let value = with(tuning.clone(), "managed");
+    Validator::new().validate(&schema, &value, None).unwrap();
+    let lw: LearningWorker = serde_json::from_value(value).unwrap();
+    assert!(learning_crds::validate::validate("school-a", &lw.spec).is_empty());
+    let value = with(tuning, "external");
+    assert!(Validator::new().validate(&schema, &value, None).is_err());
+    let lw: LearningWorker = serde_json::from_value(value).unwrap();
+    assert!(!learning_crds::validate::validate("school-a", &lw.spec).is_empty());
+}

@@ -37,6 +37,8 @@ const VISION: &str = "qwen2.5vl:3b";
 const FEEDBACK: &str = "gpt-oss:latest";
 const PHOTOS: usize = 20;
 const TEXTS: usize = 10;
+/// Parallel slots per loaded model.
+const SLOTS: usize = 2;
 
 /// One measured run.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +48,8 @@ struct Measured {
     p95: f64,
     swaps_per_submission: f64,
     busy: f64,
+    /// The bottleneck model's slots busy while its work flows ([`bottleneck_slots_busy`]).
+    slots_busy: f64,
 }
 
 fn png() -> Vec<u8> {
@@ -78,7 +82,7 @@ async fn hand_in(db: &TestDb, root: &std::path::Path) {
 async fn gpu(resident_models: usize, seed: u64, scale: Duration) -> GpuSim {
     GpuSim::start(GpuConfig {
         resident_models,
-        slots: 2,
+        slots: SLOTS,
         keep_alive: -1.0,
         time_scale: scale,
         seed,
@@ -238,7 +242,33 @@ async fn run_once(row: Row, variant: Variant, seed: u64) -> Measured {
         swaps_per_submission: report.swaps as f64 / submissions,
         // Busy time lies within the span: the share of it with a call running.
         busy: report.busy / (last - first),
+        slots_busy: bottleneck_slots_busy(&report),
     }
+}
+
+/// The slots of the model with the most work (the bottleneck): their busy time over
+/// (slots × the time from its first call to its last), the time its work flows.
+fn bottleneck_slots_busy(report: &GpuReport) -> f64 {
+    let Some(model) = report
+        .models
+        .iter()
+        .max_by(|a, b| a.busy().total_cmp(&b.busy()))
+    else {
+        return 0.0;
+    };
+    let times = |admitted: bool| {
+        report.timeline.iter().filter(move |e| {
+            e.model == model.name
+                && if admitted {
+                    matches!(e.kind, EventKind::Admitted { .. })
+                } else {
+                    matches!(e.kind, EventKind::Finished { .. })
+                }
+        })
+    };
+    let first = times(true).map(|e| e.at).fold(f64::INFINITY, f64::min);
+    let last = times(false).map(|e| e.at).fold(0.0, f64::max);
+    model.busy() / (SLOTS as f64 * (last - first))
 }
 
 /// One configuration: models the GPU holds, runners, real time per simulated second.
@@ -339,6 +369,7 @@ fn medians(runs: &[Measured]) -> Measured {
         p95: of(|m| m.p95),
         swaps_per_submission: of(|m| m.swaps_per_submission),
         busy: of(|m| m.busy),
+        slots_busy: of(|m| m.slots_busy),
     }
 }
 
@@ -354,9 +385,9 @@ fn main() {
         .unwrap();
     println!("GPU section: {PHOTOS} photos + {TEXTS} texts at once; load 8 s, vision 6 s, feedback 10 s, 2 slots (simulated); medians of {runs} seeded runs");
     println!(
-        "| GPU | runners | admission | submissions / GPU-hour | time to feedback p50 | p95 | swaps / submission | GPU busy |"
+        "| GPU | runners | runner settings | submissions / GPU-hour | time to feedback p50 | p95 | swaps / submission | GPU busy | bottleneck model's slots busy |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut results: HashMap<(usize, usize, Variant), Measured> = HashMap::new();
     for row in Row::ALL {
         let Row {
@@ -369,23 +400,59 @@ fn main() {
             let m = medians(&measured);
             results.insert((resident, runners, variant), m);
             println!(
-                "| {resident} model{} | {runners} | {} | {:.0} | {:.0} s | {:.0} s | {:.2} | {:.0} % |",
+                "| {resident} model{} | {runners} | {} | {:.0} | {:.0} s | {:.0} s | {:.2} | {:.0} % | {:.0} % |",
                 if resident == 1 { "" } else { "s" },
                 variant.name(runners),
                 m.per_gpu_hour,
                 m.p50,
                 m.p95,
                 m.swaps_per_submission,
-                m.busy * 100.0
+                m.busy * 100.0,
+                m.slots_busy * 100.0
             );
         }
         let a = results[&(resident, runners, Variant::Today)];
         let b = results[&(resident, runners, Variant::Derived)];
         println!(
-            "|  |  | ratio (b)/(a) | {:.2}× | {:.2}× | {:.2}× |  |  |",
+            "|  |  | ratio (b)/(a) | {:.2}× | {:.2}× | {:.2}× |  |  |  |",
             b.per_gpu_hour / a.per_gpu_hour,
             b.p50 / a.p50,
             b.p95 / a.p95
         );
+    }
+    verdicts(&results);
+}
+
+/// Issue 11's targets, each printed met or missed (a bench reports; it does not fail).
+fn verdicts(results: &HashMap<(usize, usize, Variant), Measured>) {
+    let (a, b) = (
+        results[&(1, 1, Variant::Today)],
+        results[&(1, 1, Variant::Derived)],
+    );
+    let two = results[&(2, 1, Variant::Derived)];
+    let checks = [
+        (
+            "one-model GPU: (b) at least 2x (a) in submissions per GPU-hour",
+            b.per_gpu_hour >= 2.0 * a.per_gpu_hour,
+        ),
+        (
+            "one-model GPU: (b) p95 time to feedback lower",
+            b.p95 < a.p95,
+        ),
+        (
+            "one-model GPU: (b) at most 0.2 swaps per submission",
+            b.swaps_per_submission <= 0.2,
+        ),
+        (
+            "two-model GPU: (b) the bottleneck model's slots at least 90 % busy while its work flows",
+            two.slots_busy >= 0.9,
+        ),
+        (
+            "two-model GPU: (b) no swaps",
+            two.swaps_per_submission == 0.0,
+        ),
+    ];
+    for (what, met) in checks {
+        println!("{}: {what}", if met { "met" } else { "MISSED" });
     }
 }

@@ -424,9 +424,9 @@ fn admission(config: &RunnerConfig) -> ModelAdmission {
     match ai.backend {
         Backend::Stub => ModelAdmission::unlimited(),
         Backend::Local => {
-            let residency = OllamaClient::new(&ai.ollama_base_url)
-                .ok()
-                .map(|c| Arc::new(OllamaResidency::new(c)) as Arc<dyn Residency>);
+            let residency = OllamaClient::new(&ai.ollama_base_url).ok().map(|c| {
+                Arc::new(OllamaResidency::new(c, ai.keep_alive.clone())) as Arc<dyn Residency>
+            });
             ModelAdmission::limited(AdmissionSettings {
                 capacity: ai.max_parallel_calls,
                 vision_model: ai.vision_model.clone(),

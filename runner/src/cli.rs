@@ -98,9 +98,9 @@ pub struct Settings {
     /// `WORKER_CONCURRENCY` (no limit beyond the jobs).
     #[arg(long, env = env::AI_MAX_PARALLEL_CALLS)]
     pub ai_max_parallel_calls: Option<u32>,
-    /// The longest a model step waits for its model's phase, in seconds (0..=3600; 0: first
-    /// come, first served, no grouping into phases). Matters only with `AI_MAX_PARALLEL_CALLS`
-    /// below `WORKER_CONCURRENCY`.
+    /// The longest a model step is held back for its model's phase, in seconds (0..=3600; 0:
+    /// first come, first served, no grouping into phases). Matters with more than one job at
+    /// a time (`WORKER_CONCURRENCY`) and the local backend.
     #[arg(long, env = env::AI_MAX_PHASE_WAIT_SECONDS, default_value_t = 120)]
     pub ai_max_phase_wait_seconds: u64,
     /// Most tokens the vision model may write for one image (`num_predict`), 64..=32768.

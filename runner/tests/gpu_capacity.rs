@@ -147,17 +147,7 @@ async fn the_models_are_loaded_before_the_first_job_calls_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_one_model_gpu_the_vision_model_is_warmed_last_and_stays_for_the_first_photo() {
     let db = TestDb::new().await;
-    let root = tempfile_root();
-    let mut photo = std::io::Cursor::new(Vec::new());
-    image::RgbImage::from_pixel(32, 24, image::Rgb([10, 10, 10]))
-        .write_to(&mut photo, image::ImageFormat::Png)
-        .unwrap();
-    let photo = photo.into_inner();
-    let sub = NewSubmission::gustav_file("student-1", "image", "image/png", &photo);
-    let path = root.join(sub.key());
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, &photo).unwrap();
-    fixtures::enqueue(&db.admin, &sub).await;
+    let root = hand_in_one_photo(&db).await;
     let gpu = GpuSim::start(GpuConfig {
         resident_models: 1,
         slots: 1,
@@ -192,9 +182,67 @@ async fn on_a_one_model_gpu_the_vision_model_is_warmed_last_and_stays_for_the_fi
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// A fresh directory for stored files.
-fn tempfile_root() -> std::path::PathBuf {
+/// Stores one photo as GUSTAV's web app does, in a fresh directory (returned), and enqueues it.
+async fn hand_in_one_photo(db: &TestDb) -> std::path::PathBuf {
     let root = std::env::temp_dir().join(format!("gpu-capacity-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&root).unwrap();
+    let mut photo = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(32, 24, image::Rgb([10, 10, 10]))
+        .write_to(&mut photo, image::ImageFormat::Png)
+        .unwrap();
+    let photo = photo.into_inner();
+    let sub = NewSubmission::gustav_file("student-1", "image", "image/png", &photo);
+    let path = root.join(sub.key());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &photo).unwrap();
+    fixtures::enqueue(&db.admin, &sub).await;
     root
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_swap_at_the_start_of_a_phase_does_not_count_against_the_steps_time_limit() {
+    // One model at a time; loading the feedback model takes 3 s (real), its step 1 s, its
+    // limit 2 s. After the photo's vision step the feedback model must be loaded again.
+    let db = TestDb::new().await;
+    let root = hand_in_one_photo(&db).await;
+    let gpu = GpuSim::start(GpuConfig {
+        resident_models: 1,
+        slots: 1,
+        keep_alive: -1.0,
+        time_scale: Duration::from_millis(100),
+        ..GpuConfig::with_models(vec![
+            GpuModel::new(VISION, 3_000_000_000).load(8.0).base(4.0),
+            GpuModel::new(FEEDBACK, 13_000_000_000).load(30.0).base(5.0),
+        ])
+    })
+    .await;
+    let (url, root_dir) = (gpu.base_url(), root.display().to_string());
+    let mut runner = start_runner(
+        &db,
+        &[
+            ("AI_BACKEND", "local"),
+            ("OLLAMA_BASE_URL", url.as_str()),
+            ("STORAGE_VERIFY_ROOT", root_dir.as_str()),
+            ("AI_TIMEOUT_FEEDBACK", "2"),
+            ("WORKER_MAX_RETRIES", "0"),
+            ("WORKER_EXIT_WHEN_DRAINED", "true"),
+            ("LOG_LEVEL", "warn"),
+        ],
+    );
+    let (status, out, err) = wait_with_limit(&mut runner.child, Duration::from_secs(120));
+    assert!(status.success(), "{err}");
+    let totals = summary(&out);
+    assert_eq!(
+        (totals["completed"], totals["failed"]),
+        (1, 0),
+        "the load ran before the step's limit started: {totals:?}"
+    );
+    let report = gpu.report();
+    let feedback = report.model(FEEDBACK).unwrap();
+    assert_eq!(feedback.loads, 2, "warmed, then loaded again after vision");
+    assert!(
+        feedback.queue_wait_max < 1.0,
+        "no feedback call waited for a load: {:.1} simulated s",
+        feedback.queue_wait_max
+    );
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -70,7 +70,8 @@ pub struct AiConfig {
     pub pull_missing: bool,
     /// Generation limits per step.
     pub num_predict: NumPredict,
-    /// Model phases this runner has in flight at once (Ollama's parallel capacity for it).
+    /// Model steps this runner has in flight at once per model (Ollama's parallel capacity
+    /// for it; `OLLAMA_NUM_PARALLEL` counts per loaded model too).
     pub max_parallel_calls: usize,
     /// The longest a model step is held back for its model's phase.
     pub max_phase_wait: Duration,

@@ -313,7 +313,7 @@ impl ModelWorkMetrics {
                 registry,
                 IntGauge::new(
                     "learning_runner_model_phases_in_flight",
-                    "Model phases admitted and running now (at most AI_MAX_PARALLEL_CALLS).",
+                    "Model steps admitted and running now (at most AI_MAX_PARALLEL_CALLS per model).",
                 )?,
             )?,
             time_to_feedback: registered(

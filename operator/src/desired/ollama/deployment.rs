@@ -17,7 +17,8 @@ use super::{
 };
 
 /// Ollama's environment: its address, HOME and models on the volume, the keep-alive, the
-/// models loaded at once ([`capacity`]), and the optional parallelism and ROCm variables.
+/// models loaded at once ([`capacity`]), the optional parallelism and ROCm variables, then
+/// `spec.ollama.env`.
 fn ollama_env(lw: &LearningWorker) -> Vec<EnvVar> {
     let o = &lw.spec.ollama;
     let mut e = vec![
@@ -38,6 +39,7 @@ fn ollama_env(lw: &LearningWorker) -> Vec<EnvVar> {
     if let Some(gfx) = &o.gpu.hsa_override_gfx_version {
         e.push(env("HSA_OVERRIDE_GFX_VERSION", gfx));
     }
+    e.extend(o.env.iter().flatten().cloned());
     e
 }
 

@@ -48,6 +48,7 @@ fn amd_pod_gets_rocm_image_gpu_toleration_groups_and_variables() {
     assert_eq!(env["OLLAMA_NUM_PARALLEL"], "2");
     assert_eq!(env["OLLAMA_MODELS"], "/data/models");
     assert_eq!(env["HOME"], "/data");
+    assert_eq!(env["OLLAMA_MAX_LOADED_MODELS"], "2", "vision and feedback");
     assert_eq!(p.node_selector.as_ref().unwrap()["gustav.dev/gpu"], "amd");
     assert_eq!(
         d.spec
@@ -253,4 +254,26 @@ fn any_change_of_the_pull_pod_gives_a_new_job_name() {
     for changed in [moved, other_user, tolerant] {
         assert_ne!(name(&changed), before);
     }
+}
+
+#[test]
+fn extra_env_comes_after_the_operators_own() {
+    let mut lw = example("amd-gpu.yaml");
+    lw.spec.ollama.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+        name: "OLLAMA_FLASH_ATTENTION".into(),
+        value: Some("1".into()),
+        value_from: None,
+    }]);
+    let d = deployment(&lw);
+    let names: Vec<String> = pod(&d).containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("OLLAMA_FLASH_ATTENTION")
+    );
+    assert!(names.contains(&"OLLAMA_HOST".to_owned()));
 }

@@ -4,19 +4,23 @@
 //! when `spec.ollama.numParallel` is unset) and queues the rest. The rules:
 //! - **model calls per runner** (`AI_MAX_PARALLEL_CALLS`, per model): ⌈numParallel ÷ the
 //!   most runners there can be⌉ — the fixed `replicas`, or autoscaling's `maxReplicas` — so
-//!   the runners together never queue more than a slot's worth inside Ollama, where the
-//!   wait would count against a call's time limit;
+//!   the runners together do not queue inside Ollama, where the wait would count against a
+//!   call's time limit. Each runner gets at least one call: with more runners than
+//!   `numParallel`, calls can still wait inside Ollama (keep `maxReplicas` ≤ `numParallel`,
+//!   or the timeouts generous). An external Ollama's capacity is known only from
+//!   `numParallel`: without it nothing is derived;
 //! - **jobs per runner** (`WORKER_CONCURRENCY`) unless `spec.runner.concurrency` is set:
 //!   4 × the calls per model × the models, at most 16 — enough jobs waiting in the runner
 //!   that the work for one model runs in long phases (few model swaps on a GPU that holds
 //!   one model at a time), few enough that every job's file stays small in memory;
 //! - **models loaded at once** (`OLLAMA_MAX_LOADED_MODELS`, managed Ollama): the distinct
 //!   models the worker uses (vision, feedback and `extraModels`). Ollama loads a model
-//!   beside another only when both fit in GPU memory, and otherwise swaps; the setting keeps
-//!   any other model from taking the memory these need.
+//!   beside another only when both fit in GPU memory, and otherwise swaps; the setting caps
+//!   how many stay loaded (Ollama's own default is three per GPU).
 
 use learning_contract::model::same_model;
 use learning_crds::ai::Backend;
+use learning_crds::ollama::OllamaMode;
 use learning_crds::LearningWorker;
 
 /// Ollama's default `OLLAMA_NUM_PARALLEL` (0.12).
@@ -58,17 +62,19 @@ fn most_runners(lw: &LearningWorker) -> u32 {
     most.max(1) as u32
 }
 
-/// The capacity of `lw`'s runners; `None` for the stub backend (no Ollama: one job at a
-/// time unless `spec.runner.concurrency` says otherwise).
+/// The capacity of `lw`'s runners; `None` for the stub backend (no Ollama) and for an
+/// external Ollama without `numParallel` (whose capacity the operator cannot know): one job at
+/// a time unless `spec.runner.concurrency` says otherwise, and no model-call limit.
 pub fn capacity(lw: &LearningWorker) -> Option<Capacity> {
     let spec = &lw.spec;
     if spec.ai.backend == Backend::Stub {
         return None;
     }
-    let num_parallel = spec
-        .ollama
-        .num_parallel
-        .map_or(OLLAMA_DEFAULT_NUM_PARALLEL, |n| n.max(1) as u32);
+    let num_parallel = match (spec.ollama.mode, spec.ollama.num_parallel) {
+        (_, Some(n)) => n.max(1) as u32,
+        (OllamaMode::Managed, None) => OLLAMA_DEFAULT_NUM_PARALLEL,
+        (OllamaMode::External, None) => return None,
+    };
     let calls_per_model = num_parallel.div_ceil(most_runners(lw));
     let step_models = distinct(&[&spec.ai.vision_model, &spec.ai.feedback_model]);
     let mut all: Vec<&str> = vec![&spec.ai.vision_model, &spec.ai.feedback_model];

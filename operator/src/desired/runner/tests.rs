@@ -213,9 +213,17 @@ fn an_explicit_concurrency_or_model_call_limit_wins_and_the_stub_derives_nothing
     assert_eq!(calls.len(), 1, "only the user's value");
     assert_eq!(calls[0].value.as_deref(), Some("7"));
 
-    lw.spec.ai.backend = learning_crds::ai::Backend::Stub;
     lw.spec.runner.concurrency = None;
     lw.spec.runner.env = None;
+    // An external Ollama's capacity is known only when numParallel states it.
+    lw.spec.ollama.mode = learning_crds::ollama::OllamaMode::External;
+    lw.spec.ollama.url = Some("http://ollama.ai-shared.svc:11434".into());
+    lw.spec.ollama.num_parallel = None;
+    assert_eq!(capacity::capacity(&lw), None);
+    lw.spec.ollama.num_parallel = Some(1);
+    assert_eq!(capacity::capacity(&lw).map(|c| c.calls_per_model), Some(1));
+
+    lw.spec.ai.backend = learning_crds::ai::Backend::Stub;
     assert_eq!(capacity::capacity(&lw), None);
     let env = env_map(&lw);
     assert_eq!(env["WORKER_CONCURRENCY"].value.as_deref(), Some("1"));

@@ -1,12 +1,16 @@
 //! What the GPU holds, for the model-aware admission of model work: Ollama's `/api/ps`,
 //! read at most every half second (every runner sharing the Ollama reads the same answer, so
 //! they agree on the phase without talking to each other). An unanswered read is "unknown".
+//! It also loads a model (Ollama's empty request) for the first step of a phase, before that
+//! step's time limit starts.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::monitor::WARM_TIMEOUT;
+use super::types::GenerateRequest;
 use super::OllamaClient;
 use crate::job::admission::Residency;
 
@@ -18,14 +22,16 @@ const READ_LIMIT: Duration = Duration::from_secs(2);
 /// `/api/ps` of one Ollama, cached briefly.
 pub struct OllamaResidency {
     client: OllamaClient,
+    keep_alive: Option<String>,
     last: Mutex<Option<(Instant, Vec<String>)>>,
 }
 
 impl OllamaResidency {
-    /// Reads `client`'s loaded models.
-    pub fn new(client: OllamaClient) -> Self {
+    /// Reads `client`'s loaded models; loads models with `keep_alive`.
+    pub fn new(client: OllamaClient, keep_alive: Option<String>) -> Self {
         OllamaResidency {
             client,
+            keep_alive,
             last: Mutex::new(None),
         }
     }
@@ -46,5 +52,23 @@ impl Residency for OllamaResidency {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), models.clone()));
         models
+    }
+
+    async fn load(&self, model: &str) {
+        let request = GenerateRequest {
+            model: model.to_owned(),
+            keep_alive: self.keep_alive.clone(),
+            ..GenerateRequest::default()
+        };
+        let started = Instant::now();
+        match self.client.generate(&request, WARM_TIMEOUT).await {
+            Ok(_) => tracing::info!(event = "learning.ollama.loaded_for_phase", model = %model,
+                seconds = started.elapsed().as_secs_f64()),
+            // The step's own call loads it then, within its time limit.
+            Err(e) => {
+                tracing::warn!(event = "learning.ollama.load_failed", model = %model, error = %e)
+            }
+        }
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }

@@ -25,6 +25,8 @@ use learning_contract::model::same_model;
 pub trait Residency: Send + Sync {
     /// The names of the loaded models.
     async fn resident(&self) -> Vec<String>;
+    /// Loads `model` (returns once it is loaded, or the load failed).
+    async fn load(&self, model: &str);
 }
 
 /// How often a waiting step looks again (for the phase bound and for `/api/ps`).
@@ -121,13 +123,18 @@ impl ModelAdmission {
         })
     }
 
-    /// A limited admission.
+    /// A limited admission. Two names of one model (`x`, `x:latest`) share one model's slots.
     pub fn limited(settings: AdmissionSettings) -> Self {
+        let feedback_model = if same_model(&settings.vision_model, &settings.feedback_model) {
+            settings.vision_model.clone()
+        } else {
+            settings.feedback_model
+        };
         ModelAdmission {
             limited: Some(Arc::new(Limited {
                 capacity: settings.capacity.max(1),
                 vision_model: settings.vision_model,
-                feedback_model: settings.feedback_model,
+                feedback_model,
                 bound: settings.phase_bound,
                 residency: settings.residency,
                 state: Mutex::default(),
@@ -141,7 +148,9 @@ impl ModelAdmission {
         self.limited.as_ref().map(|l| l.capacity)
     }
 
-    /// Waits for a slot for `phase` (recording the wait), then holds it until dropped.
+    /// Waits for a slot for `phase` (recording the wait), then — when its model is not
+    /// loaded, as for the first step of a phase after a swap — loads the model, so that the
+    /// load does not count against the step's time limit; holds the slot until dropped.
     pub async fn admit(&self, phase: Phase, metrics: &Metrics) -> Admitted {
         let started = Instant::now();
         let release = match &self.limited {
@@ -152,6 +161,9 @@ impl ModelAdmission {
             .admission_wait
             .with_label_values(&[phase.as_str()])
             .observe(started.elapsed().as_secs_f64());
+        if let Some((limited, model)) = &release {
+            limited.ensure_loaded(model).await;
+        }
         metrics.model_phases_in_flight.inc();
         Admitted {
             release,
@@ -163,6 +175,18 @@ impl ModelAdmission {
 impl Limited {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads `model` unless `/api/ps` lists it (or residency is not read at all, or steps are
+    /// admitted first come, first served: there, steps of both models run side by side, and
+    /// loading ahead would only make two steps' loads evict each other).
+    async fn ensure_loaded(&self, model: &str) {
+        let Some(source) = self.residency.as_ref().filter(|_| !self.bound.is_zero()) else {
+            return;
+        };
+        if !source.resident().await.iter().any(|l| same_model(l, model)) {
+            source.load(model).await;
+        }
     }
 
     /// Queues a step for `phase` and returns once it is admitted.

@@ -7,11 +7,14 @@
 //! next call is for the other model. So steps are grouped into phases: a step whose model is
 //! already running here or resident in Ollama (`/api/ps`) goes first, oldest first; a step for
 //! another model waits until the running phase has drained, then its model's phase begins.
-//! No step waits longer than the phase bound for that: once the oldest waiting step has
-//! waited that long, nothing more of the running phase is admitted, and its model comes
-//! next. With both models resident (a GPU that holds two) nothing is held back, and a bound of
-//! zero turns the rule into plain first come, first served. Every runner sharing one Ollama
-//! reads the same `/api/ps`, so they switch phases together without talking to each other.
+//! No step is held back for its phase past the phase bound: once a step for a cold model has
+//! waited that long, nothing more of the running phase is admitted, and its model comes next
+//! (so it waits at most the bound plus the running steps, plus any older steps of its own
+//! model that go first). With both models resident (a GPU that holds two) nothing is held back, and a bound of
+//! zero turns the rule into plain first come, first served. Runners sharing one Ollama read
+//! the same `/api/ps`, which keeps their phases mostly together; but each runner drains only
+//! its own running steps before it switches, so several runners swap more than one does (the
+//! GPU benchmark shows it).
 
 use std::time::Duration;
 
@@ -46,12 +49,14 @@ pub fn next(
     let agrees = running.iter().all(|m| resident.iter().any(|r| r == m));
     let warm =
         |model: &str| running.contains(&model) || (agrees && resident.iter().any(|r| r == model));
-    let oldest = &waiting[0];
-    if oldest.waited >= bound {
-        // Starving: its model next. It runs at once when no swap is needed or nothing runs;
-        // otherwise the running phase drains first.
-        let ready = room(oldest.model) && (warm(oldest.model) || running.is_empty());
-        return ready.then_some(0);
+    // A step held back for its phase past the bound: nothing more of the running phase is
+    // admitted, and once it has drained the starving step's model comes next. A warm step
+    // that only waits for a slot of its model is not held back, and holds back nothing.
+    if let Some(i) = waiting
+        .iter()
+        .position(|w| !warm(w.model) && w.waited >= bound)
+    {
+        return running.is_empty().then_some(i);
     }
     if let Some(i) = waiting.iter().position(|w| warm(w.model) && room(w.model)) {
         return Some(i);
@@ -140,6 +145,30 @@ mod tests {
             "no more vision: the running phase drains"
         );
         assert_eq!(next(&waiting, &[], &resident(&["v"]), 1, BOUND), Some(0));
+    }
+
+    #[test]
+    fn a_warm_step_waiting_for_a_slot_past_the_bound_holds_back_nothing() {
+        // Both resident: the feedback step waits only for its model's one slot.
+        let both = resident(&["v", "f"]);
+        let waiting = [w("f", 200), w("v", 1)];
+        assert_eq!(next(&waiting, &["f"], &both, 1, BOUND), Some(1));
+    }
+
+    #[test]
+    fn a_starving_step_behind_a_warm_one_still_ends_the_running_phase() {
+        let waiting = [w("v", 5), w("f", 70)];
+        let vision = resident(&["v"]);
+        assert_eq!(
+            next(&waiting, &["v"], &vision, 2, BOUND),
+            None,
+            "no more vision"
+        );
+        assert_eq!(
+            next(&waiting, &[], &vision, 2, BOUND),
+            Some(1),
+            "feedback next"
+        );
     }
 
     #[test]

@@ -79,3 +79,22 @@ async fn a_running_phase_goes_on_before_the_other_model_and_a_dropped_waiter_lea
         .unwrap();
     assert!(vision_at < feedback_at);
 }
+
+#[tokio::test]
+async fn two_names_of_one_model_share_its_slots() {
+    let metrics = Metrics::new().unwrap();
+    let admission = ModelAdmission::limited(AdmissionSettings {
+        capacity: 1,
+        vision_model: "qwen2.5vl".into(),
+        feedback_model: "qwen2.5vl:latest".into(),
+        phase_bound: Duration::ZERO,
+        residency: None,
+    });
+    let _vision = admission.admit(Phase::Vision, &metrics).await;
+    let feedback = admission.admit(Phase::Feedback, &metrics);
+    tokio::pin!(feedback);
+    assert!(
+        ready_now(feedback.as_mut()).await.is_none(),
+        "one model, one slot"
+    );
+}
