@@ -185,6 +185,7 @@ async fn reconcile_worker(
     let apply_error = applied.as_ref().err().map(ToString::to_string);
     let now = Timestamp::now();
     let mut outcome = status::compute(lw, &observed, apply_error.as_deref(), now);
+    let rescaled = autoscale::rescale_note(lw, builtin.as_ref(), observed.queue.ok());
     let scaling = autoscale::engine_state(lw, builtin, &keda);
     outcome
         .transitions
@@ -192,6 +193,9 @@ async fn reconcile_worker(
     apply::patch_status(&ctx.client, lw, &outcome.status).await?;
     ctx.metrics.observe_worker(ns, name, &outcome.status);
     apply::publish_transitions(&ctx.recorder, lw, &outcome.transitions).await;
+    if let (Some(note), Ok(())) = (rescaled, &applied) {
+        autoscale::apply::publish_rescale(&ctx.recorder, lw, note).await;
+    }
     applied?;
     let busy =
         outcome.status.conditions.iter().any(|c| {

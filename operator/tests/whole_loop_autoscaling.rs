@@ -3,8 +3,9 @@
 //! the test playing the runners' `/metrics` (`ScriptedProber`), the Deployment controller
 //! (status), KEDA's installation (`install_optional_crds`) and an HPA of the user's own.
 //!
-//! - builtin: up at once, held for the stabilisation window (across an operator restart), never
-//!   below the runners that may hold leases, within the capacity cap;
+//! - builtin: up at once (a `RunnersScaled` Event saying why), held for the stabilisation
+//!   window (across an operator restart), never below the runners that may hold leases,
+//!   within the capacity cap;
 //! - keda: without KEDA `AutoscalerUnavailable` and no ScaledObject; with it a ScaledObject and a
 //!   TriggerAuthentication that pass the KEDA CRD schema (`tests/data/keda-crds-subset.yaml`,
 //!   a hand-written subset, checked with `check-jsonschema`), and no `replicas` from the operator;
@@ -231,9 +232,25 @@ async fn builtin_scales_up_at_once_holds_for_the_window_and_never_below_the_leas
     runners_running(&server).await;
     wait_autoscaler(&server, "True", "BuiltinScaling").await;
 
-    // Up at once: 100 jobs, 20 per runner.
+    // Up at once: 100 jobs, 20 per runner, with an Event saying why.
     op.queue(60, 40);
     wait_replicas(&server, 5).await;
+    eventually("a RunnersScaled Event", WAIT, || {
+        let notes: Vec<Value> = server
+            .list("events.k8s.io/v1", "Event", NS)
+            .into_iter()
+            .filter(|e| e["reason"] == "RunnersScaled")
+            .map(|e| e["note"].clone())
+            .collect();
+        notes
+            .iter()
+            .any(|n| {
+                n == "runners 1 → 5: 60 visible + 40 leased jobs, 20 per runner, capacity cap 6"
+            })
+            .then_some(())
+            .ok_or(format!("{notes:?}"))
+    })
+    .await;
     // The capacity cap: Ollama serving 3 per model keeps 3 runners busy, however long the queue.
     op.queue(1000, 0);
     wait_replicas(&server, 6).await;

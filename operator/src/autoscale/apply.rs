@@ -3,9 +3,12 @@
 //! leaves the `keda` engine (only when `status.autoscaling.scaledObject` says the operator
 //! made them, so workers that never used KEDA cost no request). KEDA missing (404: its CRDs
 //! are not installed) or not granted (403: the chart's `keda.enabled` is off) is a state for
-//! the `AutoscalerReady` condition, not an error.
+//! the `AutoscalerReady` condition, not an error. Also the builtin engine's `RunnersScaled`
+//! Event.
 
 use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::Resource;
 use kube::{Api, Client, ResourceExt};
 use learning_crds::runner::AutoscalingEngine;
 use learning_crds::LearningWorker;
@@ -144,4 +147,21 @@ pub async fn reconcile(
             scaled_object: made,
         },
     })
+}
+
+/// Publishes a Normal `RunnersScaled` Event with `note` (see `super::rescale_note`); a failed
+/// Event is logged, never fatal.
+pub async fn publish_rescale(recorder: &Recorder, lw: &LearningWorker, note: String) {
+    let mut reference = lw.object_ref(&());
+    reference.resource_version = None;
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "RunnersScaled".into(),
+        note: Some(note),
+        action: "Scale".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &reference).await {
+        tracing::warn!(event = "learning.operator.event_failed", error = %e, reason = "RunnersScaled");
+    }
 }

@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use learning_crds::conditions::{new_condition, reasons as r, set_condition, types as t};
 use learning_crds::runner::{AutoscalingEngine, AutoscalingSpec};
-use learning_crds::status::{AutoscalingStatus, LearningWorkerStatus};
+use learning_crds::status::{AutoscalingStatus, LearningWorkerStatus, QueueStatus};
 use learning_crds::LearningWorker;
 
 use crate::observed::Observed;
@@ -162,6 +162,37 @@ pub fn engine_state(
             },
         ),
         AutoscalingEngine::External => (EngineState::External, plain),
+    })
+}
+
+/// The note of a `RunnersScaled` Event when the builtin engine changed the count (`None`
+/// when it did not, or on its first decision), e.g. `runners 1 → 5: 60 visible + 40 leased
+/// jobs, 20 per runner, capacity cap 6`.
+pub fn rescale_note(
+    lw: &LearningWorker,
+    decided: Option<&AutoscalingStatus>,
+    queue: Option<&QueueStatus>,
+) -> Option<String> {
+    let before = lw
+        .status
+        .as_ref()
+        .and_then(|s| s.autoscaling.as_ref())
+        .and_then(|a| a.desired_replicas)?;
+    let after = decided?.desired_replicas?;
+    let a = autoscaling(lw)?;
+    (before != after).then(|| {
+        let why = match queue {
+            Some(q) => format!(
+                "{} visible + {} leased jobs, {} per runner",
+                q.visible, q.leased, a.jobs_per_replica
+            ),
+            None => "the bounds changed".to_owned(),
+        };
+        let cap = decided
+            .and_then(|d| d.capacity_cap)
+            .map(|c| format!(", capacity cap {c}"))
+            .unwrap_or_default();
+        format!("runners {before} → {after}: {why}{cap}")
     })
 }
 

@@ -253,3 +253,35 @@ fn the_condition_follows_the_engine_and_goes_without_autoscaling() {
     assert!(report(&lw, &mut status, None, at(3)).is_none());
     assert!(status.conditions.is_empty() && status.autoscaling.is_none());
 }
+
+#[test]
+fn a_changed_count_gets_a_note_saying_why() {
+    let mut lw = scaled(6);
+    let decided = AutoscalingStatus {
+        desired_replicas: Some(5),
+        capacity_cap: Some(6),
+        ..AutoscalingStatus::default()
+    };
+    let q = queue(60, 40);
+    assert_eq!(
+        rescale_note(&lw, Some(&decided), Some(&q)),
+        None,
+        "no count before"
+    );
+    lw.status = Some(LearningWorkerStatus {
+        autoscaling: Some(AutoscalingStatus {
+            desired_replicas: Some(1),
+            ..AutoscalingStatus::default()
+        }),
+        ..LearningWorkerStatus::default()
+    });
+    assert_eq!(
+        rescale_note(&lw, Some(&decided), Some(&q)).as_deref(),
+        Some("runners 1 → 5: 60 visible + 40 leased jobs, 20 per runner, capacity cap 6")
+    );
+    let same = AutoscalingStatus {
+        desired_replicas: Some(1),
+        ..AutoscalingStatus::default()
+    };
+    assert_eq!(rescale_note(&lw, Some(&same), Some(&q)), None);
+}
