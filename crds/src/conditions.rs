@@ -24,7 +24,10 @@ pub mod types {
     pub const PROGRESSING: &str = "Progressing";
     /// Something needs attention.
     pub const DEGRADED: &str = "Degraded";
-    /// Every type, in status order.
+    /// The autoscaling engine of `spec.runner.autoscaling` is in place. Only present with
+    /// autoscaling, so not in [`ALL`]; it comes after them.
+    pub const AUTOSCALER_READY: &str = "AutoscalerReady";
+    /// Every type that is always present, in status order.
     pub const ALL: [&str; 9] = [
         READY,
         RUNNERS_AVAILABLE,
@@ -114,6 +117,15 @@ pub mod reasons {
     pub const ROLLOUT_IN_PROGRESS: &str = "RolloutInProgress";
     /// Nothing is changing.
     pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
+    /// The builtin engine scales the runners.
+    pub const BUILTIN_SCALING: &str = "BuiltinScaling";
+    /// The operator's KEDA ScaledObject and TriggerAuthentication are applied.
+    pub const SCALED_OBJECT_READY: &str = "ScaledObjectReady";
+    /// An autoscaler of the user's own sets the runner replicas.
+    pub const EXTERNAL_AUTOSCALER: &str = "ExternalAutoscaler";
+    /// Engine `keda` but KEDA's CRDs are not installed (or the operator may not write them):
+    /// no ScaledObject, nothing scales the runners.
+    pub const AUTOSCALER_UNAVAILABLE: &str = "AutoscalerUnavailable";
 }
 
 /// The status of a condition.

@@ -36,8 +36,8 @@ pub struct RunnerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: Option<i32>,
-    /// Scale the runners between bounds by queue backlog (the operator computes the count
-    /// from the queue depth the runners report). Mutually exclusive with `replicas`.
+    /// Scale the runners with the queue: the operator's own engine, KEDA, or an autoscaler of
+    /// your own (`engine`), between bounds. Mutually exclusive with `replicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingSpec>,
     /// Jobs one runner processes at once (`WORKER_CONCURRENCY`). Default: derived from what
@@ -104,23 +104,82 @@ pub struct RunnerSpec {
     pub env: Option<Vec<EnvVar>>,
 }
 
-/// Queue-driven scaling bounds.
+/// Queue-driven scaling: who scales the runners (`engine`), and within which bounds.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
+#[x_kube(
+    validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"),
+    validation = Rule::new("!has(self.minReplicas) || self.minReplicas >= 1 || (has(self.engine) && self.engine == 'keda')").message("minReplicas 0 (scale from zero) needs engine keda: the builtin engine learns the backlog from a running runner")
+)]
 pub struct AutoscalingSpec {
-    /// Fewest runner pods. At least one runs: the operator learns the backlog from the runners.
+    /// Who sets the runner Deployment's `replicas`: `builtin` (default) — the operator, from
+    /// the queue depth the runners report; `keda` — a KEDA `ScaledObject` the operator creates
+    /// (PostgreSQL trigger on GUSTAV's queue; needs KEDA installed); `external` — nobody here:
+    /// the operator never sets `replicas`, for a HorizontalPodAutoscaler of your own.
+    #[serde(default)]
+    pub engine: AutoscalingEngine,
+    /// Fewest runner pods. At least 1 with `builtin` (the operator learns the backlog from the
+    /// runners); 0 with `keda` scales to zero while no job is visible or leased.
     #[serde(default = "default_min_replicas")]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(range(min = 0, max = 100))]
     pub min_replicas: i32,
-    /// Most runner pods.
+    /// Most runner pods. With every engine also the divisor of Ollama's slots: the runners'
+    /// model calls per model are ⌈`spec.ollama.numParallel` ÷ `maxReplicas`⌉.
     #[schemars(range(min = 1, max = 100))]
     pub max_replicas: i32,
-    /// Waiting jobs one runner pod is expected to absorb; the operator asks for
-    /// `ceil(visible jobs / jobsPerReplica)` pods within the bounds.
+    /// Jobs (visible and leased) one runner pod is expected to absorb: the engine asks for
+    /// ⌈jobs ÷ `jobsPerReplica`⌉ pods within the bounds (`keda`: the trigger's
+    /// `targetQueryValue`; unused with `external`).
     #[serde(default = "default_jobs_per_replica")]
     #[schemars(range(min = 1, max = 10000))]
     pub jobs_per_replica: i32,
+    /// Seconds the demand must stay below the current count before runners are removed
+    /// (`builtin`; `keda`: the HPA's scale-down stabilisation window and KEDA's
+    /// `cooldownPeriod` before scaling to zero). Scaling up is immediate.
+    #[serde(default = "default_scale_down_stabilization_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_down_stabilization_seconds: i32,
+}
+
+/// Who scales the runners.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoscalingEngine {
+    /// The operator: visible + leased jobs, capped by what Ollama serves, a scale-down
+    /// stabilisation window, never below the runners holding leases.
+    #[default]
+    Builtin,
+    /// A KEDA `ScaledObject` (and `TriggerAuthentication`) owned by the operator.
+    Keda,
+    /// An autoscaler of your own (e.g. a HorizontalPodAutoscaler); the operator leaves
+    /// `replicas` alone.
+    External,
+}
+
+impl AutoscalingSpec {
+    /// The builtin engine between `min` and `max` replicas, every other setting defaulted.
+    pub fn between(min: i32, max: i32) -> Self {
+        AutoscalingSpec {
+            engine: AutoscalingEngine::default(),
+            min_replicas: min,
+            max_replicas: max,
+            jobs_per_replica: default_jobs_per_replica(),
+            scale_down_stabilization_seconds: default_scale_down_stabilization_seconds(),
+        }
+    }
+}
+
+impl AutoscalingEngine {
+    /// The spelling in the spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoscalingEngine::Builtin => "builtin",
+            AutoscalingEngine::Keda => "keda",
+            AutoscalingEngine::External => "external",
+        }
+    }
 }
 
 /// Image pull policy.
@@ -202,6 +261,9 @@ fn default_min_replicas() -> i32 {
 }
 fn default_jobs_per_replica() -> i32 {
     10
+}
+fn default_scale_down_stabilization_seconds() -> i32 {
+    300
 }
 pub(crate) fn default_true() -> bool {
     true

@@ -1,7 +1,8 @@
 //! `status`: what the operator observed — conditions, runner and Ollama replica counts, model
-//! and pull state, queue depth and the last health report. Written only by the operator.
+//! and pull state, queue depth, the last health report and the autoscaling engine's state.
+//! Written only by the operator.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,36 @@ pub struct LearningWorkerStatus {
     /// The runners' last health report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthReport>,
+    /// What the autoscaling engine decided (only with `spec.runner.autoscaling`); the builtin
+    /// engine keeps its stabilisation state here, so it survives operator restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingStatus>,
+}
+
+/// The autoscaling engine's state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingStatus {
+    /// The engine in use: `builtin`, `keda` or `external`.
+    pub engine: String,
+    /// `builtin`: the runner pods asked for now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+    /// `builtin`: what the queue alone asks for now — ⌈(visible + leased) ÷ jobsPerReplica⌉
+    /// within the bounds and the capacity cap, before the stabilisation window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommended_replicas: Option<i32>,
+    /// `builtin`: the most runners Ollama can keep busy — ⌈numParallel × Ollama replicas ÷
+    /// the model calls one runner makes per model⌉ (absent with the stub backend: no cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_cap: Option<i32>,
+    /// `builtin`: the last time the demand was at least `desiredReplicas`. Runners are
+    /// removed only once `scaleDownStabilizationSeconds` have passed since then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_high_demand_time: Option<Time>,
+    /// `keda`: the ScaledObject the operator owns (deleted again when the engine changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaled_object: Option<String>,
 }
 
 /// Pod counts of a workload.

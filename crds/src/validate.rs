@@ -5,7 +5,7 @@
 use crate::ai::Backend;
 use crate::learning_worker::{LearningWorkerSpec, MAX_NAME_LEN};
 use crate::ollama::{GpuSpec, GpuVendor, OllamaMode, OllamaSpec};
-use crate::runner::RunnerSpec;
+use crate::runner::{AutoscalingEngine, RunnerSpec};
 use crate::storage::StorageSpec;
 use learning_contract::env::OPERATOR_SET;
 use learning_contract::url::{check_external_ollama_url, check_supabase_url};
@@ -71,6 +71,12 @@ fn check_runner(r: &RunnerSpec, errors: &mut Vec<SpecError>) {
             errors.push(err(
                 "spec.runner.autoscaling",
                 "minReplicas must not exceed maxReplicas",
+            ));
+        }
+        if a.min_replicas < 1 && a.engine != AutoscalingEngine::Keda {
+            errors.push(err(
+                "spec.runner.autoscaling.minReplicas",
+                "minReplicas 0 (scale from zero) needs engine keda: the builtin engine learns the backlog from a running runner",
             ));
         }
         if a.jobs_per_replica < 1 {

@@ -58,6 +58,18 @@ fn invalid_cases() -> Vec<Case> {
             "minReplicas must not exceed maxReplicas",
         ),
         (
+            "scale from zero without keda",
+            Box::new(|v: &mut Value| {
+                v["spec"]["runner"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("replicas");
+                v["spec"]["runner"]["autoscaling"] =
+                    json!({"engine": "builtin", "minReplicas": 0, "maxReplicas": 2});
+            }),
+            "minReplicas 0 (scale from zero) needs engine keda",
+        ),
+        (
             "replicas and autoscaling",
             Box::new(|v: &mut Value| {
                 v["spec"]["runner"]["autoscaling"] = json!({"minReplicas": 1, "maxReplicas": 2});
@@ -381,6 +393,27 @@ fn an_opted_in_runner_egress_is_valid() {
     assert!(common::check(&schema["properties"]["spec"], &value["spec"], "spec").is_empty());
     let lw: LearningWorker = serde_json::from_value(value).unwrap();
     assert!(learning_crds::validate::validate("school-a", &lw.spec).is_empty());
+}
+
+#[test]
+fn keda_may_scale_from_zero_and_every_engine_is_admitted() {
+    let schema = common::open_api_schema();
+    for (engine, min) in [("keda", 0), ("keda", 2), ("builtin", 1), ("external", 1)] {
+        let mut value = base();
+        value["spec"]["runner"]
+            .as_object_mut()
+            .unwrap()
+            .remove("replicas");
+        value["spec"]["runner"]["autoscaling"] = json!({"engine": engine, "minReplicas": min,
+            "maxReplicas": 4, "scaleDownStabilizationSeconds": 60});
+        Validator::new().validate(&schema, &value, None).unwrap();
+        assert!(common::check(&schema["properties"]["spec"], &value["spec"], "spec").is_empty());
+        let lw: LearningWorker = serde_json::from_value(value).unwrap();
+        assert!(
+            learning_crds::validate::validate("school-a", &lw.spec).is_empty(),
+            "{engine} {min}"
+        );
+    }
 }
 
 #[test]

@@ -33,8 +33,12 @@ pub enum Command {
 pub struct RbacArgs {
     /// Print instead the rules of the Role in the operator's namespace (the leader Lease; only
     /// needed with leader election on).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "keda")]
     pub leader_election: bool,
+    /// Print instead the rules for the `keda` autoscaling engine (ScaledObjects and
+    /// TriggerAuthentications; the chart adds them to the ClusterRole with `keda.enabled`).
+    #[arg(long)]
+    pub keda: bool,
 }
 
 /// Arguments of `render`.

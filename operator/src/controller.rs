@@ -21,12 +21,13 @@ use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use learning_crds::LearningWorker;
 
+use crate::autoscale::apply::KedaOutcome;
 use crate::desired::kinds::{ChildObject, KindVisitor};
 use crate::desired::{self, ChildKind, RenderContext, MANAGER};
 use crate::error::ReconcileError;
 use crate::metrics::Metrics;
 use crate::observe::{self, Prober};
-use crate::{apply, status};
+use crate::{apply, autoscale, status};
 
 /// Requeue while something is changing.
 pub const REQUEUE_BUSY: Duration = Duration::from_secs(10);
@@ -163,6 +164,7 @@ async fn reconcile_worker(
 
     // Observe, desire, apply.
     let observed = observe::observe(&ctx.client, ctx.prober.as_ref(), lw, ns).await?;
+    let builtin = autoscale::decide_builtin(lw, &observed, Timestamp::now());
     let render = RenderContext {
         operator_namespace: ctx.operator_namespace.clone(),
         models_to_pull: observe::missing_models(lw, &observed),
@@ -174,21 +176,26 @@ async fn reconcile_worker(
         }),
         models_claim: observed.models_claim.clone(),
         pull_active: observed.pull_active,
+        runner_replicas: builtin.as_ref().and_then(|b| b.desired_replicas),
     };
     let children = desired::children(lw, &render);
-    let applied = match apply::apply_children(&ctx.client, ns, &children).await {
-        Ok(()) => apply::prune_children(&ctx.client, lw, ns, &children)
-            .await
-            .map(drop),
-        Err(e) => Err(e),
-    };
+    let (applied, keda) = apply_all(ctx, lw, ns, &children).await;
 
     // Report.
     let apply_error = applied.as_ref().err().map(ToString::to_string);
-    let outcome = status::compute(lw, &observed, apply_error.as_deref(), Timestamp::now());
+    let now = Timestamp::now();
+    let mut outcome = status::compute(lw, &observed, apply_error.as_deref(), now);
+    let rescaled = autoscale::rescale_note(lw, builtin.as_ref(), observed.queue.ok());
+    let scaling = autoscale::engine_state(lw, builtin, &keda);
+    outcome
+        .transitions
+        .extend(autoscale::report(lw, &mut outcome.status, scaling, now));
     apply::patch_status(&ctx.client, lw, &outcome.status).await?;
     ctx.metrics.observe_worker(ns, name, &outcome.status);
     apply::publish_transitions(&ctx.recorder, lw, &outcome.transitions).await;
+    if let (Some(note), Ok(())) = (rescaled, &applied) {
+        autoscale::apply::publish_rescale(&ctx.recorder, lw, note).await;
+    }
     applied?;
     let busy =
         outcome.status.conditions.iter().any(|c| {
@@ -199,6 +206,27 @@ async fn reconcile_worker(
     } else {
         ctx.requeue.idle
     }))
+}
+
+/// Applies the children, prunes the unwanted ones, then applies or removes the KEDA objects
+/// (`autoscale::apply`); the first error, and what the KEDA step did.
+async fn apply_all(
+    ctx: &Context,
+    lw: &LearningWorker,
+    ns: &str,
+    children: &desired::Children,
+) -> (Result<(), ReconcileError>, KedaOutcome) {
+    let applied = match apply::apply_children(&ctx.client, ns, children).await {
+        Ok(()) => apply::prune_children(&ctx.client, lw, ns, children)
+            .await
+            .map(drop),
+        Err(e) => Err(e),
+    };
+    let keda = autoscale::apply::reconcile(&ctx.client, lw, ns).await;
+    match (applied, keda) {
+        (applied, Ok(keda)) => (applied, keda),
+        (applied, Err(e)) => (applied.and(Err(e)), KedaOutcome::failed(lw)),
+    }
 }
 
 /// Delay before retrying after `failures` consecutive failures: 5 s doubling to 5 min, with

@@ -1,9 +1,11 @@
 //! The LearningWorker operator as a library: pure builders (`desired`), pure status
-//! computation (`status`) from what was observed (`observed`), pruning decisions (`prune`), the RBAC it needs (`rbac`), the I/O
+//! computation (`status`) from what was observed (`observed`), pruning decisions (`prune`),
+//! the runners' autoscaling engines (`autoscale`), the RBAC it needs (`rbac`), the I/O
 //! layers (`observe`, `apply`), the controller, leader election
 //! and the operator's own HTTP endpoints. The binary (`main.rs`) only parses and dispatches.
 
 pub mod apply;
+pub mod autoscale;
 pub mod cli;
 pub mod controller;
 pub mod desired;

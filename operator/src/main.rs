@@ -40,10 +40,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rbac(args) => {
-            let scope = if args.leader_election {
-                Scope::OperatorNamespace
-            } else {
-                Scope::Watched
+            let scope = match (args.leader_election, args.keda) {
+                (true, _) => Scope::OperatorNamespace,
+                (false, true) => Scope::Keda,
+                (false, false) => Scope::Watched,
             };
             print!(
                 "{}",

@@ -13,6 +13,9 @@ pub enum Scope {
     Watched,
     /// Only the operator's own namespace (`OPERATOR_NAMESPACE`): a Role.
     OperatorNamespace,
+    /// Every watched namespace, but only when KEDA is used (the chart's `keda.enabled`, `rbac
+    /// --keda`): without it, a worker with engine `keda` reports `AutoscalerUnavailable`.
+    Keda,
 }
 
 /// One permission the operator needs.
@@ -35,7 +38,8 @@ pub struct Rule {
 /// every kind of `ChildKind::ALL` against the rules.
 const CHILD_VERBS: &[&str] = &["list", "watch", "patch", "delete"];
 
-/// Everything the operator needs. Kept sorted by scope, then group.
+/// Everything the operator needs. Kept sorted by scope (the KEDA rules, granted only when
+/// KEDA is used, before the Lease), then group.
 pub const RULES: &[Rule] = &[
     Rule {
         api_group: "learning.gustav.dev",
@@ -106,6 +110,13 @@ pub const RULES: &[Rule] = &[
         verbs: &["create", "patch"],
         scope: Scope::Watched,
         why: "an Event per condition transition (patch: a repeated Event's series count)",
+    },
+    Rule {
+        api_group: "keda.sh",
+        resources: &["scaledobjects", "triggerauthentications"],
+        verbs: &["patch", "delete"],
+        scope: Scope::Keda,
+        why: "autoscaling engine keda: the runners' ScaledObject and its TriggerAuthentication (server-side apply; deleted when the engine changes)",
     },
     Rule {
         api_group: "coordination.k8s.io",
@@ -202,7 +213,7 @@ impl RequestAttributes {
                 && r.resources.contains(&self.resource.as_str())
                 && r.verbs.contains(&self.verb.as_str())
                 && match r.scope {
-                    Scope::Watched => true,
+                    Scope::Watched | Scope::Keda => true,
                     Scope::OperatorNamespace => {
                         self.namespace.as_deref() == Some(operator_namespace)
                     }
@@ -401,7 +412,14 @@ mod tests {
         let yaml = rules_yaml(Scope::Watched).unwrap();
         let parsed: Vec<PolicyRule> = serde_yaml_ng::from_str(&yaml).unwrap();
         assert_eq!(parsed, policy_rules(Scope::Watched));
-        assert_eq!(parsed.len(), RULES.len() - 1);
+        assert_eq!(parsed.len(), RULES.len() - 2);
+        let keda: Vec<PolicyRule> =
+            serde_yaml_ng::from_str(&rules_yaml(Scope::Keda).unwrap()).unwrap();
+        assert_eq!(keda.len(), 1);
+        assert_eq!(
+            keda[0].api_groups.as_deref(),
+            Some(&["keda.sh".to_owned()][..])
+        );
         assert!(
             yaml.starts_with("- apiGroups:\n  - learning.gustav.dev\n"),
             "{yaml}"

@@ -1,10 +1,14 @@
 //! `learning-operator render`: the children of a LearningWorker read from a file, as the
-//! operator would apply them, printed as a multi-document YAML stream. Offline: no owner
-//! references (the resource has no uid yet) and no model-pull Job unless models are named.
+//! operator would apply them, printed as a multi-document YAML stream — with the autoscaling
+//! engine `keda`, its TriggerAuthentication and ScaledObject last. Offline: no owner
+//! references (the resource has no uid yet), no model-pull Job unless models are named, and
+//! the builtin engine's minimum as the runners' count.
 
+use learning_crds::runner::AutoscalingEngine;
 use learning_crds::LearningWorker;
 use serde_json::Value;
 
+use crate::autoscale::{self, keda};
 use crate::desired::kinds::{ChildObject, ChildVisitor};
 use crate::desired::{children, Children, RenderContext};
 use crate::error::RenderError;
@@ -32,6 +36,17 @@ pub fn objects(c: &Children) -> Result<Vec<Value>, RenderError> {
     c.iter().map(|child| child.visit(Typed)).collect()
 }
 
+/// The KEDA objects of a worker with engine `keda` (none otherwise), as JSON.
+pub fn keda_objects(lw: &LearningWorker) -> Result<Vec<Value>, RenderError> {
+    let Some(a) = autoscale::autoscaling(lw).filter(|a| a.engine == AutoscalingEngine::Keda) else {
+        return Ok(Vec::new());
+    };
+    Ok(vec![
+        serde_json::to_value(keda::trigger_authentication(lw)).map_err(RenderError::Serialize)?,
+        serde_json::to_value(keda::scaled_object(lw, a)).map_err(RenderError::Serialize)?,
+    ])
+}
+
 /// Parses a LearningWorker from YAML, checks the cross-field rules, and renders its children.
 pub fn render_yaml(input: &str, ctx: &RenderContext) -> Result<String, RenderError> {
     let lw: LearningWorker = serde_yaml_ng::from_str(input).map_err(RenderError::Parse)?;
@@ -47,9 +62,42 @@ pub fn render_yaml(input: &str, ctx: &RenderContext) -> Result<String, RenderErr
         ));
     }
     let mut out = String::new();
-    for obj in objects(&children(&lw, ctx))? {
+    let mut all = objects(&children(&lw, ctx))?;
+    all.extend(keda_objects(&lw)?);
+    for obj in all {
         out.push_str("---\n");
         out.push_str(&serde_yaml_ng::to_string(&obj).map_err(RenderError::Yaml)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keda_worker_renders_its_keda_objects_last_and_its_runners_without_replicas() {
+        let path = format!(
+            "{}/../crds/examples/autoscaling.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let keda = text.replace("minReplicas: 1", "engine: keda\n      minReplicas: 0");
+        let out = render_yaml(&keda, &RenderContext::default()).unwrap();
+        let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&out)
+            .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+            .collect();
+        let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds[kinds.len() - 2..],
+            ["TriggerAuthentication", "ScaledObject"]
+        );
+        let runner = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "school-e-runner")
+            .unwrap();
+        assert!(runner["spec"].get("replicas").is_none(), "{runner}");
+        let builtin = render_yaml(&text, &RenderContext::default()).unwrap();
+        assert!(!builtin.contains("ScaledObject") && builtin.contains("replicas: 1"));
+    }
 }

@@ -345,6 +345,8 @@ fn rbac_prints_the_declared_rules_as_policy_rules() {
     let lease: Vec<PolicyRule> =
         serde_yaml_ng::from_str(&operator(&["rbac", "--leader-election"])).unwrap();
     assert_eq!(lease, rbac::policy_rules(Scope::OperatorNamespace));
+    let keda: Vec<PolicyRule> = serde_yaml_ng::from_str(&operator(&["rbac", "--keda"])).unwrap();
+    assert_eq!(keda, rbac::policy_rules(Scope::Keda));
 }
 
 /// The YAML between `<!-- marker:begin -->` and `<!-- marker:end -->` in operator/README.md.
@@ -375,5 +377,10 @@ fn the_readme_shows_exactly_the_generated_rbac() {
         readme_block("rbac-leader-election"),
         operator(&["rbac", "--leader-election"]),
         "operator/README.md is stale: paste `learning-operator rbac --leader-election` output"
+    );
+    assert_eq!(
+        readme_block("rbac-keda"),
+        operator(&["rbac", "--keda"]),
+        "operator/README.md is stale: paste `learning-operator rbac --keda` output"
     );
 }

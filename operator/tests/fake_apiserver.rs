@@ -3,7 +3,8 @@
 //! generation, no-op writes, the status subresource, label selectors, paging, metadata-only
 //! lists, watches (events, selector transitions, resume, bookmarks, 410 after compaction),
 //! server-side apply, merge patch, garbage collection, authorization and request recording,
-//! and stalled requests (held for one named client only, then served).
+//! stalled requests (held for one named client only, then served), and optional CRDs (404
+//! until installed).
 
 mod support;
 
@@ -589,4 +590,35 @@ async fn a_stall_holds_the_named_clients_requests_on_the_path_then_serves_them()
     let log = server.requests();
     assert_eq!(log[1].client, "stalled");
     assert_eq!(log[1].status, 200);
+}
+
+#[tokio::test]
+async fn optional_crds_are_not_found_until_installed() {
+    let server = FakeApiServer::start(Options::default()).await;
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        server.client(),
+        "ns",
+        &kube::api::ApiResource {
+            group: "keda.sh".into(),
+            version: "v1alpha1".into(),
+            api_version: "keda.sh/v1alpha1".into(),
+            kind: "ScaledObject".into(),
+            plural: "scaledobjects".into(),
+        },
+    );
+    let so = json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                    "metadata": {"name": "so", "namespace": "ns"}, "spec": {"triggers": []}});
+    let err = api
+        .patch("so", &ssa(), &Patch::Apply(so.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
+    server.install_optional_crds();
+    api.patch("so", &ssa(), &Patch::Apply(so)).await.unwrap();
+    assert!(server
+        .get("keda.sh/v1alpha1", "ScaledObject", "ns", "so")
+        .is_some());
 }

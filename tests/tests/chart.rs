@@ -22,9 +22,15 @@ fn profile_args(p: &std::path::Path) -> Vec<String> {
     vec!["-f".into(), p.display().to_string()]
 }
 
-/// Every values set the tests render: the defaults, then each profile.
+/// Every values set the tests render: the defaults, KEDA's RBAC on, then each profile.
 fn value_sets() -> Vec<(String, Vec<String>)> {
-    let mut sets = vec![("default values".to_owned(), Vec::new())];
+    let mut sets = vec![
+        ("default values".to_owned(), Vec::new()),
+        (
+            "keda.enabled=true".to_owned(),
+            vec!["--set".into(), "keda.enabled=true".into()],
+        ),
+    ];
     for p in profiles() {
         let name = p.file_stem().unwrap().to_string_lossy().into_owned();
         sets.push((format!("profile {name}"), profile_args(&p)));

@@ -168,6 +168,41 @@ fn the_leader_election_role_is_namespaced_exact_and_only_there_when_election_is_
     }
 }
 
+/// The KEDA rules (`learning-operator rbac --keda`) are in the ClusterRole (or the Role of the
+/// watched namespace) exactly when `keda.enabled` is set, and nowhere else.
+#[test]
+fn keda_rights_are_granted_only_with_keda_enabled() {
+    let fullname = format!("{RELEASE}-learning-worker-operator");
+    let keda = needed(Scope::Keda);
+    let mut both = needed(Scope::Watched);
+    both.extend(keda.iter().cloned());
+    for (args, kind) in [
+        (vec!["--set", "keda.enabled=true"], "ClusterRole"),
+        (
+            vec![
+                "--set",
+                "keda.enabled=true",
+                "--set",
+                "watchNamespace=gustav",
+            ],
+            "Role",
+        ),
+    ] {
+        let all = docs(&render(4, &args));
+        let role = find(&all, kind, &fullname);
+        assert_exact(&both, &grants(&role["rules"], kind), &format!("{args:?}"));
+    }
+    let all = docs(&render(4, &[]));
+    let granted = grants(
+        &find(&all, "ClusterRole", &fullname)["rules"],
+        "ClusterRole",
+    );
+    assert!(
+        granted.is_disjoint(&keda),
+        "KEDA rights without keda.enabled: {granted:?}"
+    );
+}
+
 #[test]
 fn watching_one_namespace_needs_no_cluster_wide_rights() {
     let all = docs(&render(4, &["--set", "watchNamespace=gustav"]));

@@ -33,8 +33,11 @@ pub struct RenderContext {
     pub operator_namespace: String,
     /// Models the pull Job should pull; `None`: no Job (nothing missing or not known yet).
     pub models_to_pull: Option<Vec<String>>,
-    /// Waiting jobs last reported by the runners (drives autoscaling).
+    /// Waiting jobs last reported by the runners.
     pub queue_visible: Option<i64>,
+    /// The builtin autoscaling engine's decision (`status.autoscaling.desiredReplicas`);
+    /// `None`: none made (offline rendering), the minimum is used.
+    pub runner_replicas: Option<i32>,
     /// The model PersistentVolumeClaim as it exists: it is never shrunk and its class never
     /// changed (both are refused by the API server and would block the apply).
     pub models_claim: Option<ollama::ExistingClaim>,
@@ -189,7 +192,8 @@ pub fn children(lw: &LearningWorker, ctx: &RenderContext) -> Children {
     }
     out.push(runner::service(lw).into());
     out.push(runner::pdb(lw).into());
-    out.push(runner::deployment(lw, ctx.queue_visible).into());
+    let replicas = crate::autoscale::runner_replicas(lw, ctx.runner_replicas);
+    out.push(runner::deployment(lw, replicas).into());
     Children(out)
 }
 

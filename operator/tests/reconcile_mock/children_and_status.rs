@@ -410,11 +410,7 @@ async fn invalid_spec_reports_a_condition_and_an_event_applies_nothing_and_waits
     let (client, log) = fake_api_server(Cluster::default());
     let context = ctx(client, ScriptedProber::unreachable());
     let mut lw = example(2);
-    lw.spec.runner.autoscaling = Some(learning_crds::runner::AutoscalingSpec {
-        min_replicas: 4,
-        max_replicas: 2,
-        jobs_per_replica: 10,
-    });
+    lw.spec.runner.autoscaling = Some(learning_crds::runner::AutoscalingSpec::between(4, 2));
     let action = reconcile(Arc::new(lw.clone()), context.clone())
         .await
         .unwrap();

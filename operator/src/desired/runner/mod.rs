@@ -39,24 +39,6 @@ pub fn service_account(lw: &LearningWorker) -> ServiceAccount {
     }
 }
 
-/// How many runner pods to ask for: 0 when suspended, the fixed count, or the backlog divided
-/// by `jobsPerReplica` within the autoscaling bounds (the minimum while the backlog is unknown).
-pub fn desired_replicas(lw: &LearningWorker, queue_visible: Option<i64>) -> i32 {
-    let r = &lw.spec.runner;
-    if lw.spec.suspend {
-        return 0;
-    }
-    match &r.autoscaling {
-        None => r.replicas.unwrap_or(1),
-        Some(a) => {
-            let per = i64::from(a.jobs_per_replica.max(1));
-            let wanted =
-                queue_visible.map_or(i64::from(a.min_replicas), |v| (v.max(0) + per - 1) / per);
-            wanted.clamp(i64::from(a.min_replicas), i64::from(a.max_replicas)) as i32
-        }
-    }
-}
-
 /// A plain environment variable.
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
@@ -363,13 +345,14 @@ fn rolling_update() -> DeploymentStrategy {
     }
 }
 
-/// The runner Deployment.
-pub fn deployment(lw: &LearningWorker, queue_visible: Option<i64>) -> Deployment {
+/// The runner Deployment with `replicas` as `crate::autoscale::runner_replicas` decided;
+/// `None` leaves the field out of the apply (KEDA or an autoscaler of the user's own owns it).
+pub fn deployment(lw: &LearningWorker, replicas: Option<i32>) -> Deployment {
     let name = worker(lw);
     Deployment {
         metadata: child_meta(lw, names::runner(&name), COMPONENT),
         spec: Some(DeploymentSpec {
-            replicas: Some(desired_replicas(lw, queue_visible)),
+            replicas,
             selector: LabelSelector {
                 match_labels: Some(selector_labels(&name, COMPONENT)),
                 match_expressions: None,

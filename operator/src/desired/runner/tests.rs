@@ -63,7 +63,8 @@ fn external_mode_passes_the_url_and_stub_gets_none() {
 
 #[test]
 fn pod_is_restricted_tokenless_and_drains_within_its_grace() {
-    let d = deployment(&example("amd-gpu.yaml"), None);
+    let lw = example("amd-gpu.yaml");
+    let d = deployment(&lw, crate::autoscale::runner_replicas(&lw, None));
     let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.automount_service_account_token, Some(false));
     assert_eq!(pod.termination_grace_period_seconds, Some(40));
@@ -110,25 +111,6 @@ fn pod_is_restricted_tokenless_and_drains_within_its_grace() {
         .unwrap();
     assert_eq!(submissions.read_only, Some(true));
     assert_eq!(d.spec.as_ref().unwrap().replicas, Some(2));
-}
-
-#[test]
-fn replicas_follow_suspend_fixed_count_and_backlog_within_bounds() {
-    let mut lw = example("autoscaling.yaml"); // 1..6, 20 jobs per replica
-    for (visible, want) in [
-        (None, 1),
-        (Some(0), 1),
-        (Some(20), 1),
-        (Some(21), 2),
-        (Some(119), 6),
-        (Some(10_000), 6),
-    ] {
-        assert_eq!(desired_replicas(&lw, visible), want, "{visible:?}");
-    }
-    lw.spec.suspend = true;
-    assert_eq!(desired_replicas(&lw, Some(500)), 0);
-    let fixed = example("nvidia-gpu.yaml");
-    assert_eq!(desired_replicas(&fixed, Some(500)), 1);
 }
 
 #[test]
@@ -236,9 +218,8 @@ fn autoscaling_shares_the_slots_among_the_most_runners_there_can_be() {
     lw.spec.runner.concurrency = None;
     lw.spec.runner.replicas = None;
     lw.spec.runner.autoscaling = Some(learning_crds::runner::AutoscalingSpec {
-        min_replicas: 1,
-        max_replicas: 4,
         jobs_per_replica: 20,
+        ..learning_crds::runner::AutoscalingSpec::between(1, 4)
     });
     lw.spec.ollama.num_parallel = Some(8);
     let c = capacity::capacity(&lw).unwrap();

@@ -96,6 +96,8 @@ pub struct Shared {
     pub max_watch: Duration,
     /// Requests to hold (`FakeApiServer::stall`).
     pub stalls: Mutex<Vec<Stall>>,
+    /// Whether the optional CRDs (KEDA's) are installed: their types are 404 until then.
+    pub optional_crds: std::sync::atomic::AtomicBool,
 }
 
 /// The router: every path goes to one handler.
@@ -316,6 +318,14 @@ fn serve(
     body: &Value,
 ) -> Answer {
     let r = resolve(path)?;
+    if r.rt.optional_crd
+        && !shared
+            .optional_crds
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        let message = format!("the server could not find the requested resource ({path})");
+        return Err((404, status_body(404, "NotFound", &message)));
+    }
     let params = parse_query(query);
     let target = if r.status {
         Target::Status

@@ -80,6 +80,7 @@ impl FakeApiServer {
             authorize: options.authorize,
             max_watch: options.max_watch,
             stalls: Mutex::new(Vec::new()),
+            optional_crds: std::sync::atomic::AtomicBool::new(false),
         });
         let app = http::router(shared.clone());
         let task = tokio::spawn(async move {
@@ -119,6 +120,14 @@ impl FakeApiServer {
             client: client.map(str::to_owned),
             until: tokio::time::Instant::now() + duration,
         });
+    }
+
+    /// Installs the optional CRDs (KEDA's ScaledObject and TriggerAuthentication): from now on
+    /// their types are served instead of answering 404.
+    pub fn install_optional_crds(&self) {
+        self.shared
+            .optional_crds
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Writes a kubeconfig pointing at this server (for the binary's `Client::try_default`).

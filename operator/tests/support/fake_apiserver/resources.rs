@@ -1,6 +1,7 @@
 //! The resource types the fake API server serves: the operator's custom resource, its children,
-//! pods, Events and Leases. A request for any other resource gets 404, as from an API server
-//! that does not serve it.
+//! pods, Events and Leases, and KEDA's ScaledObjects and TriggerAuthentications once a test has
+//! "installed" KEDA (`FakeApiServer::install_optional_crds`). A request for any other resource
+//! gets 404, as from an API server that does not serve it.
 
 /// One served resource type.
 #[derive(Debug, PartialEq, Eq)]
@@ -19,6 +20,8 @@ pub struct ResourceType {
     /// Whether deleting it orphans its dependents unless a propagation policy is given
     /// (`batch/v1` Jobs keep this legacy REST default; kubectl passes `Background`).
     pub orphan_by_default: bool,
+    /// Served only once the test installed the optional CRDs (KEDA's); 404 before.
+    pub optional_crd: bool,
 }
 
 impl ResourceType {
@@ -46,6 +49,7 @@ const fn rt(
         kind,
         status_subresource,
         orphan_by_default: false,
+        optional_crd: false,
     }
 }
 
@@ -89,6 +93,20 @@ pub const RESOURCES: &[ResourceType] = &[
     },
     rt("events.k8s.io", "v1", "events", "Event", false),
     rt("coordination.k8s.io", "v1", "leases", "Lease", false),
+    ResourceType {
+        optional_crd: true,
+        ..rt("keda.sh", "v1alpha1", "scaledobjects", "ScaledObject", true)
+    },
+    ResourceType {
+        optional_crd: true,
+        ..rt(
+            "keda.sh",
+            "v1alpha1",
+            "triggerauthentications",
+            "TriggerAuthentication",
+            true,
+        )
+    },
 ];
 
 /// The type served at `group/version/plural`.
