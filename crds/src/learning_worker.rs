@@ -57,6 +57,7 @@ pub struct LearningWorkerSpec {
     /// The PostgreSQL connection of the runners.
     pub database: DatabaseSpec,
     /// The runner pods.
+    #[serde(default)]
     pub runner: RunnerSpec,
     /// The AI backend and its models.
     #[serde(default)]

@@ -22,9 +22,12 @@ pub use learning_contract::env::OPERATOR_SET as RESERVED_ENV;
     validation = Rule::new("!has(self.env) || self.env.all(e, !(e.name in ['LEARNING_DATABASE_URL', 'LEARNING_DB_URL', 'DATABASE_URL', 'LEARNING_ALLOW_SUPERUSER_DSN', 'SUPABASE_SERVICE_ROLE_KEY', 'SUPABASE_URL', 'STORAGE_VERIFY_ROOT', 'LEARNING_STORAGE_BUCKET', 'AI_BACKEND', 'GUSTAV_ENV', 'OLLAMA_BASE_URL', 'AI_VISION_MODEL', 'AI_FEEDBACK_MODEL', 'AI_TIMEOUT_VISION', 'AI_TIMEOUT_FEEDBACK', 'LEARNING_DSPY_JSON_ADAPTER', 'AI_THINK_LEVEL', 'WORKER_MAX_RETRIES', 'WORKER_BACKOFF_SECONDS', 'WORKER_BACKOFF_MAX_SECONDS', 'WORKER_LEASE_SECONDS', 'WORKER_LEASE_MULTIPLIER', 'WORKER_CONCURRENCY', 'WORKER_POLL_INTERVAL', 'WORKER_LISTEN_NOTIFY', 'WORKER_DRAIN_GRACE_SECONDS', 'WORKER_EXIT_WHEN_DRAINED', 'LEARNING_HTTP_ADDR', 'LOG_LEVEL', 'LOG_FORMAT', 'LEARNING_HEALTH_TOKEN']))").message("env must not set variables the operator manages (the DSN and the Supabase key come only from Secret references; use the dedicated spec fields for the rest; LEARNING_HEALTH_TOKEN would lock the operator out of the health report)")
 )]
 pub struct RunnerSpec {
-    /// Container image of `learning-runner`. Pin a version tag or a digest.
+    /// Container image of `learning-runner`. Default: the runner image the operator was
+    /// installed with (its `RUNNER_IMAGE`; the Helm chart sets it to the runner of the
+    /// operator's own version). Set it to pin another version (a tag or a digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
-    pub image: String,
+    pub image: Option<String>,
     /// Image pull policy (`Always`, `IfNotPresent`, `Never`). Default: Kubernetes' default for the tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
@@ -204,11 +207,11 @@ impl PullPolicy {
     }
 }
 
-impl RunnerSpec {
-    /// A runner spec with every default and the given image.
-    pub fn with_image(image: impl Into<String>) -> Self {
+impl Default for RunnerSpec {
+    /// Every default; the image the operator's.
+    fn default() -> Self {
         RunnerSpec {
-            image: image.into(),
+            image: None,
             image_pull_policy: None,
             image_pull_secrets: None,
             replicas: None,
@@ -228,6 +231,16 @@ impl RunnerSpec {
             tolerations: None,
             affinity: None,
             env: None,
+        }
+    }
+}
+
+impl RunnerSpec {
+    /// A runner spec with every default and the given image.
+    pub fn with_image(image: impl Into<String>) -> Self {
+        RunnerSpec {
+            image: Some(image.into()),
+            ..RunnerSpec::default()
         }
     }
 }

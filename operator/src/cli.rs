@@ -53,6 +53,9 @@ pub struct RenderArgs {
     /// Render the model-pull Job for these models (as if they were missing).
     #[arg(long = "pull", value_delimiter = ',')]
     pub pull: Vec<String>,
+    /// The runner image for a LearningWorker that names none (`spec.runner.image` unset).
+    #[arg(long, env = "RUNNER_IMAGE")]
+    pub runner_image: Option<String>,
 }
 
 /// Arguments of `run`.
@@ -64,6 +67,10 @@ pub struct RunArgs {
     /// Namespace the operator runs in (the leader Lease lives there; NetworkPolicies admit it).
     #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "learning-system")]
     pub operator_namespace: String,
+    /// The runner image for LearningWorkers that name none (`spec.runner.image` unset); the
+    /// Helm chart sets it to the runner image of the operator's own version.
+    #[arg(long, env = "RUNNER_IMAGE")]
+    pub runner_image: Option<String>,
     /// This replica's identity for leader election and Events (the pod name).
     #[arg(long, env = "POD_NAME", default_value = "learning-operator")]
     pub pod_name: String,

@@ -68,6 +68,8 @@ pub struct Context {
     pub failures: Mutex<HashMap<String, u32>>,
     /// Requeue intervals.
     pub requeue: Requeue,
+    /// The runner image for LearningWorkers that name none (`RUNNER_IMAGE`).
+    pub default_runner_image: Option<String>,
 }
 
 impl Context {
@@ -94,7 +96,14 @@ impl Context {
             operator_namespace,
             failures: Mutex::new(HashMap::new()),
             requeue: Requeue::default(),
+            default_runner_image: None,
         }
+    }
+
+    /// The same context with a default runner image.
+    pub fn with_default_runner_image(mut self, image: Option<String>) -> Self {
+        self.default_runner_image = image;
+        self
     }
 
     /// The same context with other requeue intervals.
@@ -149,8 +158,12 @@ async fn reconcile_worker(
     name: &str,
 ) -> Result<Action, ReconcileError> {
     // Validate: a bad spec is reported once and waits for a change (no hot loop).
-    let errors = learning_crds::validate::validate(name, &lw.spec);
-    if !errors.is_empty() {
+    let mut errors = learning_crds::validate::validate(name, &lw.spec);
+    let resolved = crate::runner_image::resolve(lw, ctx.default_runner_image.as_deref());
+    if let Err(unset) = &resolved {
+        errors.push(unset.clone());
+    }
+    let (true, Ok(resolved)) = (errors.is_empty(), resolved) else {
         ctx.metrics
             .errors
             .with_label_values(&["invalid_spec"])
@@ -160,7 +173,7 @@ async fn reconcile_worker(
         ctx.metrics.observe_worker(ns, name, &outcome.status);
         apply::publish_transitions(&ctx.recorder, lw, &outcome.transitions).await;
         return Ok(Action::await_change());
-    }
+    };
 
     // Observe, desire, apply.
     let observed = observe::observe(&ctx.client, ctx.prober.as_ref(), lw, ns).await?;
@@ -178,7 +191,7 @@ async fn reconcile_worker(
         pull_active: observed.pull_active,
         runner_replicas: builtin.as_ref().and_then(|b| b.desired_replicas),
     };
-    let children = desired::children(lw, &render);
+    let children = desired::children(&resolved, &render);
     let (applied, keda) = apply_all(ctx, lw, ns, &children).await;
 
     // Report.

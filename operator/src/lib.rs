@@ -22,4 +22,5 @@ pub mod quantity;
 pub mod rbac;
 pub mod render;
 pub mod run;
+pub mod runner_image;
 pub mod status;

@@ -36,7 +36,10 @@ fn main() -> anyhow::Result<()> {
                 models_to_pull: (!args.pull.is_empty()).then_some(args.pull),
                 ..RenderContext::default()
             };
-            print!("{}", learning_operator::render::render_yaml(&input, &ctx)?);
+            print!(
+                "{}",
+                learning_operator::render::render_yaml(&input, &ctx, args.runner_image.as_deref())?
+            );
             Ok(())
         }
         Command::Rbac(args) => {

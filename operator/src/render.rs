@@ -47,12 +47,21 @@ pub fn keda_objects(lw: &LearningWorker) -> Result<Vec<Value>, RenderError> {
     ])
 }
 
-/// Parses a LearningWorker from YAML, checks the cross-field rules, and renders its children.
-pub fn render_yaml(input: &str, ctx: &RenderContext) -> Result<String, RenderError> {
+/// Parses a LearningWorker from YAML, checks the cross-field rules, fills in the runner image
+/// (`default_runner_image` when the spec names none), and renders its children.
+pub fn render_yaml(
+    input: &str,
+    ctx: &RenderContext,
+    default_runner_image: Option<&str>,
+) -> Result<String, RenderError> {
     let lw: LearningWorker = serde_yaml_ng::from_str(input).map_err(RenderError::Parse)?;
     let name = lw.metadata.name.clone().unwrap_or_default();
-    let errors = learning_crds::validate::validate(&name, &lw.spec);
-    if !errors.is_empty() {
+    let mut errors = learning_crds::validate::validate(&name, &lw.spec);
+    let resolved = crate::runner_image::resolve(&lw, default_runner_image);
+    if let Err(unset) = &resolved {
+        errors.push(unset.clone());
+    }
+    let (true, Ok(lw)) = (errors.is_empty(), resolved) else {
         return Err(RenderError::Invalid(
             errors
                 .iter()
@@ -60,7 +69,7 @@ pub fn render_yaml(input: &str, ctx: &RenderContext) -> Result<String, RenderErr
                 .collect::<Vec<_>>()
                 .join("; "),
         ));
-    }
+    };
     let mut out = String::new();
     let mut all = objects(&children(&lw, ctx))?;
     all.extend(keda_objects(&lw)?);
@@ -83,7 +92,7 @@ mod tests {
         );
         let text = std::fs::read_to_string(path).unwrap();
         let keda = text.replace("minReplicas: 1", "engine: keda\n      minReplicas: 0");
-        let out = render_yaml(&keda, &RenderContext::default()).unwrap();
+        let out = render_yaml(&keda, &RenderContext::default(), None).unwrap();
         let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&out)
             .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
             .collect();
@@ -97,7 +106,7 @@ mod tests {
             .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "school-e-runner")
             .unwrap();
         assert!(runner["spec"].get("replicas").is_none(), "{runner}");
-        let builtin = render_yaml(&text, &RenderContext::default()).unwrap();
+        let builtin = render_yaml(&text, &RenderContext::default(), None).unwrap();
         assert!(!builtin.contains("ScaledObject") && builtin.contains("replicas: 1"));
     }
 }

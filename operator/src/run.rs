@@ -40,6 +40,8 @@ pub struct Settings {
     pub leader_election: bool,
     /// Requeue intervals of the controller.
     pub requeue: Requeue,
+    /// The runner image for LearningWorkers that name none.
+    pub default_runner_image: Option<String>,
 }
 
 impl From<&RunArgs> for Settings {
@@ -52,6 +54,7 @@ impl From<&RunArgs> for Settings {
             lease_seconds: a.lease_seconds,
             leader_election: a.leader_election,
             requeue: Requeue::default(),
+            default_runner_image: a.runner_image.clone(),
         }
     }
 }
@@ -117,7 +120,8 @@ pub async fn operate(
                 settings.operator_namespace.clone(),
                 settings.identity.clone(),
             )
-            .with_requeue(settings.requeue),
+            .with_requeue(settings.requeue)
+            .with_default_runner_image(settings.default_runner_image.clone()),
         )
     };
     if !settings.leader_election {

@@ -121,6 +121,47 @@ fn render_refuses_a_contradictory_spec_with_the_reason() {
     );
 }
 
+#[test]
+fn without_spec_runner_image_the_operators_default_is_used_or_the_reason_given() {
+    let pinned = std::fs::read_to_string(&examples()[0]).unwrap();
+    let line = pinned
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("image: registry.example.org/gustav/learning-runner")
+        })
+        .expect("the example pins a runner image")
+        .to_owned();
+    let file = scratch("no-image.yaml", &pinned.replace(&format!("{line}\n"), ""));
+    let render = |default: Option<&str>| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["render", "-f", file.to_str().unwrap()]);
+        match default {
+            Some(image) => cmd.env("RUNNER_IMAGE", image),
+            None => cmd.env_remove("RUNNER_IMAGE"),
+        };
+        cmd.output().unwrap()
+    };
+    let out = render(Some("registry.example.org/gustav/learning-runner:9.9.9"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        yaml.contains("image: registry.example.org/gustav/learning-runner:9.9.9"),
+        "{yaml}"
+    );
+    let out = render(None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.runner.image") && err.contains("RUNNER_IMAGE"),
+        "{err}"
+    );
+}
+
 /// The rendered children of each example, compared with `operator/tests/snapshots/`. After an
 /// intended change, review the diff and refresh them with `UPDATE_SNAPSHOTS=1 cargo test -p
 /// learning-operator --test render_validate`.

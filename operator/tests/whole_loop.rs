@@ -95,6 +95,7 @@ fn settings(identity: &str, requeue: Requeue) -> Settings {
         lease_seconds: 3,
         leader_election: true,
         requeue,
+        default_runner_image: None,
     }
 }
 

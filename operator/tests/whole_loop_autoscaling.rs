@@ -73,6 +73,7 @@ impl Operator {
             lease_seconds: 3,
             leader_election: false,
             requeue: POLLING,
+            default_runner_image: None,
         };
         let task = tokio::spawn(operate(
             server.client(),

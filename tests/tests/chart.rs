@@ -672,3 +672,34 @@ fn reference_rows(schema: &serde_json::Value, values: &Value, path: &str, rows: 
         description.replace('|', "\\|")
     ));
 }
+
+/// The operator's default runner image (`RUNNER_IMAGE`) is the runner of the chart's own
+/// version unless `runnerImage` says otherwise.
+#[test]
+fn the_default_runner_image_is_the_runner_of_the_charts_version() {
+    let chart: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap())
+            .unwrap();
+    let version = chart["appVersion"].as_str().expect("appVersion").to_owned();
+    let dep = deployment(&docs(&render(4, &[])));
+    assert_eq!(
+        env_value(&dep, "RUNNER_IMAGE"),
+        Some(format!(
+            "registry.example.org/gustav/learning-runner:{version}"
+        ))
+    );
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let dep = deployment(&docs(&render(
+        4,
+        &[
+            "--set",
+            "runnerImage.repository=ghcr.io/school/runner",
+            "--set",
+            &format!("runnerImage.digest={digest}"),
+        ],
+    )));
+    assert_eq!(
+        env_value(&dep, "RUNNER_IMAGE"),
+        Some(format!("ghcr.io/school/runner@{digest}"))
+    );
+}

@@ -602,7 +602,7 @@ fn service_monitors_select_the_operator_and_the_runner_services() {
         operator_namespace: NAMESPACE.to_owned(),
         ..Default::default()
     };
-    let children = docs(&learning_operator::render::render_yaml(&example, &ctx).unwrap());
+    let children = docs(&learning_operator::render::render_yaml(&example, &ctx, None).unwrap());
     let runner_svc = children
         .iter()
         .find(|d| {

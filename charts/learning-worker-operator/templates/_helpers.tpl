@@ -48,6 +48,14 @@ helm.sh/chart: {{ include "lwo.chart" . }}
 {{- end -}}
 {{- end -}}
 
+{{- define "lwo.runnerImage" -}}
+{{- if .Values.runnerImage.digest -}}
+{{- printf "%s@%s" .Values.runnerImage.repository .Values.runnerImage.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.runnerImage.repository (default .Chart.AppVersion .Values.runnerImage.tag) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "lwo.image" -}}
 {{- if .Values.image.digest -}}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}

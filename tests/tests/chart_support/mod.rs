@@ -273,7 +273,7 @@ pub fn check_learningworker(doc: &Value, what: &str) {
         operator_namespace: NAMESPACE.to_owned(),
         ..Default::default()
     };
-    let children = learning_operator::render::render_yaml(&yaml, &ctx)
+    let children = learning_operator::render::render_yaml(&yaml, &ctx, None)
         .unwrap_or_else(|e| panic!("{what}: the operator refuses the LearningWorker: {e}"));
     let dir = TempDir::new("lw-children");
     let file = dir.write("children.yaml", &children);

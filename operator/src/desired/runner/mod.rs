@@ -267,7 +267,7 @@ fn container(lw: &LearningWorker, mounts: Vec<VolumeMount>) -> Container {
     let r = &lw.spec.runner;
     Container {
         name: "runner".into(),
-        image: Some(r.image.clone()),
+        image: r.image.clone(),
         image_pull_policy: r.image_pull_policy.map(|p| p.as_str().to_owned()),
         args: Some(vec!["run".into()]),
         env: Some(runner_env(lw)),
