@@ -49,6 +49,8 @@ pub mod reasons {
     pub const READY: &str = "Ready";
     /// `spec.suspend` is true.
     pub const SUSPENDED: &str = "Suspended";
+    /// An autoscaler (KEDA, or the user's own) runs no runner because there is no job.
+    pub const SCALED_TO_ZERO: &str = "ScaledToZero";
     /// The spec breaks a rule the schema could not check.
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Applying child objects failed.
@@ -120,7 +122,7 @@ pub mod reasons {
     /// The builtin engine scales the runners.
     pub const BUILTIN_SCALING: &str = "BuiltinScaling";
     /// The operator's KEDA ScaledObject and TriggerAuthentication are applied.
-    pub const SCALED_OBJECT_READY: &str = "ScaledObjectReady";
+    pub const SCALED_OBJECT_APPLIED: &str = "ScaledObjectApplied";
     /// An autoscaler of the user's own sets the runner replicas.
     pub const EXTERNAL_AUTOSCALER: &str = "ExternalAutoscaler";
     /// Engine `keda` but KEDA's CRDs are not installed (or the operator may not write them):

@@ -121,15 +121,16 @@ pub struct NetworkSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub metrics_from: Vec<NetworkPolicyPeer>,
-    /// Opt in to restricting the runners' egress too: DNS, this worker's managed Ollama, and
-    /// the peers given here for the database, Supabase and anything else. Unset (default): the
-    /// runners' egress is not restricted.
+    /// Opt in to restricting the runners' egress too: DNS, this worker's Ollama (the managed
+    /// one, or an external one's namespace on its URL's port), and the peers given here for
+    /// the database, Supabase and anything else. Unset (default): the runners' egress is not
+    /// restricted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_egress: Option<RunnerEgress>,
 }
 
-/// Where the runners may connect when their egress is restricted (besides DNS and the managed
-/// Ollama, which are always allowed).
+/// Where the runners may connect when their egress is restricted (besides DNS and this
+/// worker's Ollama, which are always allowed).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerEgress {
@@ -138,7 +139,8 @@ pub struct RunnerEgress {
     /// Supabase (needed when `storage.supabase` is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supabase: Option<EgressTarget>,
-    /// Anything else the runners must reach, e.g. an external Ollama's pods.
+    /// Anything else the runners must reach, e.g. an external Ollama's pods on a port other
+    /// than its URL's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub others: Vec<EgressTarget>,

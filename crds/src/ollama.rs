@@ -116,9 +116,11 @@ pub struct OllamaSpec {
     /// `OLLAMA_FLASH_ATTENTION=1`, `OLLAMA_CONTEXT_LENGTH=8192`, `OLLAMA_KV_CACHE_TYPE=q8_0`.
     /// Names the operator sets (`OLLAMA_HOST`, `HOME`, `OLLAMA_MODELS`, `OLLAMA_KEEP_ALIVE`,
     /// `OLLAMA_NUM_PARALLEL`, `OLLAMA_MAX_LOADED_MODELS`, `HIP_VISIBLE_DEVICES`,
-    /// `HSA_OVERRIDE_GFX_VERSION`) are refused: use the dedicated fields. Managed mode only.
+    /// `HSA_OVERRIDE_GFX_VERSION`) are refused: use the dedicated fields. Managed mode only;
+    /// each name at most once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub env: Option<Vec<EnvVar>>,
     /// Numeric user id Ollama runs as (non-root; its HOME and models live on the volume).
     #[serde(default = "default_run_as_user")]

@@ -101,9 +101,11 @@ pub struct RunnerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
     /// Extra environment variables of the runner container. Names the operator manages
-    /// (see the documentation) are refused; secrets belong in `valueFrom.secretKeyRef`.
+    /// (see the documentation) are refused; secrets belong in `valueFrom.secretKeyRef`. Each
+    /// name at most once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub env: Option<Vec<EnvVar>>,
 }
 

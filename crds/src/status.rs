@@ -62,10 +62,11 @@ pub struct AutoscalingStatus {
     /// the model calls one runner makes per model⌉ (absent with the stub backend: no cap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_cap: Option<i32>,
-    /// `builtin`: the last time the demand was at least `desiredReplicas`. Runners are
-    /// removed only once `scaleDownStabilizationSeconds` have passed since then.
+    /// `builtin`: since when the demand has been below `desiredReplicas` (absent while it is
+    /// not). Runners are removed only once `scaleDownStabilizationSeconds` have passed since
+    /// then; each step down starts the window again for the next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_high_demand_time: Option<Time>,
+    pub demand_below_since: Option<Time>,
     /// `keda`: the ScaledObject the operator owns (deleted again when the engine changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaled_object: Option<String>,

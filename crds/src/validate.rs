@@ -95,6 +95,9 @@ fn check_runner(r: &RunnerSpec, errors: &mut Vec<SpecError>) {
             "backoffSeconds must not exceed backoffMaxSeconds",
         ));
     }
+    if let Some(name) = r.env.as_deref().and_then(duplicate_name) {
+        errors.push(err("spec.runner.env", format!("{name} is listed twice")));
+    }
     for e in r.env.iter().flatten() {
         if OPERATOR_SET.contains(&e.name.as_str()) {
             errors.push(err(
@@ -131,9 +134,21 @@ fn check_ai(spec: &LearningWorkerSpec, errors: &mut Vec<SpecError>) {
     }
 }
 
-/// `spec.ollama.env`: no names the operator sets, and only for a managed Ollama.
+/// The first name that `env` lists twice (server-side apply keys a container's env by name).
+fn duplicate_name(env: &[k8s_openapi::api::core::v1::EnvVar]) -> Option<&str> {
+    env.iter()
+        .enumerate()
+        .find(|(i, e)| env[..*i].iter().any(|f| f.name == e.name))
+        .map(|(_, e)| e.name.as_str())
+}
+
+/// `spec.ollama.env`: no names the operator sets, each name once, and only for a managed
+/// Ollama.
 fn check_ollama_env(o: &crate::ollama::OllamaSpec, errors: &mut Vec<SpecError>) {
     let env = o.env.as_deref().unwrap_or_default();
+    if let Some(name) = duplicate_name(env) {
+        errors.push(err("spec.ollama.env", format!("{name} is listed twice")));
+    }
     if !env.is_empty() && o.mode != crate::ollama::OllamaMode::Managed {
         errors.push(err("spec.ollama.env", "applies only to a managed Ollama"));
     }

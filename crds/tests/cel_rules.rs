@@ -609,3 +609,31 @@ fn ollama_env_refuses_the_names_the_operator_sets_and_an_external_ollama() {
     let lw: LearningWorker = serde_json::from_value(value).unwrap();
     assert!(!learning_crds::validate::validate("school-a", &lw.spec).is_empty());
 }
+
+#[test]
+fn an_env_name_listed_twice_is_refused_by_the_schema_and_the_rust_rules() {
+    let schema = common::open_api_schema();
+    for (path, list_field) in [("runner", "runner"), ("ollama", "ollama")] {
+        let field = &schema["properties"]["spec"]["properties"][list_field]["properties"]["env"];
+        assert_eq!(field["x-kubernetes-list-type"], "map", "{path}");
+        assert_eq!(
+            field["x-kubernetes-list-map-keys"],
+            json!(["name"]),
+            "{path}"
+        );
+        let mut value = base();
+        value["spec"]["ai"]["backend"] = json!("local");
+        value["spec"][path]["env"] = json!([
+            {"name": "RUST_LOG", "value": "a"},
+            {"name": "RUST_LOG", "value": "b"}
+        ]);
+        let lw: LearningWorker = serde_json::from_value(value).unwrap();
+        let errors = learning_crds::validate::validate("school-a", &lw.spec);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("RUST_LOG is listed twice")),
+            "{path}: {errors:?}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ pub fn resolve<'a>(
     if lw.spec.runner.image.is_some() {
         return Ok(Cow::Borrowed(lw));
     }
-    let Some(image) = default.filter(|i| !i.trim().is_empty()) else {
+    let Some(image) = default.map(str::trim).filter(|i| !i.is_empty()) else {
         return Err(SpecError {
             field: "spec.runner.image",
             message: "unset, and the operator has no default runner image: set spec.runner.image, \
@@ -56,6 +56,16 @@ mod tests {
                 .image
                 .as_deref(),
             Some("registry/runner:0.2.0")
+        );
+        assert_eq!(
+            resolve(&unset, Some(" registry/runner:0.2.0\n"))
+                .unwrap()
+                .spec
+                .runner
+                .image
+                .as_deref(),
+            Some("registry/runner:0.2.0"),
+            "trimmed"
         );
         for missing in [None, Some(""), Some("  ")] {
             let err = resolve(&unset, missing).unwrap_err();

@@ -263,13 +263,20 @@ async fn builtin_scales_up_at_once_holds_for_the_window_and_never_below_the_leas
     })
     .await;
 
-    // The queue empties: held for the window, through an operator restart.
+    // The queue empties: held for the window, through an operator restart — the window's
+    // start is read back from the status, not started again.
     op.queue(0, 0);
     op.reconciles(5).await;
+    let started = worker(&server)["status"]["autoscaling"]["demandBelowSince"].clone();
+    assert!(started.is_string(), "the window started: {started}");
     op.stop().await;
     let op = Operator::start(&server, prober);
     op.reconciles(5).await;
     let state = &worker(&server)["status"]["autoscaling"];
+    assert_eq!(
+        state["demandBelowSince"], started,
+        "the same window after the restart"
+    );
     assert_eq!(
         (
             state["desiredReplicas"].clone(),
@@ -342,7 +349,7 @@ async fn keda_gets_a_valid_scaled_object_once_installed_and_the_operator_leaves_
     assert!(runner(&server).is_some(), "the runners are applied anyway");
 
     server.install_optional_crds();
-    wait_autoscaler(&server, "True", "ScaledObjectReady").await;
+    wait_autoscaler(&server, "True", "ScaledObjectApplied").await;
     let so = keda_object(&server, "ScaledObject", RUNNER).unwrap();
     let auth = keda_object(&server, "TriggerAuthentication", "school-e-runner-db").unwrap();
     for (kind, object) in [("ScaledObject", &so), ("TriggerAuthentication", &auth)] {

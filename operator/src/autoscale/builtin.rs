@@ -98,22 +98,26 @@ pub fn decide(
         .or(inputs.current)
         .unwrap_or(min)
         .clamp(min, upper);
-    let mut last_high = previous.last_high_demand_time.clone();
-    let (recommended, desired) = match inputs.queue {
-        None => (None, held),
+    let (recommended, desired, below_since) = match inputs.queue {
+        // Unknown demand: hold, and keep the window's clock as it is.
+        None => (None, held, previous.demand_below_since.clone()),
         Some(queue) => {
             let recommended = recommend(a, queue, cap);
             let floor = queue.leased.min(i64::from(inputs.current.unwrap_or(held))) as i32;
-            let desired = if recommended >= held {
-                last_high = Some(Time(now));
-                recommended
-            } else if window_passed(last_high.as_ref(), a.scale_down_stabilization_seconds, now) {
-                recommended.max(floor)
+            if recommended >= held {
+                // Up at once (or steady): no window runs.
+                (Some(recommended), recommended.max(floor), None)
             } else {
-                last_high.get_or_insert(Time(now));
-                held
-            };
-            (Some(recommended), desired.max(floor))
+                let since = previous.demand_below_since.clone().unwrap_or(Time(now));
+                if window_passed(Some(&since), a.scale_down_stabilization_seconds, now) {
+                    // One step down; a further one waits a whole window again.
+                    let stepped = recommended.max(floor);
+                    let next = (stepped > recommended).then_some(Time(now));
+                    (Some(recommended), stepped, next)
+                } else {
+                    (Some(recommended), held.max(floor), Some(since))
+                }
+            }
         }
     };
     AutoscalingStatus {
@@ -121,7 +125,7 @@ pub fn decide(
         desired_replicas: Some(desired),
         recommended_replicas: recommended,
         capacity_cap: cap,
-        last_high_demand_time: last_high,
+        demand_below_since: below_since,
         scaled_object: None,
     }
 }

@@ -77,8 +77,10 @@ fn condition_parts(state: &EngineState) -> (bool, &'static str, String) {
         ),
         EngineState::KedaApplied => (
             true,
-            r::SCALED_OBJECT_READY,
-            "KEDA scales the runners through the operator's ScaledObject".into(),
+            r::SCALED_OBJECT_APPLIED,
+            "the operator's ScaledObject is applied: KEDA scales the runners (its own Ready \
+             condition on the ScaledObject says whether it can read the queue)"
+                .into(),
         ),
         EngineState::KedaUnavailable(why) => (false, r::AUTOSCALER_UNAVAILABLE, why.clone()),
         EngineState::External => (

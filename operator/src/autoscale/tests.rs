@@ -125,27 +125,63 @@ fn up_at_once_down_only_after_the_window_never_below_the_leases() {
         at(0),
     );
     assert_eq!(s0.desired_replicas, Some(6), "up at once");
-    assert_eq!(s0.last_high_demand_time, Some(Time(at(0))));
-    // Demand falls: held for the window.
-    let s1 = step(&lw, Some(queue(0, 3)), 6, &s0, at(299));
+    assert_eq!(
+        s0.demand_below_since, None,
+        "no window while demand holds up"
+    );
+    // Demand falls: held for the window, which starts now.
+    let s1 = step(&lw, Some(queue(0, 3)), 6, &s0, at(1));
     assert_eq!(
         (s1.desired_replicas, s1.recommended_replicas),
         (Some(6), Some(1))
     );
-    assert_eq!(
-        s1.last_high_demand_time,
-        Some(Time(at(0))),
-        "the window runs on"
-    );
-    // After the window: down, but not below the 3 runners that may hold leases.
-    let s2 = step(&lw, Some(queue(0, 3)), 6, &s1, at(300));
+    assert_eq!(s1.demand_below_since, Some(Time(at(1))));
+    let s1 = step(&lw, Some(queue(0, 3)), 6, &s1, at(300));
+    assert_eq!(s1.desired_replicas, Some(6), "the window runs on");
+    assert_eq!(s1.demand_below_since, Some(Time(at(1))));
+    // After the window: down, but not below the 3 runners that may hold leases — and a
+    // further step down waits a whole window again.
+    let s2 = step(&lw, Some(queue(0, 3)), 6, &s1, at(301));
     assert_eq!(s2.desired_replicas, Some(3));
-    // The leases end: down to the minimum at once (the window has passed already).
-    let s3 = step(&lw, Some(queue(0, 0)), 3, &s2, at(301));
+    assert_eq!(s2.demand_below_since, Some(Time(at(301))));
+    let s3 = step(&lw, Some(queue(0, 0)), 3, &s2, at(400));
+    assert_eq!(
+        s3.desired_replicas,
+        Some(3),
+        "the next step waits its window"
+    );
+    let s3 = step(&lw, Some(queue(0, 0)), 3, &s3, at(601));
     assert_eq!(s3.desired_replicas, Some(1));
-    // Demand back at the count in force restarts the window.
-    let s4 = step(&lw, Some(queue(20, 0)), 1, &s3, at(400));
-    assert_eq!(s4.last_high_demand_time, Some(Time(at(400))));
+    assert_eq!(s3.demand_below_since, None, "at the demand: no window");
+    // Steady at the minimum: the state does not change (no status write per reconcile).
+    let s4 = step(&lw, Some(queue(0, 0)), 1, &s3, at(700));
+    assert_eq!(s4, s3);
+}
+
+#[test]
+fn a_step_down_restarts_the_window_for_the_next() {
+    // Demand 6 -> 4 for a window -> 4; then 1: not straight to 1, another window first.
+    let lw = scaled(6);
+    let s0 = step(
+        &lw,
+        Some(queue(120, 0)),
+        1,
+        &AutoscalingStatus::default(),
+        at(0),
+    );
+    assert_eq!(s0.desired_replicas, Some(6));
+    let s1 = step(&lw, Some(queue(80, 0)), 6, &s0, at(1));
+    let s1 = step(&lw, Some(queue(80, 0)), 6, &s1, at(301));
+    assert_eq!(s1.desired_replicas, Some(4));
+    assert_eq!(s1.demand_below_since, None);
+    let s2 = step(&lw, Some(queue(0, 0)), 4, &s1, at(302));
+    assert_eq!(
+        s2.desired_replicas,
+        Some(4),
+        "a new window for the next step"
+    );
+    let s2 = step(&lw, Some(queue(0, 0)), 4, &s2, at(602));
+    assert_eq!(s2.desired_replicas, Some(1));
 }
 
 #[test]
@@ -159,7 +195,7 @@ fn an_unknown_queue_holds_and_a_first_drop_starts_the_window() {
     // No recorded window start (e.g. after an upgrade): the window starts now.
     let first = step(&lw, Some(queue(0, 0)), 4, &held, at(0));
     assert_eq!(first.desired_replicas, Some(4));
-    assert_eq!(first.last_high_demand_time, Some(Time(at(0))));
+    assert_eq!(first.demand_below_since, Some(Time(at(0))));
     // Without a previous status the Deployment's count is the count in force.
     let fresh = step(
         &lw,

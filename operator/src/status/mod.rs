@@ -189,7 +189,7 @@ pub fn compute(
     let spec = &lw.spec;
     let suspended = spec.suspend;
     let inventory = models::Inventory::new(lw, observed.tags.ok());
-    let components = Components {
+    let mut components = Components {
         runners_available: runners::runners_available(
             suspended,
             observed.runner.as_ref(),
@@ -206,14 +206,29 @@ pub fn compute(
         ),
         gpu_accelerated: gpu::gpu_accelerated(spec, &observed.ps, inventory.required()),
     };
+    let idle = runners::scaled_to_zero(lw, observed.runner.as_ref());
+    if idle {
+        let [available, healthy, queue] = runners::while_scaled_to_zero();
+        components.runners_available = available;
+        components.runners_healthy = healthy;
+        components.queue_reachable = queue;
+    }
     let progressing = summary::progressing(observed, &inventory.progress());
     let degraded = summary::degraded(lw, observed, apply_error, &components);
-    let ready = summary::ready(
+    let mut ready = summary::ready(
         suspended,
         apply_error,
         &components,
         observed.runner.as_ref(),
     );
+    if idle && ready.status == Status::True {
+        ready = Draft::new(
+            t::READY,
+            true,
+            r::SCALED_TO_ZERO,
+            "no job: the autoscaler runs no runner; the first job brings one back",
+        );
+    }
 
     let previous = lw.status.clone().unwrap_or_default();
     let status = report::report(

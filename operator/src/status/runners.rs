@@ -16,6 +16,39 @@ use crate::probes::Probe;
 const NO_RUNNERS_WHILE_SUSPENDED: &str = "no runners while suspended";
 const NO_RUNNER_TO_ASK: &str = "no running runner to ask";
 
+/// Whether an autoscaler (engine `keda` or `external`) runs no runner on purpose: not
+/// suspended, and the runner Deployment wants none.
+pub(super) fn scaled_to_zero(
+    lw: &learning_crds::LearningWorker,
+    runner: Option<&Workload>,
+) -> bool {
+    use learning_crds::runner::AutoscalingEngine;
+    let by_autoscaler = lw.spec.runner.autoscaling.as_ref().is_some_and(|a| {
+        matches!(
+            a.engine,
+            AutoscalingEngine::Keda | AutoscalingEngine::External
+        )
+    });
+    !lw.spec.suspend && by_autoscaler && runner.is_some_and(|w| w.counts.desired == 0)
+}
+
+/// The runner conditions while [`scaled_to_zero`]: no runner is wanted, so none is missing
+/// and none is unhealthy; the queue is not asked (KEDA reads it itself).
+pub(super) fn while_scaled_to_zero() -> [Draft; 3] {
+    const WHY: &str =
+        "the autoscaler runs no runner while there is no job; the first job brings one back";
+    [
+        Draft::new(t::RUNNERS_AVAILABLE, true, r::SCALED_TO_ZERO, WHY),
+        Draft::new(t::RUNNERS_HEALTHY, true, r::SCALED_TO_ZERO, WHY),
+        Draft::new(
+            t::QUEUE_REACHABLE,
+            Status::Unknown,
+            r::SCALED_TO_ZERO,
+            NO_RUNNER_TO_ASK,
+        ),
+    ]
+}
+
 /// RunnersAvailable: `True` once every desired runner is available; otherwise the first
 /// runner pod's problem, or how many runners are ready.
 pub(super) fn runners_available(

@@ -148,6 +148,8 @@ fn blocker(components: &Components) -> Option<&Draft> {
     dependency_down.or_else(|| {
         [runners_available, runners_healthy, queue_reachable]
             .into_iter()
-            .find(|condition| condition.status != Status::True)
+            .find(|condition| {
+                condition.status != Status::True && condition.reason != r::SCALED_TO_ZERO
+            })
     })
 }

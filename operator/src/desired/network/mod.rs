@@ -134,8 +134,11 @@ fn egress_to(target: &EgressTarget) -> NetworkPolicyEgressRule {
 
 /// The runners' way to an external Ollama: the namespace its URL names (by the label
 /// `kubernetes.io/metadata.name`, which Kubernetes sets on every namespace) or, for a dot-less
-/// service name, this namespace — on the URL's port. Any pod there: the operator does not
-/// know the external Ollama's labels (narrow it with `others` and a policy of that namespace).
+/// service name, this namespace — on the URL's port, which NetworkPolicy matches against the
+/// pod's port (after the Service): the Service's port must equal its target port, as Ollama's
+/// 11434 usually does; otherwise add the pod's port under `others`. Any pod there: the
+/// operator does not know the external Ollama's labels (narrow it with a policy of that
+/// namespace).
 fn external_ollama_egress(lw: &LearningWorker) -> Option<NetworkPolicyEgressRule> {
     let spec = &lw.spec;
     if spec.ai.backend != learning_crds::ai::Backend::Local
@@ -145,10 +148,11 @@ fn external_ollama_egress(lw: &LearningWorker) -> Option<NetworkPolicyEgressRule
     }
     let (host, port) = ollama_host_and_port(spec.ollama.url.as_deref()?)?;
     let peer = match InClusterHost::parse(host)?.namespace {
+        // DNS names are case-insensitive; namespace names (and so their label) are lowercase.
         Some(namespace) => NetworkPolicyPeer {
             namespace_selector: Some(select(BTreeMap::from([(
                 "kubernetes.io/metadata.name".to_owned(),
-                namespace.to_owned(),
+                namespace.to_ascii_lowercase(),
             )]))),
             ..NetworkPolicyPeer::default()
         },

@@ -232,7 +232,7 @@ fn runner_egress_is_opt_in_and_then_reaches_only_dns_ollama_and_the_given_peers(
     assert_eq!(peer.namespace_selector, None, "this namespace only");
 
     // Shared in another namespace, on https's default port: that namespace, by its name label.
-    external.spec.ollama.url = Some("https://ollama.ai-shared.svc.cluster.local".into());
+    external.spec.ollama.url = Some("https://ollama.AI-Shared.svc.cluster.local".into());
     let egress = by_name(&policies(&external, &ctx("ops")), "school-d-runner")
         .egress
         .clone()

@@ -315,6 +315,41 @@ fn suspended_says_so() {
 }
 
 #[test]
+fn an_autoscaler_at_zero_runners_is_ready_not_an_outage() {
+    let mut lw = example("amd-gpu.yaml");
+    let mut a = example("autoscaling.yaml").spec.runner.autoscaling.unwrap();
+    a.engine = learning_crds::runner::AutoscalingEngine::Keda;
+    a.min_replicas = 0;
+    lw.spec.runner.replicas = None;
+    lw.spec.runner.autoscaling = Some(a);
+    let mut obs = all_good();
+    obs.runner = Some(workload(0, 0));
+    obs.health = Probe::Skipped;
+    let o = compute(&lw, &obs, None, now());
+    assert_eq!(summary(&o, t::READY), s("True", r::SCALED_TO_ZERO));
+    assert_eq!(
+        summary(&o, t::RUNNERS_AVAILABLE),
+        s("True", r::SCALED_TO_ZERO)
+    );
+    assert_eq!(
+        summary(&o, t::RUNNERS_HEALTHY),
+        s("True", r::SCALED_TO_ZERO)
+    );
+    assert_eq!(
+        summary(&o, t::QUEUE_REACHABLE),
+        s("Unknown", r::SCALED_TO_ZERO)
+    );
+    assert_eq!(cond(&o, t::DEGRADED).status, "False");
+    // The builtin engine never goes below one runner: zero there is still an outage.
+    let mut builtin = lw.clone();
+    let a = builtin.spec.runner.autoscaling.as_mut().unwrap();
+    a.engine = learning_crds::runner::AutoscalingEngine::Builtin;
+    a.min_replicas = 1;
+    let o = compute(&builtin, &obs, None, now());
+    assert_eq!(cond(&o, t::RUNNERS_AVAILABLE).status, "False");
+}
+
+#[test]
 fn only_changes_are_transitions_and_times_hold() {
     let mut lw = example("amd-gpu.yaml");
     let first = compute(&lw, &all_good(), None, now());
