@@ -161,14 +161,17 @@ impl ModelAdmission {
             .admission_wait
             .with_label_values(&[phase.as_str()])
             .observe(started.elapsed().as_secs_f64());
-        if let Some((limited, model)) = &release {
-            limited.ensure_loaded(model).await;
-        }
         metrics.model_phases_in_flight.inc();
-        Admitted {
+        // The slot is held by `Admitted` from here on: a job aborted during the load below
+        // gives it back when this future is dropped.
+        let admitted = Admitted {
             release,
             in_flight: metrics.model_phases_in_flight.clone(),
+        };
+        if let Some((limited, model)) = &admitted.release {
+            limited.ensure_loaded(model).await;
         }
+        admitted
     }
 }
 

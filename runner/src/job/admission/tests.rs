@@ -98,3 +98,60 @@ async fn two_names_of_one_model_share_its_slots() {
         "one model, one slot"
     );
 }
+
+/// A GPU that holds nothing and whose first load never ends; it says when a load begins.
+struct StuckFirstLoad {
+    loads: std::sync::atomic::AtomicUsize,
+    loading: Notify,
+}
+
+#[async_trait]
+impl Residency for StuckFirstLoad {
+    async fn resident(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn load(&self, _model: &str) {
+        let n = self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.loading.notify_one();
+        if n == 0 {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_step_aborted_while_its_model_loads_gives_its_slot_back() {
+    let metrics = Metrics::new().unwrap();
+    let gpu = Arc::new(StuckFirstLoad {
+        loads: Default::default(),
+        loading: Notify::new(),
+    });
+    let admission = ModelAdmission::limited(AdmissionSettings {
+        capacity: 1,
+        vision_model: "v".into(),
+        feedback_model: "f".into(),
+        phase_bound: Duration::from_secs(60),
+        residency: Some(gpu.clone()),
+    });
+    let loading = gpu.loading.notified();
+    let stuck = tokio::spawn({
+        let (a, m) = (admission.clone(), metrics.clone());
+        async move {
+            let _slot = a.admit(Phase::Vision, &m).await;
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(5), loading)
+        .await
+        .expect("the first step loads its model");
+    stuck.abort();
+    let _ = stuck.await;
+    let next = tokio::time::timeout(
+        Duration::from_secs(5),
+        admission.admit(Phase::Vision, &metrics),
+    )
+    .await
+    .expect("the aborted step's slot is free again");
+    drop(next);
+    assert_eq!(metrics.model_phases_in_flight.get(), 0);
+}
