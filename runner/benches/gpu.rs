@@ -430,6 +430,10 @@ fn verdicts(results: &HashMap<(usize, usize, Variant), Measured>) {
         results[&(1, 1, Variant::Derived)],
     );
     let two = results[&(2, 1, Variant::Derived)];
+    let (a3, b3) = (
+        results[&(1, 3, Variant::Today)],
+        results[&(1, 3, Variant::Derived)],
+    );
     let checks = [
         (
             "one-model GPU: (b) at least 2x (a) in submissions per GPU-hour",
@@ -450,6 +454,18 @@ fn verdicts(results: &HashMap<(usize, usize, Variant), Measured>) {
         (
             "two-model GPU: (b) no swaps",
             two.swaps_per_submission == 0.0,
+        ),
+        (
+            "three runners, one-model GPU: (b) at least 2x (a) in submissions per GPU-hour",
+            b3.per_gpu_hour >= 2.0 * a3.per_gpu_hour,
+        ),
+        (
+            "three runners, one-model GPU: (b) p95 time to feedback lower",
+            b3.p95 < a3.p95,
+        ),
+        (
+            "three runners, one-model GPU: (b) at most 0.2 swaps per submission",
+            b3.swaps_per_submission <= 0.2,
         ),
     ];
     for (what, met) in checks {

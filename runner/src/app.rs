@@ -16,9 +16,10 @@ use crate::ai::ollama_vision::OllamaVision;
 use crate::ai::stub::StubBackend;
 use crate::ai::Adapters;
 use crate::config::{Backend, RunnerConfig};
+use crate::db::phase_locks::PgPhaseLocks;
 use crate::db::queue;
 use crate::http::{self, HttpState};
-use crate::job::admission::{AdmissionSettings, ModelAdmission, Residency};
+use crate::job::admission::{AdmissionSettings, ModelAdmission, PhaseLocks, Residency};
 use crate::job::process::JobContext;
 use crate::submission::storage::{RemoteStorage, SubmissionStorage};
 use crate::telemetry::metrics::Metrics;
@@ -406,20 +407,21 @@ fn job_context(
     metrics: Metrics,
 ) -> JobContext {
     JobContext {
-        pool,
         adapters,
         metrics,
         max_retries: config.worker.max_retries,
         backoff: config.worker.backoff,
         timeout_vision: phase_budget_vision(config),
         timeout_feedback: phase_budget_feedback(config),
-        admission: admission(config),
+        admission: admission(config, &pool),
+        pool,
     }
 }
 
 /// The model slots: unlimited for the stub; for Ollama `AI_MAX_PARALLEL_CALLS` slots, steps
-/// grouped into phases by what `/api/ps` says is resident.
-fn admission(config: &RunnerConfig) -> ModelAdmission {
+/// grouped into phases by what `/api/ps` says is resident and, through advisory locks on
+/// `pool`'s database, by what the other runners run.
+fn admission(config: &RunnerConfig, pool: &PgPool) -> ModelAdmission {
     let ai = &config.ai;
     match ai.backend {
         Backend::Stub => ModelAdmission::unlimited(),
@@ -433,6 +435,7 @@ fn admission(config: &RunnerConfig) -> ModelAdmission {
                 feedback_model: ai.feedback_model.clone(),
                 phase_bound: ai.max_phase_wait,
                 residency,
+                phase_locks: Some(Arc::new(PgPhaseLocks::new(pool)) as Arc<dyn PhaseLocks>),
             })
         }
     }

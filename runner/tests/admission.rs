@@ -38,6 +38,7 @@ async fn four_jobs_on_one_model_slot_run_one_at_a_time_and_none_times_out() {
         feedback_model: "one-model".into(),
         phase_bound: Duration::ZERO,
         residency: None,
+        phase_locks: None,
     });
     let metrics = ctx.metrics.clone();
     let summary = run_until_drained(&pool, ctx, 4).await;
@@ -59,4 +60,47 @@ async fn four_jobs_on_one_model_slot_run_one_at_a_time_and_none_times_out() {
         waited.get_sample_sum()
     );
     assert_eq!(metrics.model_phases_in_flight.get(), 0);
+}
+
+/// Two runners on one database (a real PostgreSQL): while one runs a vision step, the other,
+/// with nothing running, does not begin a feedback phase (which would swap the model out on a
+/// GPU that holds one); it begins it once the vision step has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runners_on_one_database_do_not_swap_out_each_others_phase() {
+    use learning_runner::db::phase_locks::PgPhaseLocks;
+    use learning_runner::job::admission::PhaseLocks;
+    use learning_runner::job::error_code::Phase;
+    use std::sync::Arc;
+
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let runner = || {
+        ModelAdmission::limited(AdmissionSettings {
+            capacity: 1,
+            vision_model: "qwen2.5vl:3b".into(),
+            feedback_model: "gpt-oss:20b".into(),
+            phase_bound: Duration::from_secs(60),
+            residency: None,
+            phase_locks: Some(Arc::new(PgPhaseLocks::new(&pool)) as Arc<dyn PhaseLocks>),
+        })
+    };
+    let (a, b) = (runner(), runner());
+    let metrics = learning_runner::telemetry::metrics::Metrics::new().unwrap();
+    let vision = a.admit(Phase::Vision, &metrics).await;
+    let feedback = tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            let _slot = b.admit(Phase::Feedback, &metrics).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        !feedback.is_finished(),
+        "the other runner's vision phase is not swapped out"
+    );
+    drop(vision);
+    tokio::time::timeout(Duration::from_secs(5), feedback)
+        .await
+        .expect("the feedback phase begins once vision has ended everywhere")
+        .unwrap();
 }

@@ -5,6 +5,7 @@
 
 pub mod abandoned;
 pub mod dsn;
+pub mod phase_locks;
 pub mod queue;
 
 use std::time::Duration;

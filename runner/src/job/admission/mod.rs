@@ -29,6 +29,19 @@ pub trait Residency: Send + Sync {
     async fn load(&self, model: &str);
 }
 
+/// Which models other runners on the same database are running now (see
+/// `crate::db::phase_locks`): a runner whose own steps have drained does not begin another
+/// model's phase while one of them still runs the current one.
+#[async_trait]
+pub trait PhaseLocks: Send + Sync {
+    /// This runner has one more step of `model` in flight.
+    async fn hold(&self, model: &str);
+    /// One step of `model` ended.
+    async fn release(&self, model: &str);
+    /// Whether another runner holds `model` (`None`: unknown).
+    async fn held_elsewhere(&self, model: &str) -> Option<bool>;
+}
+
 /// How often a waiting step looks again (for the phase bound and for `/api/ps`).
 const RECHECK: Duration = Duration::from_millis(250);
 
@@ -40,6 +53,7 @@ struct Limited {
     feedback_model: String,
     bound: Duration,
     residency: Option<Arc<dyn Residency>>,
+    locks: Option<Arc<dyn PhaseLocks>>,
     state: Mutex<State>,
     changed: Notify,
 }
@@ -81,6 +95,13 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         self.in_flight.dec();
         if let Some((limited, model)) = self.release.take() {
+            if let Some(locks) = limited.locks.clone() {
+                let model = model.clone();
+                // Outside a runtime (a test's end) the session ends with the process anyway.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move { locks.release(&model).await });
+                }
+            }
             let mut state = limited.lock();
             if let Some(i) = state.running.iter().position(|m| *m == model) {
                 state.running.remove(i);
@@ -104,6 +125,8 @@ pub struct AdmissionSettings {
     pub phase_bound: Duration,
     /// Where the resident models are read; `None`: only the running ones are known.
     pub residency: Option<Arc<dyn Residency>>,
+    /// Where the runners sharing a database agree on the phase; `None`: this runner alone.
+    pub phase_locks: Option<Arc<dyn PhaseLocks>>,
 }
 
 impl ModelAdmission {
@@ -120,6 +143,7 @@ impl ModelAdmission {
             feedback_model: "feedback".into(),
             phase_bound: Duration::ZERO,
             residency: None,
+            phase_locks: None,
         })
     }
 
@@ -137,6 +161,7 @@ impl ModelAdmission {
                 feedback_model,
                 bound: settings.phase_bound,
                 residency: settings.residency,
+                locks: settings.phase_locks,
                 state: Mutex::default(),
                 changed: Notify::new(),
             })),
@@ -169,6 +194,9 @@ impl ModelAdmission {
             in_flight: metrics.model_phases_in_flight.clone(),
         };
         if let Some((limited, model)) = &admitted.release {
+            if let Some(locks) = &limited.locks {
+                locks.hold(model).await;
+            }
             limited.ensure_loaded(model).await;
         }
         admitted
@@ -236,6 +264,29 @@ impl Limited {
         }
     }
 
+    /// The models other runners run now, when it matters (phases on, nothing running here,
+    /// steps waiting); empty when unknown.
+    async fn elsewhere(&self) -> Vec<String> {
+        let Some(locks) = self.locks.as_ref().filter(|_| !self.bound.is_zero()) else {
+            return Vec::new();
+        };
+        let idle_with_work = {
+            let state = self.lock();
+            state.running.is_empty() && !state.waiting.is_empty()
+        };
+        let mut models = vec![self.vision_model.clone()];
+        if self.feedback_model != self.vision_model {
+            models.push(self.feedback_model.clone());
+        }
+        let mut out = Vec::new();
+        for model in models.into_iter().filter(|_| idle_with_work) {
+            if locks.held_elsewhere(&model).await == Some(true) {
+                out.push(model);
+            }
+        }
+        out
+    }
+
     /// Admits waiting steps while their models have free slots, as [`policy::next`] says.
     async fn dispatch(&self) {
         let needs_residency = {
@@ -254,6 +305,7 @@ impl Limited {
             .filter(|m| loaded.iter().any(|l| same_model(l, m)))
             .cloned()
             .collect();
+        let elsewhere = self.elsewhere().await;
         let mut admitted_any = false;
         let mut state = self.lock();
         if loaded.is_empty() {
@@ -271,8 +323,14 @@ impl Limited {
                 })
                 .collect();
             let running: Vec<&str> = state.running.iter().map(String::as_str).collect();
-            let Some(i) = policy::next(&views, &running, &resident, self.capacity, self.bound)
-            else {
+            let Some(i) = policy::next(
+                &views,
+                &running,
+                &elsewhere,
+                &resident,
+                self.capacity,
+                self.bound,
+            ) else {
                 break;
             };
             let (id, model, _) = state.waiting.remove(i);

@@ -42,6 +42,7 @@ async fn a_running_phase_goes_on_before_the_other_model_and_a_dropped_waiter_lea
         feedback_model: "f".into(),
         phase_bound: Duration::from_secs(60),
         residency: None,
+        phase_locks: None,
     });
     let first_vision = admission.admit(Phase::Vision, &metrics).await;
     // A feedback step queues first, then a vision step.
@@ -89,6 +90,7 @@ async fn two_names_of_one_model_share_its_slots() {
         feedback_model: "qwen2.5vl:latest".into(),
         phase_bound: Duration::ZERO,
         residency: None,
+        phase_locks: None,
     });
     let _vision = admission.admit(Phase::Vision, &metrics).await;
     let feedback = admission.admit(Phase::Feedback, &metrics);
@@ -133,6 +135,7 @@ async fn a_step_aborted_while_its_model_loads_gives_its_slot_back() {
         feedback_model: "f".into(),
         phase_bound: Duration::from_secs(60),
         residency: Some(gpu.clone()),
+        phase_locks: None,
     });
     let loading = gpu.loading.notified();
     let stuck = tokio::spawn({
