@@ -280,8 +280,8 @@ struct Row {
 }
 
 impl Row {
-    /// Three runners agree on the phase only through `/api/ps`, read every 0.25 s (real) at
-    /// most: a slower clock keeps that from weighing 25 simulated seconds.
+    /// Three runners agree on the phase through `/api/ps` and the database, asked every
+    /// 0.25 s (real) at most: a slower clock keeps that from weighing 25 simulated seconds.
     const ALL: [Row; 3] = [
         Row {
             resident: 1,

@@ -104,3 +104,76 @@ async fn runners_on_one_database_do_not_swap_out_each_others_phase() {
         .expect("the feedback phase begins once vision has ended everywhere")
         .unwrap();
 }
+
+/// A job aborted while its step's model loads leaves no advisory lock behind: the lock is
+/// counted by the session task, and the slot's release gives it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_step_leaves_no_phase_lock_behind() {
+    use async_trait::async_trait;
+    use learning_runner::db::phase_locks::PgPhaseLocks;
+    use learning_runner::job::admission::{PhaseLocks, Residency};
+    use learning_runner::job::error_code::Phase;
+    use std::sync::Arc;
+
+    /// Nothing loaded, and a load that never ends.
+    struct EndlessLoad(tokio::sync::Notify);
+    #[async_trait]
+    impl Residency for EndlessLoad {
+        async fn resident(&self) -> Vec<String> {
+            Vec::new()
+        }
+        async fn load(&self, _model: &str) {
+            self.0.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+
+    let db = TestDb::new().await;
+    let pool = db.worker_pool(4).await;
+    let gpu = Arc::new(EndlessLoad(tokio::sync::Notify::new()));
+    let admission = ModelAdmission::limited(AdmissionSettings {
+        capacity: 1,
+        vision_model: "qwen2.5vl:3b".into(),
+        feedback_model: "gpt-oss:20b".into(),
+        phase_bound: Duration::from_secs(60),
+        residency: Some(gpu.clone()),
+        phase_locks: Some(Arc::new(PgPhaseLocks::new(&pool)) as Arc<dyn PhaseLocks>),
+    });
+    let advisory_locks = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from pg_locks where locktype = 'advisory' and classid = 19538",
+        )
+        .fetch_one(&db.admin)
+        .await
+        .unwrap()
+    };
+    let loading = gpu.0.notified();
+    let metrics = learning_runner::telemetry::metrics::Metrics::new().unwrap();
+    let step = tokio::spawn({
+        let (a, m) = (admission.clone(), metrics.clone());
+        async move {
+            let _slot = a.admit(Phase::Vision, &m).await;
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(5), loading)
+        .await
+        .expect("the step loads its model");
+    let started = std::time::Instant::now();
+    while advisory_locks().await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the phase lock is held"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    step.abort();
+    let _ = step.await;
+    while advisory_locks().await != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the aborted step's phase lock is given back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metrics.model_phases_in_flight.get(), 0);
+}

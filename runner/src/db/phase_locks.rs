@@ -5,18 +5,19 @@
 //! the answer, so a runner whose own steps have drained does not swap the model out from under
 //! another runner's running phase.
 //!
-//! Every statement runs on one dedicated connection (session-level locks belong to it) under
-//! a short deadline. A database that does not answer makes the answer "unknown": the
-//! admission then decides as if alone, and a lost connection frees its locks by itself.
+//! One task owns one connection (session-level locks belong to it) and carries out the holds,
+//! releases and questions in the order they were sent: a step aborted while its hold is on
+//! the way still has it counted and released. Every statement has a short deadline; any
+//! failure ends the session — and with it every lock it held, so the count starts from zero —
+//! and for a while the answer is "unknown": the admission then decides as if alone.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgConnection, PgPool};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::job::admission::PhaseLocks;
 use learning_contract::model::with_tag;
@@ -24,11 +25,11 @@ use learning_contract::model::with_tag;
 /// The first key of every lock (`'LR'`), so that they cannot collide with other users of
 /// advisory locks in the same database, which use other classes or one-key locks.
 const LOCK_CLASS: i32 = 0x4c52;
-/// The longest one statement may take.
+/// The longest one statement (or a connect) may take.
 const DEADLINE: Duration = Duration::from_millis(1_500);
-/// After a failed statement, no new question for this long (the answer is "unknown").
+/// After a failure, no new connection and no question for this long.
 const QUIET_AFTER_ERROR: Duration = Duration::from_secs(10);
-/// How long an answer of [`PhaseLocks::held_elsewhere`] is reused (every waiting step asks).
+/// How long an answer about another runner's phase is reused (every waiting step asks).
 const FRESH_FOR: Duration = Duration::from_millis(250);
 
 /// (`pg_advisory_lock_shared` returns `void`, which has no Rust type: select `true` after it.)
@@ -38,132 +39,152 @@ const RELEASE: &str = "select pg_advisory_unlock_shared($1, hashtext($2))";
 const FREE: &str = "select case when pg_try_advisory_lock($1, hashtext($2)) \
                     then pg_advisory_unlock($1, hashtext($2)) else false end";
 
-/// The advisory locks of one runner, on one connection of its own.
+/// What the session task is asked to do, in order.
+enum Order {
+    Hold(String),
+    Release(String),
+    Free(String, oneshot::Sender<Option<bool>>),
+}
+
+/// The advisory locks of one runner; the handle of its session task.
 pub struct PgPhaseLocks {
-    options: PgConnectOptions,
-    /// Replaced (and the old one's session, with its locks, ended) after any failure.
-    pool: Mutex<PgPool>,
-    started: Instant,
-    /// Milliseconds since `started` until which no question is asked; 0: none.
-    quiet_until: AtomicU64,
-    /// Holds taken on this session, per model (a release gives back only what was taken).
-    holds: Mutex<HashMap<String, u32>>,
-    /// The last answers of `held_elsewhere`, per model.
-    answers: Mutex<HashMap<String, (Instant, bool)>>,
+    orders: mpsc::UnboundedSender<Order>,
 }
 
 impl PgPhaseLocks {
-    /// Locks on a one-connection pool with the options of `pool` that never closes its
-    /// connection for idleness (that would drop the locks).
+    /// Starts the session task (within a Tokio runtime), which connects as `pool` does when
+    /// first needed. It ends when the handle is dropped.
     pub fn new(pool: &PgPool) -> Self {
-        let options = pool.connect_options().as_ref().clone();
-        PgPhaseLocks {
-            pool: Mutex::new(session(&options)),
-            options,
-            started: Instant::now(),
-            quiet_until: AtomicU64::new(0),
-            holds: Mutex::default(),
-            answers: Mutex::default(),
-        }
+        let (orders, inbox) = mpsc::unbounded_channel();
+        let session = Session {
+            options: pool.connect_options().as_ref().clone(),
+            conn: None,
+            holds: HashMap::new(),
+            answers: HashMap::new(),
+            quiet_until: None,
+        };
+        tokio::spawn(session.run(inbox));
+        PgPhaseLocks { orders }
     }
-
-    fn pool(&self) -> PgPool {
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Ends the session (its locks go with it) and starts afresh with nothing held.
-    fn reset(&self) {
-        let old = std::mem::replace(
-            &mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()),
-            session(&self.options),
-        );
-        self.holds.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        tokio::spawn(async move { old.close().await });
-    }
-
-    fn quiet(&self) -> bool {
-        let now = self.started.elapsed().as_millis() as u64;
-        now < self.quiet_until.load(Ordering::Relaxed)
-    }
-
-    /// Runs `sql` for `model` within the deadline; `None` (and a quiet period) on any failure.
-    async fn ask(&self, sql: &'static str, model: &str) -> Option<bool> {
-        let pool = self.pool();
-        let query = sqlx::query_scalar::<_, Option<bool>>(sql)
-            .bind(LOCK_CLASS)
-            .bind(with_tag(model))
-            .fetch_one(&pool);
-        match tokio::time::timeout(DEADLINE, query).await {
-            Ok(Ok(answer)) => Some(answer.unwrap_or(true)),
-            _ => {
-                self.reset();
-                let until = self.started.elapsed() + QUIET_AFTER_ERROR;
-                self.quiet_until
-                    .store(until.as_millis() as u64, Ordering::Relaxed);
-                tracing::debug!(event = "learning.admission.phase_lock_unavailable");
-                None
-            }
-        }
-    }
-}
-
-/// A lazy one-connection pool that never closes its connection for idleness (that would drop
-/// the locks), with the runner's session limits.
-fn session(options: &PgConnectOptions) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(1)
-        .min_connections(0)
-        .acquire_timeout(DEADLINE)
-        .idle_timeout(None)
-        .after_connect(|conn, _meta| Box::pin(super::queue::apply_session_limits(conn)))
-        .connect_lazy_with(options.clone())
 }
 
 #[async_trait]
 impl PhaseLocks for PgPhaseLocks {
     async fn hold(&self, model: &str) {
-        if !self.quiet() && self.ask(HOLD, model).await.is_some() {
-            let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
-            *holds.entry(with_tag(model)).or_default() += 1;
-        }
+        let _ = self.orders.send(Order::Hold(with_tag(model)));
     }
 
     async fn release(&self, model: &str) {
-        let taken = {
-            let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
-            match holds.get_mut(&with_tag(model)) {
-                Some(n) if *n > 0 => {
-                    *n -= 1;
-                    true
-                }
-                _ => false,
-            }
-        };
-        if taken {
-            self.ask(RELEASE, model).await;
-        }
+        let _ = self.orders.send(Order::Release(with_tag(model)));
     }
 
     async fn held_elsewhere(&self, model: &str) -> Option<bool> {
-        if self.quiet() {
-            return None;
-        }
-        let key = with_tag(model);
-        if let Some((at, held)) = self
-            .answers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            if at.elapsed() < FRESH_FOR {
-                return Some(*held);
+        let (answer, answered) = oneshot::channel();
+        self.orders
+            .send(Order::Free(with_tag(model), answer))
+            .ok()?;
+        // The queue ahead is short (holds and releases of this runner): one deadline for all.
+        let free = tokio::time::timeout(DEADLINE * 2, answered)
+            .await
+            .ok()?
+            .ok()??;
+        Some(!free)
+    }
+}
+
+/// The session task's state.
+struct Session {
+    options: PgConnectOptions,
+    conn: Option<PgConnection>,
+    /// Holds taken on the current connection, per model.
+    holds: HashMap<String, u32>,
+    /// The last answers about other runners, per model.
+    answers: HashMap<String, (Instant, bool)>,
+    /// No connection attempt before this instant (after a failure).
+    quiet_until: Option<Instant>,
+}
+
+impl Session {
+    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Order>) {
+        while let Some(order) = inbox.recv().await {
+            match order {
+                Order::Hold(model) => {
+                    if self.ask(HOLD, &model).await.is_some() {
+                        *self.holds.entry(model).or_default() += 1;
+                    }
+                }
+                Order::Release(model) => {
+                    if let Some(n) = self.holds.get_mut(&model).filter(|n| **n > 0) {
+                        *n -= 1;
+                        self.ask(RELEASE, &model).await;
+                    }
+                }
+                Order::Free(model, reply) => {
+                    let _ = reply.send(self.free(&model).await);
+                }
             }
         }
-        let held = !self.ask(FREE, model).await?;
+    }
+
+    /// Whether no session holds `model`'s lock (a fresh answer is reused).
+    async fn free(&mut self, model: &str) -> Option<bool> {
+        if let Some((at, free)) = self.answers.get(model) {
+            if at.elapsed() < FRESH_FOR {
+                return Some(*free);
+            }
+        }
+        let free = self.ask(FREE, model).await?;
         self.answers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (Instant::now(), held));
-        Some(held)
+            .insert(model.to_owned(), (Instant::now(), free));
+        Some(free)
+    }
+
+    /// Runs `sql` for `model` within the deadline; `None` after any failure, which ends the
+    /// session (its locks go with it: nothing is held any more).
+    async fn ask(&mut self, sql: &'static str, model: &str) -> Option<bool> {
+        let conn = self.connection().await?;
+        let query = sqlx::query_scalar::<_, Option<bool>>(sql)
+            .bind(LOCK_CLASS)
+            .bind(model)
+            .fetch_one(conn);
+        match tokio::time::timeout(DEADLINE, query).await {
+            Ok(Ok(answer)) => Some(answer.unwrap_or(true)),
+            _ => {
+                self.fail();
+                None
+            }
+        }
+    }
+
+    /// The connection, opened (with the runner's session limits) when there is none.
+    async fn connection(&mut self) -> Option<&mut PgConnection> {
+        if self.conn.is_none() {
+            if self.quiet_until.is_some_and(|t| Instant::now() < t) {
+                return None;
+            }
+            let opened = tokio::time::timeout(DEADLINE, async {
+                let mut conn = self.options.connect().await?;
+                super::queue::apply_session_limits(&mut conn).await?;
+                Ok::<_, sqlx::Error>(conn)
+            })
+            .await;
+            match opened {
+                Ok(Ok(conn)) => self.conn = Some(conn),
+                _ => {
+                    self.fail();
+                    return None;
+                }
+            }
+        }
+        self.conn.as_mut()
+    }
+
+    fn fail(&mut self) {
+        // Dropping the connection ends the session on the server, and its locks with it.
+        self.conn = None;
+        self.holds.clear();
+        self.answers.clear();
+        self.quiet_until = Some(Instant::now() + QUIET_AFTER_ERROR);
+        tracing::debug!(event = "learning.admission.phase_locks_unavailable");
     }
 }

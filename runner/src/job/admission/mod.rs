@@ -95,7 +95,7 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         self.in_flight.dec();
         if let Some((limited, model)) = self.release.take() {
-            if let Some(locks) = limited.locks.clone() {
+            if let Some(locks) = limited.phase_locks().cloned() {
                 let model = model.clone();
                 // Outside a runtime (a test's end) the session ends with the process anyway.
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -194,7 +194,7 @@ impl ModelAdmission {
             in_flight: metrics.model_phases_in_flight.clone(),
         };
         if let Some((limited, model)) = &admitted.release {
-            if let Some(locks) = &limited.locks {
+            if let Some(locks) = limited.phase_locks() {
                 locks.hold(model).await;
             }
             limited.ensure_loaded(model).await;
@@ -264,10 +264,15 @@ impl Limited {
         }
     }
 
+    /// The phase locks, when phases are on (first come, first served needs none).
+    fn phase_locks(&self) -> Option<&Arc<dyn PhaseLocks>> {
+        self.locks.as_ref().filter(|_| !self.bound.is_zero())
+    }
+
     /// The models other runners run now, when it matters (phases on, nothing running here,
     /// steps waiting); empty when unknown.
     async fn elsewhere(&self) -> Vec<String> {
-        let Some(locks) = self.locks.as_ref().filter(|_| !self.bound.is_zero()) else {
+        let Some(locks) = self.phase_locks() else {
             return Vec::new();
         };
         let idle_with_work = {
