@@ -9,9 +9,11 @@ mod common;
 use std::time::Duration;
 
 use learning_tests::fixtures::{self, NewSubmission};
-use learning_tests::gpu_sim::{EventKind, GpuConfig, GpuModel, GpuSim};
+use learning_tests::gpu_sim::{EventKind, GpuConfig, GpuModel, GpuReport, GpuSim};
+use learning_tests::tools::TempDir;
 use learning_tests::TestDb;
 
+use common::local::png;
 use common::process::{start_runner, summary, wait_with_limit};
 
 const VISION: &str = "qwen2.5vl:3b";
@@ -144,99 +146,82 @@ async fn the_models_are_loaded_before_the_first_job_calls_them() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_a_one_model_gpu_the_vision_model_is_warmed_last_and_stays_for_the_first_photo() {
+/// One photo, stored and enqueued as GUSTAV's web app does, worked by one runner (with
+/// `extra` settings) against a GPU that holds one model at a time and has one slot; the
+/// runner's totals and the simulator's report.
+async fn one_photo_on_a_one_model_gpu(
+    models: Vec<GpuModel>,
+    time_scale: Duration,
+    extra: &[(&str, &str)],
+) -> (std::collections::HashMap<String, u64>, GpuReport) {
     let db = TestDb::new().await;
-    let root = hand_in_one_photo(&db).await;
+    let root = TempDir::new("gpu-capacity");
+    let photo = png(32, 24, [10, 10, 10]);
+    let sub = NewSubmission::gustav_file("student-1", "image", "image/png", &photo);
+    let path = root.0.join(sub.key());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &photo).unwrap();
+    fixtures::enqueue(&db.admin, &sub).await;
     let gpu = GpuSim::start(GpuConfig {
         resident_models: 1,
         slots: 1,
         keep_alive: -1.0,
-        time_scale: Duration::from_millis(20),
-        ..GpuConfig::with_models(vec![
-            GpuModel::new(VISION, 3_000_000_000).load(8.0).base(6.0),
-            GpuModel::new(FEEDBACK, 13_000_000_000).load(8.0).base(10.0),
-        ])
+        time_scale,
+        ..GpuConfig::with_models(models)
     })
     .await;
-    let (url, root_dir) = (gpu.base_url(), root.display().to_string());
-    let mut runner = start_runner(
-        &db,
-        &[
-            ("AI_BACKEND", "local"),
-            ("OLLAMA_BASE_URL", url.as_str()),
-            ("STORAGE_VERIFY_ROOT", root_dir.as_str()),
-            ("WORKER_EXIT_WHEN_DRAINED", "true"),
-            ("LOG_LEVEL", "warn"),
-        ],
-    );
+    let (url, root_dir) = (gpu.base_url(), root.0.display().to_string());
+    let mut settings = vec![
+        ("AI_BACKEND", "local"),
+        ("OLLAMA_BASE_URL", url.as_str()),
+        ("STORAGE_VERIFY_ROOT", root_dir.as_str()),
+        ("WORKER_EXIT_WHEN_DRAINED", "true"),
+        ("LOG_LEVEL", "warn"),
+    ];
+    settings.extend_from_slice(extra);
+    let mut runner = start_runner(&db, &settings);
     let (status, out, err) = wait_with_limit(&mut runner.child, Duration::from_secs(120));
     assert!(status.success(), "{err}");
-    assert_eq!(summary(&out)["completed"], 1, "{out}");
-    let report = gpu.report();
+    (summary(&out), gpu.report())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_one_model_gpu_the_vision_model_is_warmed_last_and_stays_for_the_first_photo() {
+    let (totals, report) = one_photo_on_a_one_model_gpu(
+        vec![
+            GpuModel::new(VISION, 3_000_000_000).load(8.0).base(6.0),
+            GpuModel::new(FEEDBACK, 13_000_000_000).load(8.0).base(10.0),
+        ],
+        Duration::from_millis(20),
+        &[],
+    )
+    .await;
+    assert_eq!(totals["completed"], 1, "{totals:?}");
     let vision = report.model(VISION).unwrap();
     // Feedback warmed first, then vision (one swap); the photo's vision call finds vision
     // loaded, and only its feedback step swaps again. Vision first would cost a third swap.
     assert_eq!((vision.warmups, vision.loads), (1, 1), "{report:?}");
     assert_eq!(report.swaps, 2, "{:?}", report.timeline);
-    let _ = std::fs::remove_dir_all(&root);
-}
-
-/// Stores one photo as GUSTAV's web app does, in a fresh directory (returned), and enqueues it.
-async fn hand_in_one_photo(db: &TestDb) -> std::path::PathBuf {
-    let root = std::env::temp_dir().join(format!("gpu-capacity-{}", uuid::Uuid::new_v4().simple()));
-    let mut photo = std::io::Cursor::new(Vec::new());
-    image::RgbImage::from_pixel(32, 24, image::Rgb([10, 10, 10]))
-        .write_to(&mut photo, image::ImageFormat::Png)
-        .unwrap();
-    let photo = photo.into_inner();
-    let sub = NewSubmission::gustav_file("student-1", "image", "image/png", &photo);
-    let path = root.join(sub.key());
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, &photo).unwrap();
-    fixtures::enqueue(&db.admin, &sub).await;
-    root
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_swap_at_the_start_of_a_phase_does_not_count_against_the_steps_time_limit() {
     // One model at a time; loading the feedback model takes 3 s (real), its step 1 s, its
     // limit 2 s. After the photo's vision step the feedback model must be loaded again.
-    let db = TestDb::new().await;
-    let root = hand_in_one_photo(&db).await;
-    let gpu = GpuSim::start(GpuConfig {
-        resident_models: 1,
-        slots: 1,
-        keep_alive: -1.0,
-        time_scale: Duration::from_millis(100),
-        ..GpuConfig::with_models(vec![
+    let (totals, report) = one_photo_on_a_one_model_gpu(
+        vec![
             GpuModel::new(VISION, 3_000_000_000).load(8.0).base(4.0),
             GpuModel::new(FEEDBACK, 13_000_000_000).load(30.0).base(5.0),
-        ])
-    })
-    .await;
-    let (url, root_dir) = (gpu.base_url(), root.display().to_string());
-    let mut runner = start_runner(
-        &db,
-        &[
-            ("AI_BACKEND", "local"),
-            ("OLLAMA_BASE_URL", url.as_str()),
-            ("STORAGE_VERIFY_ROOT", root_dir.as_str()),
-            ("AI_TIMEOUT_FEEDBACK", "2"),
-            ("WORKER_MAX_RETRIES", "0"),
-            ("WORKER_EXIT_WHEN_DRAINED", "true"),
-            ("LOG_LEVEL", "warn"),
         ],
-    );
-    let (status, out, err) = wait_with_limit(&mut runner.child, Duration::from_secs(120));
-    assert!(status.success(), "{err}");
-    let totals = summary(&out);
+        Duration::from_millis(100),
+        &[("AI_TIMEOUT_FEEDBACK", "2"), ("WORKER_MAX_RETRIES", "0")],
+    )
+    .await;
     assert_eq!(
         (totals["completed"], totals["failed"]),
         (1, 0),
         "the load ran before the step's limit started: {totals:?}"
     );
-    let report = gpu.report();
     let feedback = report.model(FEEDBACK).unwrap();
     assert_eq!(feedback.loads, 2, "warmed, then loaded again after vision");
     assert!(
@@ -244,5 +229,4 @@ async fn a_model_swap_at_the_start_of_a_phase_does_not_count_against_the_steps_t
         "no feedback call waited for a load: {:.1} simulated s",
         feedback.queue_wait_max
     );
-    let _ = std::fs::remove_dir_all(&root);
 }

@@ -5,6 +5,20 @@ use super::super::fixtures::example;
 use super::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+/// The one peer the runners of `lw` (`school-d`) may reach on `port`.
+fn only_peer_on_port(lw: &LearningWorker, port: i32) -> NetworkPolicyPeer {
+    let egress = by_name(&policies(lw, &ctx("ops")), "school-d-runner")
+        .egress
+        .clone()
+        .unwrap();
+    let on_port: Vec<_> = egress
+        .iter()
+        .filter(|r| ports(r) == [IntOrString::Int(port)])
+        .collect();
+    assert_eq!(on_port.len(), 1, "{egress:#?}");
+    on_port[0].to.as_ref().unwrap()[0].clone()
+}
+
 fn by_name<'a>(list: &'a [NetworkPolicy], name: &str) -> &'a NetworkPolicySpec {
     list.iter()
         .find(|p| p.metadata.name.as_deref() == Some(name))
@@ -218,31 +232,13 @@ fn runner_egress_is_opt_in_and_then_reaches_only_dns_ollama_and_the_given_peers(
     // External Ollama in this namespace (`http://ollama:11434`): any pod here on its port.
     let mut external = example("external-ollama.yaml");
     external.spec.network.runner_egress = lw.spec.network.runner_egress.clone();
-    let egress = by_name(&policies(&external, &ctx("ops")), "school-d-runner")
-        .egress
-        .clone()
-        .unwrap();
-    let to_ollama: Vec<_> = egress
-        .iter()
-        .filter(|r| ports(r) == [IntOrString::Int(11434)])
-        .collect();
-    assert_eq!(to_ollama.len(), 1, "{egress:#?}");
-    let peer = &to_ollama[0].to.as_ref().unwrap()[0];
+    let peer = only_peer_on_port(&external, 11434);
     assert_eq!(peer.pod_selector, Some(LabelSelector::default()));
     assert_eq!(peer.namespace_selector, None, "this namespace only");
 
     // Shared in another namespace, on https's default port: that namespace, by its name label.
     external.spec.ollama.url = Some("https://ollama.AI-Shared.svc.cluster.local".into());
-    let egress = by_name(&policies(&external, &ctx("ops")), "school-d-runner")
-        .egress
-        .clone()
-        .unwrap();
-    let to_ollama: Vec<_> = egress
-        .iter()
-        .filter(|r| ports(r) == [IntOrString::Int(443)])
-        .collect();
-    assert_eq!(to_ollama.len(), 1, "{egress:#?}");
-    let peer = &to_ollama[0].to.as_ref().unwrap()[0];
+    let peer = only_peer_on_port(&external, 443);
     let labels = peer
         .namespace_selector
         .as_ref()
