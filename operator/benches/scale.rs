@@ -188,6 +188,7 @@ async fn one_run(n: usize) -> Value {
     ));
     wait_statuses(&server, n, started).await;
     let converge = started.elapsed();
+    eprintln!("scale bench: {n} workers converged in {converge:?} (in-process)");
     let converge_requests = server.request_count();
     let converge_reconciles = metrics.reconciles.get();
     check_children(&server);
