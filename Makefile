@@ -63,9 +63,10 @@ demo: ## Run the runner end to end on sample submissions against a throwaway Pos
 	$(CARGO) build -p learning-runner
 	LEARNING_RUNNER_BIN="$(RUNNER_BIN)" bash scripts/demo.sh
 
-bench: deps ## Run the benchmarks: queue throughput and pickup latency, PDF rendering and photo scaling, GPU scheduling against the simulator
+bench: deps ## Run the benchmarks: queue throughput and pickup latency, PDF rendering and photo scaling, GPU scheduling against the simulator, the operator at scale against the fake API server
 	$(require_cargo)
 	$(CARGO) bench -p learning-runner --bench queue --bench render --bench gpu
+	$(CARGO) bench -p learning-operator --bench scale
 
 CRD_FILE := crds/learningworkers.learning.gustav.dev.yaml
 

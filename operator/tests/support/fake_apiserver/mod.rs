@@ -144,6 +144,17 @@ impl FakeApiServer {
         self.shared.log.lock().unwrap().clone()
     }
 
+    /// How many requests have been recorded so far.
+    pub fn request_count(&self) -> usize {
+        self.shared.log.lock().unwrap().len()
+    }
+
+    /// The requests recorded after the first `from` (see `request_count`).
+    pub fn requests_since(&self, from: usize) -> Vec<Recorded> {
+        let log = self.shared.log.lock().unwrap();
+        log.get(from..).unwrap_or_default().to_vec()
+    }
+
     /// Forgets the watch history: watches from older versions get 410 Gone.
     pub fn compact(&self) {
         self.shared.store.lock().unwrap().compact();
