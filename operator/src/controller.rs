@@ -6,7 +6,7 @@
 //! longer in the watch cache are dropped after every reconcile result (including the "object
 //! not found" a deleted one gives).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
-use learning_crds::LearningWorker;
+use learning_crds::{LearningWorker, LearningWorkerStatus};
 
 use crate::autoscale::apply::KedaOutcome;
 use crate::desired::kinds::{ChildObject, KindVisitor};
@@ -27,6 +27,7 @@ use crate::desired::{self, ChildKind, RenderContext, MANAGER};
 use crate::error::ReconcileError;
 use crate::metrics::Metrics;
 use crate::observe::{self, Prober};
+use crate::written::Written;
 use crate::{apply, autoscale, status};
 
 /// Requeue while something is changing.
@@ -70,6 +71,8 @@ pub struct Context {
     pub requeue: Requeue,
     /// The runner image for LearningWorkers that name none (`RUNNER_IMAGE`).
     pub default_runner_image: Option<String>,
+    /// What this operator wrote in this leadership term (fresher than the watch cache).
+    pub written: Written,
 }
 
 impl Context {
@@ -97,6 +100,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             requeue: Requeue::default(),
             default_runner_image: None,
+            written: Written::default(),
         }
     }
 
@@ -141,7 +145,9 @@ async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, R
         .name
         .clone()
         .ok_or(ReconcileError::MissingMetadata)?;
-    reconcile_worker(lw, ctx, &ns, &name).await
+    // The status this operator last wrote, even when the watch has not delivered it yet.
+    let lw = ctx.written.freshest(lw);
+    reconcile_worker(&lw, ctx, &ns, &name).await
 }
 
 /// The reconcile of a worker with a namespace and a name, in the `reconcile` span (entered
@@ -169,7 +175,7 @@ async fn reconcile_worker(
             .with_label_values(&["invalid_spec"])
             .inc();
         let outcome = status::invalid(lw, &errors, Timestamp::now());
-        apply::patch_status(&ctx.client, lw, &outcome.status).await?;
+        write_status(ctx, lw, &outcome.status).await?;
         ctx.metrics.observe_worker(ns, name, &outcome.status);
         apply::publish_transitions(&ctx.recorder, lw, &outcome.transitions).await;
         return Ok(Action::await_change());
@@ -203,7 +209,7 @@ async fn reconcile_worker(
     outcome
         .transitions
         .extend(autoscale::report(lw, &mut outcome.status, scaling, now));
-    apply::patch_status(&ctx.client, lw, &outcome.status).await?;
+    write_status(ctx, lw, &outcome.status).await?;
     ctx.metrics.observe_worker(ns, name, &outcome.status);
     apply::publish_transitions(&ctx.recorder, lw, &outcome.transitions).await;
     if let (Some(note), Ok(())) = (rescaled, &applied) {
@@ -219,6 +225,20 @@ async fn reconcile_worker(
     } else {
         ctx.requeue.idle
     }))
+}
+
+/// Writes `status` unless it is already the object's status (nothing changed: no write), and
+/// remembers it as written.
+async fn write_status(
+    ctx: &Context,
+    lw: &LearningWorker,
+    status: &LearningWorkerStatus,
+) -> Result<(), ReconcileError> {
+    if lw.status.as_ref() != Some(status) {
+        apply::patch_status(&ctx.client, lw, status).await?;
+    }
+    ctx.written.status_written(lw, status);
+    Ok(())
 }
 
 /// Applies the children, prunes the unwanted ones, then applies or removes the KEDA objects
@@ -368,6 +388,7 @@ pub async fn run(
     };
     let cache = controller.store();
     let metrics = ctx.metrics.clone();
+    let memory = ctx.clone();
     let reconciling = controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -375,12 +396,14 @@ pub async fn run(
             if let Err(e) = result {
                 tracing::debug!(event = "learning.operator.controller_error", error = %e);
             }
-            // A deleted LearningWorker leaves the cache; its series go with it.
+            // A deleted LearningWorker leaves the cache; its series and memory go with it.
             metrics.retain_workers(|ns, name| {
                 cache
                     .get(&ObjectRef::<LearningWorker>::new(name).within(ns))
                     .is_some()
             });
+            let uids: HashSet<String> = cache.state().iter().filter_map(|lw| lw.uid()).collect();
+            memory.written.retain(|uid| uids.contains(uid));
             futures::future::ready(())
         });
     futures::future::join(synced, reconciling).await;

@@ -24,3 +24,4 @@ pub mod render;
 pub mod run;
 pub mod runner_image;
 pub mod status;
+pub mod written;

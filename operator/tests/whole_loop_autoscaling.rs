@@ -7,8 +7,9 @@
 //!   window (across an operator restart), never below the runners that may hold leases,
 //!   within the capacity cap;
 //! - keda: without KEDA `AutoscalerUnavailable` and no ScaledObject; with it a ScaledObject and a
-//!   TriggerAuthentication that pass the KEDA CRD schema (`tests/data/keda-crds-subset.yaml`,
-//!   a hand-written subset, checked with `check-jsonschema`), and no `replicas` from the operator;
+//!   TriggerAuthentication that pass KEDA's published CRD schemas (vendored in `tests/data/keda/`)
+//!   and the stricter hand-written subset (`tests/data/keda-crds-subset.yaml`, no unknown
+//!   fields), checked with `check-jsonschema`, and no `replicas` from the operator;
 //!   leaving the engine deletes both; the KEDA requests are exactly the declared KEDA RBAC;
 //! - external: the operator never writes `replicas`, an HPA's value stays.
 //!
@@ -305,21 +306,25 @@ async fn builtin_scales_up_at_once_holds_for_the_window_and_never_below_the_leas
     assert!(applied.iter().all(Value::is_i64), "{applied:?}");
 }
 
-/// The object of `kind` against the schema of the hand-written KEDA CRD subset.
-fn check_keda_schema(kind: &str, object: &Value) -> std::process::Output {
-    let path = format!(
-        "{}/tests/data/keda-crds-subset.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    );
+/// The object of `kind` against the `openAPIV3Schema` of the CRD in `file` (under
+/// `tests/data/`).
+fn check_keda_schema(file: &str, kind: &str, object: &Value) -> std::process::Output {
+    let path = format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).unwrap();
     let crd = serde_yaml_ng::Deserializer::from_str(&text)
         .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
         .find(|crd| crd["spec"]["names"]["kind"] == kind)
-        .unwrap_or_else(|| panic!("no CRD of {kind}"));
+        .unwrap_or_else(|| panic!("no CRD of {kind} in {file}"));
+    let version = crd["spec"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "v1alpha1")
+        .unwrap_or_else(|| panic!("no v1alpha1 in {file}"));
     let dir = TempDir::new("keda-schema");
     let schema = dir.write(
         "schema.json",
-        &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].to_string(),
+        &version["schema"]["openAPIV3Schema"].to_string(),
     );
     let file = dir.write("object.json", &object.to_string());
     run(
@@ -330,6 +335,16 @@ fn check_keda_schema(kind: &str, object: &Value) -> std::process::Output {
         HINT_CHECK_JSONSCHEMA,
     )
 }
+
+/// KEDA's published CRDs (vendored, `tests/data/keda/`) and the stricter hand-written subset.
+const KEDA_SCHEMAS: [(&str, &str); 3] = [
+    ("ScaledObject", "keda/keda.sh_scaledobjects.yaml"),
+    (
+        "TriggerAuthentication",
+        "keda/keda.sh_triggerauthentications.yaml",
+    ),
+    ("", "keda-crds-subset.yaml"),
+];
 
 fn keda_object(server: &FakeApiServer, kind: &str, name: &str) -> Option<Value> {
     server.get("keda.sh/v1alpha1", kind, NS, name)
@@ -353,8 +368,17 @@ async fn keda_gets_a_valid_scaled_object_once_installed_and_the_operator_leaves_
     let so = keda_object(&server, "ScaledObject", RUNNER).unwrap();
     let auth = keda_object(&server, "TriggerAuthentication", "school-e-runner-db").unwrap();
     for (kind, object) in [("ScaledObject", &so), ("TriggerAuthentication", &auth)] {
-        let out = check_keda_schema(kind, object);
-        assert!(out.status.success(), "{kind}: {}\n{object:#}", text(&out));
+        for (only, file) in KEDA_SCHEMAS {
+            if !only.is_empty() && only != kind {
+                continue;
+            }
+            let out = check_keda_schema(file, kind, object);
+            assert!(
+                out.status.success(),
+                "{kind} against {file}: {}\n{object:#}",
+                text(&out)
+            );
+        }
         assert_eq!(
             object["metadata"]["ownerReferences"][0]["uid"],
             uid.as_str()
@@ -366,10 +390,32 @@ async fn keda_gets_a_valid_scaled_object_once_installed_and_the_operator_leaves_
         "school-e-runner-db"
     );
     assert_eq!(auth["spec"]["secretTargetRef"][0]["name"], "learning-db");
-    // The check is not vacuous: a misspelt field fails it.
-    let mut broken = so.clone();
-    broken["spec"]["maxReplicas"] = 4.into();
-    assert!(!check_keda_schema("ScaledObject", &broken).status.success());
+    // The checks are not vacuous: a misspelt field fails the strict subset, a wrong type
+    // or a missing required field fails KEDA's published schema.
+    let mut misspelt = so.clone();
+    misspelt["spec"]["maxReplicas"] = 4.into();
+    assert!(
+        !check_keda_schema(KEDA_SCHEMAS[2].1, "ScaledObject", &misspelt)
+            .status
+            .success()
+    );
+    let mut wrong_type = so.clone();
+    wrong_type["spec"]["maxReplicaCount"] = "four".into();
+    assert!(
+        !check_keda_schema(KEDA_SCHEMAS[0].1, "ScaledObject", &wrong_type)
+            .status
+            .success()
+    );
+    let mut no_target = auth.clone();
+    no_target["spec"]["secretTargetRef"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("key");
+    assert!(
+        !check_keda_schema(KEDA_SCHEMAS[1].1, "TriggerAuthentication", &no_target)
+            .status
+            .success()
+    );
     let applies = runner_applies(&server);
     assert!(!applies.is_empty());
     for body in &applies {
