@@ -1,60 +1,89 @@
-//! The only writer: server-side apply of every child (one field manager, `force`), pruning of
+//! The only writer: server-side apply of every child (one field manager, `force`; skipped when
+//! it would change nothing, see `crate::written`), pruning of
 //! children that are no longer wanted (decided by `prune`), the status (server-side apply on
 //! the status subresource), and an Event per condition transition.
 
 use futures::future::BoxFuture;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use learning_crds::{LearningWorker, LearningWorkerStatus};
 
+use crate::caches::Caches;
 use crate::desired::kinds::{ChildObject, ChildVisitor, KindVisitor};
 use crate::desired::{ChildKind, Children, MANAGER};
 use crate::error::ReconcileError;
 use crate::prune::{self, Existing};
 use crate::status::Transition;
+use crate::written::Written;
 
 fn params() -> PatchParams {
     PatchParams::apply(MANAGER).force()
 }
 
+/// Where applies go and what they may skip: the API, the watch caches and this term's
+/// memory of earlier applies.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    /// The API client.
+    pub client: &'a Client,
+    /// The watch caches (the live children).
+    pub caches: &'a Caches,
+    /// What this operator applied before.
+    pub written: &'a Written,
+}
+
+/// Applies one child, unless the live object is still what the last apply of the same
+/// object left (`Written::child_unchanged`): then nothing is sent.
 async fn apply_one<K: ChildObject>(
-    client: &Client,
+    target: Target<'_>,
     ns: &str,
     obj: &K,
 ) -> Result<(), ReconcileError> {
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
     let name = obj.name_any();
-    api.patch(&name, &params(), &Patch::Apply(obj))
+    let live = target.caches.get::<K>(ns, &name);
+    if target.written.child_unchanged(obj, live.as_deref()) {
+        return Ok(());
+    }
+    let api: Api<K> = Api::namespaced(target.client.clone(), ns);
+    let returned = api
+        .patch(&name, &params(), &Patch::Apply(obj))
         .await
         .map_err(|source| ReconcileError::ApplyChild {
             kind: <K as k8s_openapi::Resource>::KIND,
             name,
             source,
         })?;
+    target
+        .written
+        .child_applied(obj, &returned, std::time::Instant::now());
     Ok(())
 }
 
 /// Server-side apply of one child, as its own type.
 struct Apply<'a> {
-    client: &'a Client,
+    target: Target<'a>,
     ns: &'a str,
 }
 
 impl<'a> ChildVisitor<'a> for Apply<'a> {
     type Output = BoxFuture<'a, Result<(), ReconcileError>>;
     fn visit<K: ChildObject>(self, object: &'a K) -> Self::Output {
-        Box::pin(apply_one(self.client, self.ns, object))
+        Box::pin(apply_one(self.target, self.ns, object))
     }
 }
 
 /// Applies every child in the order of `Children` (dependencies first: ServiceAccount,
 /// policies, volume, Ollama, Job, runners). One refused child (e.g. an immutable field) does
 /// not stop the others: every child is tried and the failures are returned together.
-pub async fn apply_children(client: &Client, ns: &str, c: &Children) -> Result<(), ReconcileError> {
+pub async fn apply_children(
+    target: Target<'_>,
+    ns: &str,
+    c: &Children,
+) -> Result<(), ReconcileError> {
     let mut failures = Vec::new();
     for child in c {
-        if let Err(e) = child.visit(Apply { client, ns }).await {
+        if let Err(e) = child.visit(Apply { target, ns }).await {
             failures.push(e);
         }
     }
@@ -65,36 +94,28 @@ pub async fn apply_children(client: &Client, ns: &str, c: &Children) -> Result<(
     }
 }
 
-/// Lists the candidate children of one kind (metadata only, by the operator's labels).
-async fn list_kind<K: ChildObject>(
-    client: &Client,
+/// The cached candidate children of one kind (by the operator's labels).
+fn cached_kind<K: ChildObject>(
+    caches: &Caches,
     ns: &str,
     kind: ChildKind,
     selector: &str,
-) -> Result<Vec<Existing>, ReconcileError> {
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let list = api
-        .list_metadata(&ListParams::default().labels(selector))
-        .await
-        .map_err(|source| ReconcileError::ListChildren {
-            kind: kind.kind(),
-            source,
-        })?;
-    Ok(list
-        .items
+) -> Vec<Existing> {
+    caches
+        .matching::<K>(ns, selector)
         .into_iter()
         .map(|o| Existing {
             kind,
-            name: o.metadata.name.clone().unwrap_or_default(),
+            name: o.meta().name.clone().unwrap_or_default(),
             controller_uid: o
-                .metadata
+                .meta()
                 .owner_references
                 .iter()
                 .flatten()
                 .find(|r| r.controller == Some(true))
                 .map(|r| r.uid.clone()),
         })
-        .collect())
+        .collect()
 }
 
 /// Deletes one child; dependents (a Job's pods) go with it in the background. Already gone
@@ -116,17 +137,17 @@ async fn delete_kind<K: ChildObject>(
     }
 }
 
-/// Lists the candidate children of a kind, as its own type.
-struct List<'a> {
-    client: &'a Client,
+/// The cached candidate children of a kind, as its own type.
+struct Cached<'a> {
+    caches: &'a Caches,
     ns: &'a str,
     selector: &'a str,
 }
 
-impl<'a> KindVisitor for List<'a> {
-    type Output = BoxFuture<'a, Result<Vec<Existing>, ReconcileError>>;
+impl KindVisitor for Cached<'_> {
+    type Output = Vec<Existing>;
     fn visit<K: ChildObject>(self, kind: ChildKind) -> Self::Output {
-        Box::pin(list_kind::<K>(self.client, self.ns, kind, self.selector))
+        cached_kind::<K>(self.caches, self.ns, kind, self.selector)
     }
 }
 
@@ -145,10 +166,11 @@ impl<'a> KindVisitor for Delete<'a> {
 }
 
 /// Deletes the children this worker owns but no longer wants (see `prune::unwanted`); returns
-/// what was deleted. Lists every child kind by the operator's labels, then deletes workloads
-/// first and NetworkPolicies last.
+/// what was deleted. Reads which children exist from the watch caches (by the operator's
+/// labels), then deletes workloads first and NetworkPolicies last.
 pub async fn prune_children(
     client: &Client,
+    caches: &Caches,
     lw: &LearningWorker,
     ns: &str,
     desired: &Children,
@@ -160,14 +182,11 @@ pub async fn prune_children(
         .iter()
         .filter(|kind| prune::is_pruned(**kind))
     {
-        existing.extend(
-            kind.visit(List {
-                client,
-                ns,
-                selector,
-            })
-            .await?,
-        );
+        existing.extend(kind.visit(Cached {
+            caches,
+            ns,
+            selector,
+        }));
     }
     // `unwanted` holds pruned kinds only: the model volume is never deleted here.
     let unwanted = prune::unwanted(lw, desired, &existing);

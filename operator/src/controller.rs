@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
@@ -22,6 +23,7 @@ use kube::{Api, Client, ResourceExt};
 use learning_crds::{LearningWorker, LearningWorkerStatus};
 
 use crate::autoscale::apply::KedaOutcome;
+use crate::caches::{self, Caches, Feeds};
 use crate::desired::kinds::{ChildObject, KindVisitor};
 use crate::desired::{self, ChildKind, RenderContext, MANAGER};
 use crate::error::ReconcileError;
@@ -73,6 +75,10 @@ pub struct Context {
     pub default_runner_image: Option<String>,
     /// What this operator wrote in this leadership term (fresher than the watch cache).
     pub written: Written,
+    /// The watch caches of the children and pods (what a reconcile reads).
+    pub caches: Caches,
+    /// The caches' writing ends, until `run` hands them to the watches.
+    feeds: Mutex<Option<Feeds>>,
 }
 
 impl Context {
@@ -84,6 +90,7 @@ impl Context {
         operator_namespace: String,
         instance: String,
     ) -> Self {
+        let (caches, feeds) = caches::new();
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -101,12 +108,22 @@ impl Context {
             requeue: Requeue::default(),
             default_runner_image: None,
             written: Written::default(),
+            caches,
+            feeds: Mutex::new(Some(feeds)),
         }
     }
 
     /// The same context with a default runner image.
     pub fn with_default_runner_image(mut self, image: Option<String>) -> Self {
         self.default_runner_image = image;
+        self
+    }
+
+    /// The same context reading `caches` (filled by the caller, e.g. `Caches::holding`)
+    /// instead of caches fed by `run`'s watches.
+    pub fn with_caches(mut self, caches: Caches) -> Self {
+        self.caches = caches;
+        self.feeds = Mutex::new(None);
         self
     }
 
@@ -147,6 +164,7 @@ async fn reconcile_inner(lw: &LearningWorker, ctx: &Context) -> Result<Action, R
         .ok_or(ReconcileError::MissingMetadata)?;
     // The status this operator last wrote, even when the watch has not delivered it yet.
     let lw = ctx.written.freshest(lw);
+    ctx.caches.wait_until_ready().await?;
     reconcile_worker(&lw, ctx, &ns, &name).await
 }
 
@@ -182,7 +200,7 @@ async fn reconcile_worker(
     };
 
     // Observe, desire, apply.
-    let observed = observe::observe(&ctx.client, ctx.prober.as_ref(), lw, ns).await?;
+    let observed = observe::observe(&ctx.caches, ctx.prober.as_ref(), lw, ns).await;
     let builtin = autoscale::decide_builtin(lw, &observed, Timestamp::now());
     let render = RenderContext {
         operator_namespace: ctx.operator_namespace.clone(),
@@ -249,13 +267,18 @@ async fn apply_all(
     ns: &str,
     children: &desired::Children,
 ) -> (Result<(), ReconcileError>, KedaOutcome) {
-    let applied = match apply::apply_children(&ctx.client, ns, children).await {
-        Ok(()) => apply::prune_children(&ctx.client, lw, ns, children)
+    let target = apply::Target {
+        client: &ctx.client,
+        caches: &ctx.caches,
+        written: &ctx.written,
+    };
+    let applied = match apply::apply_children(target, ns, children).await {
+        Ok(()) => apply::prune_children(&ctx.client, &ctx.caches, lw, ns, children)
             .await
             .map(drop),
         Err(e) => Err(e),
     };
-    let keda = autoscale::apply::reconcile(&ctx.client, lw, ns).await;
+    let keda = autoscale::apply::reconcile(&ctx.client, &ctx.written, lw, ns).await;
     match (applied, keda) {
         (applied, Ok(keda)) => (applied, keda),
         (applied, Err(e)) => (applied.and(Err(e)), KedaOutcome::failed(lw)),
@@ -303,19 +326,36 @@ where
     }
 }
 
-/// Adds the watch of one child kind (`owns()`, by the operator's labels) to the controller.
+/// The watch of `K` by the operator's labels, filling its cache (`caches::slim` objects);
+/// yields every touched object.
+fn cached_watch<K: ChildObject>(
+    client: &Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+    feeds: &mut Feeds,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    watcher(api::<K>(client, namespace), config.clone())
+        .default_backoff()
+        .modify(caches::slim::<K>)
+        .reflect(feeds.take::<K>())
+        .touched_objects()
+}
+
+/// Adds the watch of one child kind (by the operator's labels) to the controller: it fills
+/// the kind's cache and wakes the owner's reconcile (as `owns()` does).
 struct Owns<'a> {
     controller: Controller<LearningWorker>,
     client: &'a Client,
     namespace: Option<&'a str>,
     config: &'a watcher::Config,
+    feeds: &'a mut Feeds,
 }
 
 impl KindVisitor for Owns<'_> {
     type Output = Controller<LearningWorker>;
     fn visit<K: ChildObject>(self, _kind: ChildKind) -> Self::Output {
-        self.controller
-            .owns(api::<K>(self.client, self.namespace), self.config.clone())
+        let stream = cached_watch::<K>(self.client, self.namespace, self.config, self.feeds);
+        self.controller.owns_stream(stream)
     }
 }
 
@@ -359,6 +399,16 @@ pub async fn run(
     let ns = namespace.as_deref();
     let children =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let mut feeds = ctx
+        .feeds
+        .lock()
+        .ok()
+        .and_then(|mut f| f.take())
+        .expect("controller::run needs a Context made by Context::new (its caches' feeds)");
+    // The pods are read (their problems), never a reason to reconcile.
+    let pods = tokio::spawn(
+        cached_watch::<Pod>(&client, ns, &children, &mut feeds).for_each(|_| async {}),
+    );
     let (reader, writer) = reflector::store();
     let workers = watcher(
         api::<LearningWorker>(&client, ns),
@@ -374,6 +424,7 @@ pub async fn run(
                 client: &client,
                 namespace: ns,
                 config: &children,
+                feeds: &mut feeds,
             })
         },
     );
@@ -407,6 +458,7 @@ pub async fn run(
             futures::future::ready(())
         });
     futures::future::join(synced, reconciling).await;
+    pods.abort();
 }
 
 #[cfg(test)]

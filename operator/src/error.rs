@@ -38,30 +38,15 @@ pub enum ReconcileError {
     /// Server-side apply of several children failed (each was tried).
     #[error("applying {} failed: {}", kinds(.0), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     ApplyChildren(Vec<ReconcileError>),
-    /// Reading children or pods failed.
-    #[error("reading {what} failed: {source}")]
-    Observe {
-        /// What was read.
-        what: &'static str,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
+    /// The watch caches had not had their first list in time (`caches::READY_DEADLINE`).
+    #[error("the operator's watch caches are not filled yet (their first list did not complete)")]
+    CachesNotReady,
     /// Writing the status failed.
     #[error("patching the status failed: {0}")]
     PatchStatus(#[source] kube::Error),
     /// A child could not be serialised.
     #[error("serialising a child failed: {0}")]
     Serialize(#[source] serde_json::Error),
-    /// Listing existing children (to prune) failed.
-    #[error("listing {kind}s to prune failed: {source}")]
-    ListChildren {
-        /// Kind of the children.
-        kind: &'static str,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
     /// Deleting an unwanted child failed.
     #[error("deleting {kind} {name} failed: {source}")]
     DeleteChild {
@@ -97,11 +82,10 @@ impl ReconcileError {
                 all.first().map_or("api_other", ReconcileError::category)
             }
             ReconcileError::ApplyChild { source, .. }
-            | ReconcileError::Observe { source, .. }
             | ReconcileError::PatchStatus(source)
-            | ReconcileError::ListChildren { source, .. }
             | ReconcileError::DeleteChild { source, .. } => api_category(source),
             ReconcileError::Serialize(_) => "serialize",
+            ReconcileError::CachesNotReady => "api_other",
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod autoscale;
+pub mod caches;
 pub mod cli;
 pub mod controller;
 pub mod desired;

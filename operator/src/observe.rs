@@ -1,18 +1,16 @@
-//! Reads what the status needs: the child Deployments and the pull Job, the pods' problems,
-//! and over HTTP the runners' health report and queue metrics (through their Service) and
+//! Reads what the status needs: the child Deployments and the pull Job, the pods' problems
+//! (all from the watch caches, `crate::caches`: no API request), and over HTTP the runners' health report and queue metrics (through their Service) and
 //! Ollama's `/api/version`, `/api/tags`, `/api/ps`. Read-only.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::ListParams;
-use kube::{Api, Client};
 use learning_crds::ai::Backend;
 use learning_crds::ollama::OllamaMode;
 use learning_crds::LearningWorker;
 
+use crate::caches::Caches;
 use crate::desired::{names, ollama, runner, OLLAMA_PORT, RUNNER_PORT};
-use crate::error::ReconcileError;
 use crate::observed::{Observed, PullJob, Workload};
 use crate::pod_issues;
 use crate::probes::{self, Probe};
@@ -131,35 +129,30 @@ pub fn is_running(pod: &Pod) -> bool {
 
 /// Pods and Jobs of one component of `worker`: its selector labels (the name label too, so
 /// another app's pods with the same instance and component labels are not mistaken for it).
-fn selector(worker: &str, component: &str) -> ListParams {
-    let labels = crate::desired::selector_labels(worker, component)
+fn selector(worker: &str, component: &str) -> String {
+    crate::desired::selector_labels(worker, component)
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
-        .join(",");
-    ListParams::default().labels(&labels)
-}
-
-fn observe_err(what: &'static str) -> impl Fn(kube::Error) -> ReconcileError {
-    move |source| ReconcileError::Observe { what, source }
+        .join(",")
 }
 
 /// Observes one LearningWorker: the runners, then a managed Ollama's objects, then Ollama's
 /// API (managed, or external when the operator can reach it).
 pub async fn observe(
-    client: &Client,
+    caches: &Caches,
     prober: &dyn Prober,
     lw: &LearningWorker,
     ns: &str,
-) -> Result<Observed, ReconcileError> {
+) -> Observed {
     let worker = lw.metadata.name.clone().unwrap_or_default();
     let mut o = Observed {
         ollama_url: runner::ollama_url(lw),
         ..Observed::default()
     };
-    observe_runners(client, prober, &worker, ns, &mut o).await?;
+    observe_runners(caches, prober, &worker, ns, &mut o).await;
     let ollama_base = if lw.spec.manages_ollama() {
-        observe_managed_ollama(client, &worker, ns, &mut o).await?;
+        observe_managed_ollama(caches, &worker, ns, &mut o);
         o.ollama
             .as_ref()
             .filter(|w| w.counts.ready > 0)
@@ -176,49 +169,44 @@ pub async fn observe(
     if let Some(base) = ollama_base {
         probe_ollama(prober, &base, &mut o).await;
     }
-    Ok(o)
+    o
 }
 
-/// A Deployment and the pods of its component; `what` names both in errors.
-async fn observe_workload(
-    client: &Client,
+/// A Deployment and the pods of its component.
+fn observe_workload(
+    caches: &Caches,
     ns: &str,
     deployment: &str,
-    pods: &ListParams,
-    what: [&'static str; 2],
-) -> Result<(Option<Workload>, Vec<Pod>), ReconcileError> {
-    let workload = Api::<Deployment>::namespaced(client.clone(), ns)
-        .get_opt(deployment)
-        .await
-        .map_err(observe_err(what[0]))?
-        .as_ref()
+    pods: &str,
+) -> (Option<Workload>, Vec<Pod>) {
+    let workload = caches
+        .get::<Deployment>(ns, deployment)
+        .as_deref()
         .map(workload);
-    let pods = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(pods)
-        .await
-        .map_err(observe_err(what[1]))?
-        .items;
-    Ok((workload, pods))
+    let pods = caches
+        .matching::<Pod>(ns, pods)
+        .into_iter()
+        .map(|p| (*p).clone())
+        .collect();
+    (workload, pods)
 }
 
 /// The runner Deployment, its pods' problems and, once a runner runs, its health report and
 /// queue metrics.
 async fn observe_runners(
-    client: &Client,
+    caches: &Caches,
     prober: &dyn Prober,
     worker: &str,
     ns: &str,
     o: &mut Observed,
-) -> Result<(), ReconcileError> {
+) {
     let runner_pods;
     (o.runner, runner_pods) = observe_workload(
-        client,
+        caches,
         ns,
         &names::runner(worker),
         &selector(worker, runner::COMPONENT),
-        ["the runner Deployment", "runner pods"],
-    )
-    .await?;
+    );
     o.runner_pods = pod_issues::issues(&runner_pods);
     // Runners are unready exactly when the database, the schema or Ollama are the problem,
     // and their health report says which: ask as soon as one runs (the runner Service
@@ -241,51 +229,34 @@ async fn observe_runners(
         )
         .await;
     }
-    Ok(())
 }
 
 /// A managed Ollama's Deployment, its pods' problems, the model volume claim and the
 /// model-pull Jobs (the newest, and whether any still runs).
-async fn observe_managed_ollama(
-    client: &Client,
-    worker: &str,
-    ns: &str,
-    o: &mut Observed,
-) -> Result<(), ReconcileError> {
+fn observe_managed_ollama(caches: &Caches, worker: &str, ns: &str, o: &mut Observed) {
     let ollama_pods;
     (o.ollama, ollama_pods) = observe_workload(
-        client,
+        caches,
         ns,
         &names::ollama(worker),
         &selector(worker, ollama::COMPONENT),
-        ["the Ollama Deployment", "Ollama pods"],
-    )
-    .await?;
+    );
     o.ollama_pods = pod_issues::issues(&ollama_pods);
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    o.models_claim = claims
-        .get_opt(&names::models_pvc(worker))
-        .await
-        .map_err(observe_err("the model PersistentVolumeClaim"))?
-        .as_ref()
+    o.models_claim = caches
+        .get::<PersistentVolumeClaim>(ns, &names::models_pvc(worker))
+        .as_deref()
         .map(ollama::ExistingClaim::of);
-    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let mut list = jobs
-        .list(&selector(worker, ollama::PULL_COMPONENT))
-        .await
-        .map_err(observe_err("model-pull Jobs"))?
-        .items;
+    let mut list = caches.matching::<Job>(ns, &selector(worker, ollama::PULL_COMPONENT));
     list.sort_by(|a, b| {
         a.metadata
             .creation_timestamp
             .cmp(&b.metadata.creation_timestamp)
     });
-    o.pull_job = list.last().map(pull_job);
+    o.pull_job = list.last().map(|job| pull_job(job));
     o.pull_active = list.iter().any(|job| {
         let j = pull_job(job);
         job.metadata.deletion_timestamp.is_none() && !j.succeeded && j.failed.is_none()
     });
-    Ok(())
 }
 
 /// Ollama's `/api/version`, then (when it answered) `/api/tags` and `/api/ps`; when it

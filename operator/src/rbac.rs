@@ -58,9 +58,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         api_group: "",
         resources: &["persistentvolumeclaims"],
-        verbs: &["get", "list", "watch", "patch"],
+        verbs: &["list", "watch", "patch"],
         scope: Scope::Watched,
-        why: "children: Ollama's model volume (get: its size and class, which never shrink or change; never deleted: pruning keeps it)",
+        why: "children: Ollama's model volume (its size and class, read from the watch cache, never shrink or change; never deleted: pruning keeps it)",
     },
     Rule {
         api_group: "",
@@ -72,16 +72,16 @@ pub const RULES: &[Rule] = &[
     Rule {
         api_group: "",
         resources: &["pods"],
-        verbs: &["list"],
+        verbs: &["list", "watch"],
         scope: Scope::Watched,
-        why: "pod-level causes (Unschedulable, ImagePullBackOff, CrashLoopBackOff, OOMKilled)",
+        why: "pod-level causes (Unschedulable, ImagePullBackOff, CrashLoopBackOff, OOMKilled), from a watch cache of the operator's pods",
     },
     Rule {
         api_group: "apps",
         resources: &["deployments"],
-        verbs: &["get", "list", "watch", "patch", "delete"],
+        verbs: CHILD_VERBS,
         scope: Scope::Watched,
-        why: "children: runner and Ollama Deployments (get: their replica counts)",
+        why: "children: runner and Ollama Deployments (their replica counts from the watch cache)",
     },
     Rule {
         api_group: "batch",

@@ -9,20 +9,88 @@
 //! uid) is the freshest one there is — the operator is the status' only writer — so
 //! [`Written::freshest`] puts it in place of the cached one.
 //!
+//! The same memory lets a reconcile skip applies that would change nothing: a child is applied
+//! again only when what the operator wants of it changed since its last apply (a digest of
+//! the object), or when the live object (from the watch caches) is not the one that apply
+//! left — its `generation` moved (someone edited its spec), or, for kinds without a
+//! generation, its `resourceVersion` did — or it lost a label or an annotation the operator
+//! sets, or it is gone. Objects of kinds the operator cannot watch (KEDA's) are applied again
+//! after [`UNWATCHED_RESYNC`] at the latest. A steady-state reconcile therefore writes nothing.
+//!
 //! The memory lives in the controller's `Context`, which is made anew for each leadership
 //! term: a new leader starts from what the API server says, never from a memory of a term in
 //! which another replica may have written.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use learning_crds::{LearningWorker, LearningWorkerStatus};
 
-/// The statuses this operator wrote, by the object's uid.
+use crate::desired::kinds::ChildObject;
+
+/// How long an applied object the operator cannot watch (KEDA's) is trusted unchanged.
+pub const UNWATCHED_RESYNC: Duration = Duration::from_secs(600);
+
+/// A child by its owner's uid, its kind and its name.
+type ChildKey = (String, &'static str, String);
+
+/// A child as this operator last applied it.
+#[derive(Debug, Clone)]
+struct AppliedChild {
+    digest: u64,
+    generation: Option<i64>,
+    resource_version: Option<String>,
+    at: Instant,
+}
+
+/// The statuses and children this operator wrote, by the owning object's uid.
 #[derive(Default)]
 pub struct Written {
     statuses: Mutex<HashMap<String, LearningWorkerStatus>>,
+    children: Mutex<HashMap<ChildKey, AppliedChild>>,
+}
+
+/// The uid of the controller owner of `object` ("" when it has none).
+fn owner_uid<K: ChildObject>(object: &K) -> String {
+    object
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.clone())
+        .unwrap_or_default()
+}
+
+fn key<K: ChildObject>(object: &K) -> ChildKey {
+    (
+        owner_uid(object),
+        K::KIND,
+        object.meta().name.clone().unwrap_or_default(),
+    )
+}
+
+/// A digest of the whole object as it would be applied.
+fn digest<K: ChildObject>(object: &K) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    serde_json::to_vec(object)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Whether `live` has every entry of `wanted`.
+fn has_all(
+    live: Option<&BTreeMap<String, String>>,
+    wanted: Option<&BTreeMap<String, String>>,
+) -> bool {
+    wanted
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| live.and_then(|l| l.get(k)) == Some(v))
 }
 
 impl Written {
@@ -51,10 +119,64 @@ impl Written {
         }
     }
 
-    /// Forgets every object whose uid `keep` refuses (deleted LearningWorkers).
+    /// Whether applying `desired` again would change nothing: it is what this operator last
+    /// applied, and `live` (the cached object) is still what that apply left.
+    pub fn child_unchanged<K: ChildObject>(&self, desired: &K, live: Option<&K>) -> bool {
+        let Some(live) = live else { return false };
+        let children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(applied) = children.get(&key(desired)) else {
+            return false;
+        };
+        let meta = live.meta();
+        let same_version = match applied.generation.filter(|g| *g > 0) {
+            Some(generation) => meta.generation == Some(generation),
+            None => meta.resource_version == applied.resource_version,
+        };
+        applied.digest == digest(desired)
+            && same_version
+            && meta.deletion_timestamp.is_none()
+            && has_all(meta.labels.as_ref(), desired.meta().labels.as_ref())
+            && has_all(
+                meta.annotations.as_ref(),
+                desired.meta().annotations.as_ref(),
+            )
+    }
+
+    /// Whether `desired`, of a kind the operator does not watch, was applied as it is less
+    /// than [`UNWATCHED_RESYNC`] ago.
+    pub fn unwatched_unchanged<K: ChildObject>(&self, desired: &K, now: Instant) -> bool {
+        let children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        children.get(&key(desired)).is_some_and(|applied| {
+            applied.digest == digest(desired) && now.duration_since(applied.at) < UNWATCHED_RESYNC
+        })
+    }
+
+    /// Remembers that `desired` was applied and the API server answered with `returned`.
+    pub fn child_applied<K: ChildObject>(&self, desired: &K, returned: &K, now: Instant) {
+        let applied = AppliedChild {
+            digest: digest(desired),
+            generation: returned.meta().generation,
+            resource_version: returned.meta().resource_version.clone(),
+            at: now,
+        };
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        children.insert(key(desired), applied);
+    }
+
+    /// Forgets an applied child of the owner `owner_uid` (it was deleted).
+    pub fn child_gone(&self, owner_uid: &str, kind: &'static str, name: &str) {
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        children.remove(&(owner_uid.to_owned(), kind, name.to_owned()));
+    }
+
+    /// Forgets every object whose uid `keep` refuses (deleted LearningWorkers), and the
+    /// children they owned.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
         statuses.retain(|uid, _| keep(uid));
+        drop(statuses);
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        children.retain(|(uid, _, _), _| keep(uid));
     }
 }
 

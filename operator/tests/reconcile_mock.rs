@@ -22,6 +22,7 @@ use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::Client;
 use learning_crds::LearningWorker;
+use learning_operator::caches::Caches;
 use learning_operator::controller::{reconcile, Context};
 use learning_operator::metrics::Metrics;
 use learning_operator::rbac::RequestAttributes;
@@ -121,8 +122,22 @@ fn answer(cluster: &Cluster, method: &str, uri: &str, body: &Value) -> (u16, Val
     }
 }
 
-/// Starts the fake API server; returns the client and the request log.
-fn fake_api_server(cluster: Cluster) -> (Client, Arc<Mutex<Vec<Recorded>>>) {
+/// A client of the fake API server, and what the operator's watch caches hold: the same
+/// objects the server answers with (the reconcile reads children and pods from the caches).
+struct Fake {
+    client: Client,
+    cached: Vec<Value>,
+}
+
+/// Starts the fake API server; returns its client (with the cache contents) and the request
+/// log.
+fn fake_api_server(cluster: Cluster) -> (Fake, Arc<Mutex<Vec<Recorded>>>) {
+    let cached: Vec<Value> = cluster
+        .deployments
+        .iter()
+        .chain(&cluster.listed)
+        .cloned()
+        .collect();
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let log = Arc::new(Mutex::new(Vec::new()));
     let log2 = log.clone();
@@ -141,7 +156,8 @@ fn fake_api_server(cluster: Cluster) -> (Client, Arc<Mutex<Vec<Recorded>>>) {
             send.send_response(resp);
         }
     });
-    (Client::new(service, "default"), log)
+    let client = Client::new(service, "default");
+    (Fake { client, cached }, log)
 }
 
 /// The request log, after checking every request against the declared RBAC.
@@ -171,14 +187,17 @@ fn example(generation: i64) -> LearningWorker {
     lw
 }
 
-fn ctx(client: Client, prober: ScriptedProber) -> Arc<Context> {
-    Arc::new(Context::new(
-        client,
-        Arc::new(prober),
-        Metrics::new().unwrap(),
-        "learning-system".into(),
-        "test-pod".into(),
-    ))
+fn ctx(fake: Fake, prober: ScriptedProber) -> Arc<Context> {
+    Arc::new(
+        Context::new(
+            fake.client,
+            Arc::new(prober),
+            Metrics::new().unwrap(),
+            "learning-system".into(),
+            "test-pod".into(),
+        )
+        .with_caches(Caches::holding(&fake.cached)),
+    )
 }
 
 fn available_deployment(name: &str, replicas: i32) -> Value {

@@ -498,8 +498,10 @@ async fn external_never_writes_replicas_and_an_hpas_value_stays() {
     });
     op.reconciles(5).await;
     assert_eq!(runner(&server).unwrap()["spec"]["replicas"], 4);
+    // The first apply, and one more after the HPA's write moved the Deployment's generation
+    // (an unchanged Deployment is not applied again).
     let applies = runner_applies(&server);
-    assert!(applies.len() >= 5, "{} applies", applies.len());
+    assert!(applies.len() >= 2, "{} applies", applies.len());
     for body in &applies {
         assert!(body["spec"].get("replicas").is_none(), "{body}");
     }

@@ -18,6 +18,8 @@ use super::EngineState;
 use crate::desired::kinds::ChildObject;
 use crate::desired::MANAGER;
 use crate::error::ReconcileError;
+use crate::written::Written;
+use std::time::Instant;
 
 /// What the KEDA step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,12 +63,17 @@ fn unavailable(kind: &str, e: &kube::Error) -> Option<String> {
     }
 }
 
-/// Server-side apply of one KEDA object; `Ok(Err(why))` when KEDA is unavailable.
+/// Server-side apply of one KEDA object; `Ok(Err(why))` when KEDA is unavailable. Skipped
+/// when the same object was applied less than `written::UNWATCHED_RESYNC` ago.
 async fn apply_one<K: ChildObject>(
     client: &Client,
+    written: &Written,
     ns: &str,
     obj: &K,
 ) -> Result<Result<(), String>, ReconcileError> {
+    if written.unwatched_unchanged(obj, Instant::now()) {
+        return Ok(Ok(()));
+    }
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let name = obj.name_any();
     let kind = <K as k8s_openapi::Resource>::KIND;
@@ -78,7 +85,10 @@ async fn apply_one<K: ChildObject>(
         )
         .await
     {
-        Ok(_) => Ok(Ok(())),
+        Ok(returned) => {
+            written.child_applied(obj, &returned, Instant::now());
+            Ok(Ok(()))
+        }
         Err(e) => match unavailable(kind, &e) {
             Some(why) => Ok(Err(why)),
             None => Err(ReconcileError::ApplyChild {
@@ -112,6 +122,7 @@ async fn delete_one<K: ChildObject>(
 /// (any other engine, or no autoscaling).
 pub async fn reconcile(
     client: &Client,
+    written: &Written,
     lw: &LearningWorker,
     ns: &str,
 ) -> Result<KedaOutcome, ReconcileError> {
@@ -122,9 +133,16 @@ pub async fn reconcile(
         .and_then(|a| a.scaled_object.clone());
     let Some(a) = super::autoscaling(lw).filter(|a| a.engine == AutoscalingEngine::Keda) else {
         if let Some(name) = made {
+            let auth = keda::trigger_authentication_name(lw);
             delete_one::<ScaledObject>(client, ns, &name).await?;
-            delete_one::<TriggerAuthentication>(client, ns, &keda::trigger_authentication_name(lw))
-                .await?;
+            delete_one::<TriggerAuthentication>(client, ns, &auth).await?;
+            let uid = lw.metadata.uid.as_deref().unwrap_or_default();
+            written.child_gone(uid, <ScaledObject as k8s_openapi::Resource>::KIND, &name);
+            written.child_gone(
+                uid,
+                <TriggerAuthentication as k8s_openapi::Resource>::KIND,
+                &auth,
+            );
             tracing::info!(event = "learning.operator.child_pruned", kind = "ScaledObject", name = %name);
         }
         return Ok(KedaOutcome {
@@ -132,9 +150,9 @@ pub async fn reconcile(
             scaled_object: None,
         });
     };
-    let auth = apply_one(client, ns, &keda::trigger_authentication(lw)).await?;
+    let auth = apply_one(client, written, ns, &keda::trigger_authentication(lw)).await?;
     let applied = match auth {
-        Ok(()) => apply_one(client, ns, &keda::scaled_object(lw, a)).await?,
+        Ok(()) => apply_one(client, written, ns, &keda::scaled_object(lw, a)).await?,
         Err(why) => Err(why),
     };
     Ok(match applied {

@@ -1,0 +1,212 @@
+//! The steady state against the in-process FAKE API server (`support::fake_apiserver`): once
+//! a worker is Ready and nothing changes, its reconciles send no request at all — no write
+//! (children unchanged, status unchanged) and no get or list (children and pods come from the
+//! watch caches) — and yet a child someone else changed or deleted is put back at the next
+//! reconcile. Waits are bounded (`eventually`); "nothing is sent" is checked over a counted
+//! number of reconciles, never by sleeping.
+
+mod support;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use learning_operator::controller::Requeue;
+use learning_operator::metrics::Metrics;
+use learning_operator::run::{operate, RunError, Settings};
+use serde_json::{json, Value};
+use support::fake_apiserver::{FakeApiServer, Options};
+use support::prober::{tags, ScriptedProber};
+use support::rbac_audit::{self, OPERATOR_NAMESPACE};
+use support::wait::eventually;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const NS: &str = "gustav";
+const WAIT: Duration = Duration::from_secs(30);
+/// Short requeues: many reconciles in a short test.
+const POLLING: Requeue = Requeue {
+    busy: Duration::from_millis(50),
+    idle: Duration::from_millis(50),
+};
+
+struct Operator {
+    metrics: Metrics,
+    task: JoinHandle<Result<(), RunError>>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Operator {
+    fn start(server: &FakeApiServer) -> Operator {
+        let metrics = Metrics::new().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let settings = Settings {
+            namespace: None,
+            operator_namespace: OPERATOR_NAMESPACE.into(),
+            identity: "operator-0".into(),
+            lease_name: "learning-operator-leader".into(),
+            lease_seconds: 3,
+            leader_election: false,
+            requeue: POLLING,
+            default_runner_image: None,
+        };
+        // Healthy runners and an Ollama with the example's two models.
+        let prober = ScriptedProber::healthy();
+        prober.set("/api/tags", 200, &tags(&["qwen2.5vl:3b", "qwen2.5:3b"]));
+        let task = tokio::spawn(operate(
+            server.client(),
+            Arc::new(prober),
+            metrics.clone(),
+            Arc::new(AtomicBool::new(false)),
+            settings,
+            stopped.map(drop),
+        ));
+        Operator {
+            metrics,
+            task,
+            _stop: stop,
+        }
+    }
+
+    /// Waits until `n` more reconciles have finished.
+    async fn reconciles(&self, n: u64) {
+        let until = self.metrics.reconciles.get() + n;
+        eventually(&format!("{n} reconciles"), WAIT, || {
+            let now = self.metrics.reconciles.get();
+            (now > until).then_some(()).ok_or(format!("{now}"))
+        })
+        .await;
+    }
+}
+
+/// The CPU-only example (runners and a managed Ollama on the CPU).
+fn create_worker(server: &FakeApiServer) {
+    let path = format!(
+        "{}/../crds/examples/cpu-only.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let lw: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    server.create(lw);
+}
+
+fn ready(server: &FakeApiServer, name: &str) -> Result<(), String> {
+    let lw = server
+        .get("learning.gustav.dev/v1alpha1", "LearningWorker", NS, name)
+        .ok_or("no worker")?;
+    let conditions = lw["status"]["conditions"].as_array().cloned();
+    conditions
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        .then_some(())
+        .ok_or_else(|| format!("{}", lw["status"]["conditions"]))
+}
+
+/// Plays the Deployment controller for `name`: all replicas available.
+fn make_available(server: &FakeApiServer, name: &str) {
+    let d = server.get("apps/v1", "Deployment", NS, name).unwrap();
+    let n = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    server.set_status(
+        "apps/v1",
+        "Deployment",
+        NS,
+        name,
+        json!({"observedGeneration": d["metadata"]["generation"], "replicas": n,
+               "readyReplicas": n, "availableReplicas": n, "updatedReplicas": n}),
+    );
+}
+
+/// The requests since `from` that are not watches or Events (method and path).
+fn requests_since(server: &FakeApiServer, from: usize) -> Vec<String> {
+    server
+        .requests_since(from)
+        .into_iter()
+        .filter(|r| !r.query.contains("watch=true") && !r.path.contains("/events"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_steady_worker_costs_no_request_and_a_changed_child_is_put_back() {
+    let server = FakeApiServer::start(Options {
+        authorize: rbac_audit::authorizer(),
+        max_watch: Duration::from_secs(2),
+    })
+    .await;
+    let op = Operator::start(&server);
+    create_worker(&server);
+    let runner = "school-c-runner";
+    eventually("the runner Deployment", WAIT, || {
+        server
+            .get("apps/v1", "Deployment", NS, runner)
+            .ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    eventually("the Ollama Deployment", WAIT, || {
+        server
+            .get("apps/v1", "Deployment", NS, "school-c-ollama")
+            .ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    make_available(&server, runner);
+    make_available(&server, "school-c-ollama");
+    eventually("Ready", WAIT, || ready(&server, "school-c")).await;
+
+    // Steady: 20 reconciles, not one request (watches and Events aside).
+    op.reconciles(3).await;
+    let from = server.request_count();
+    op.reconciles(20).await;
+    let sent = requests_since(&server, from);
+    assert!(sent.is_empty(), "a steady reconcile sent {sent:?}");
+
+    // Someone edits the runner Deployment's spec: the next reconciles put it back.
+    server.modify("apps/v1", "Deployment", NS, runner, |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:1".into()
+    });
+    eventually("the runner image put back", WAIT, || {
+        let d = server.get("apps/v1", "Deployment", NS, runner).unwrap();
+        let image = d["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+        (image != "evil:1").then_some(()).ok_or(format!("{image}"))
+    })
+    .await;
+    // Someone deletes the runner Service: it comes back.
+    server.delete("v1", "Service", NS, runner, None);
+    eventually("the runner Service back", WAIT, || {
+        server
+            .get("v1", "Service", NS, runner)
+            .map(drop)
+            .ok_or_else(|| "gone".to_owned())
+    })
+    .await;
+    // Someone removes a label the operator sets: it comes back.
+    server.modify("policy/v1", "PodDisruptionBudget", NS, runner, |p| {
+        p["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("app.kubernetes.io/part-of");
+    });
+    eventually("the label put back", WAIT, || {
+        let p = server
+            .get("policy/v1", "PodDisruptionBudget", NS, runner)
+            .unwrap();
+        let label = p["metadata"]["labels"]["app.kubernetes.io/part-of"].clone();
+        (label == "gustav").then_some(()).ok_or(format!("{label}"))
+    })
+    .await;
+
+    // And quiet again.
+    make_available(&server, runner);
+    eventually("Ready again", WAIT, || ready(&server, "school-c")).await;
+    op.reconciles(3).await;
+    let from = server.request_count();
+    op.reconciles(20).await;
+    let sent = requests_since(&server, from);
+    assert!(sent.is_empty(), "a steady reconcile sent {sent:?}");
+}
