@@ -45,7 +45,8 @@ pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([
     validation = Rule::new("has(self.mode) && self.mode == 'external' ? true : !has(self.url)").message("url is only allowed when mode is external (the operator gives runners the URL of a managed Ollama)"),
     validation = Rule::new("!has(self.url) || !self.url.lowerAscii().matches('^https?://localhost([:/]|$)')").message("url must not be localhost: it would be the runner pod itself, which runs no Ollama; use the external Ollama's in-cluster service name"),
     validation = Rule::new("!has(self.env) || self.env.all(e, !(e.name in ['OLLAMA_HOST', 'HOME', 'OLLAMA_MODELS', 'OLLAMA_KEEP_ALIVE', 'OLLAMA_NUM_PARALLEL', 'OLLAMA_MAX_LOADED_MODELS', 'HIP_VISIBLE_DEVICES', 'HSA_OVERRIDE_GFX_VERSION']))").message("env must not set variables the operator manages (use keepAlive, numParallel and gpu for those)"),
-    validation = Rule::new("!has(self.env) || size(self.env) == 0 || !has(self.mode) || self.mode == 'managed'").message("env applies only to a managed Ollama")
+    validation = Rule::new("!has(self.env) || size(self.env) == 0 || !has(self.mode) || self.mode == 'managed'").message("env applies only to a managed Ollama"),
+    validation = Rule::new("!has(self.idleScaleDown) || !has(self.mode) || self.mode == 'managed'").message("idleScaleDown applies only to a managed Ollama (the operator cannot scale an external one)")
 )]
 pub struct OllamaSpec {
     /// `managed` (default): the operator runs Ollama; `external`: use `url`, create no Ollama objects.
@@ -122,6 +123,13 @@ pub struct OllamaSpec {
     #[schemars(length(max = 32))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub env: Option<Vec<EnvVar>>,
+    /// Frees the GPU while no one is working (off when absent): once the queue has had no job
+    /// (visible, leased or waiting for a retry) for `afterSeconds`, the managed Ollama is
+    /// scaled to zero; when jobs become visible again it is started, the runners wait for it
+    /// and warm the models. The queue is read from the runners' metrics, so it needs running
+    /// runners. Managed mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_scale_down: Option<IdleScaleDown>,
     /// Numeric user id Ollama runs as (non-root; its HOME and models live on the volume).
     #[serde(default = "default_run_as_user")]
     #[schemars(range(min = 1, max = 2147483647))]
@@ -146,9 +154,26 @@ impl Default for OllamaSpec {
             keep_alive: default_keep_alive(),
             num_parallel: None,
             env: None,
+            idle_scale_down: None,
             run_as_user: default_run_as_user(),
         }
     }
+}
+
+/// When the managed Ollama is scaled to zero (`spec.ollama.idleScaleDown`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdleScaleDown {
+    /// How long the queue must have had no job before Ollama is scaled to zero, in seconds
+    /// (default 1800; 0 releases the GPU as soon as the queue is empty, at the price of a
+    /// model load for every batch).
+    #[serde(default = "default_idle_after_seconds")]
+    #[schemars(range(min = 0, max = 604800))]
+    pub after_seconds: i32,
+}
+
+fn default_idle_after_seconds() -> i32 {
+    1800
 }
 
 impl OllamaSpec {

@@ -90,7 +90,8 @@ pub struct ReplicaCounts {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OllamaStatus {
-    /// `Ready`, `NotReady`, `External` or `NotRequired` (the `Ollama` column).
+    /// `Ready`, `NotReady`, `ScaledToZero` (idle, GPU released), `External` or `NotRequired`
+    /// (the `Ollama` column).
     pub phase: String,
     /// The URL the runners use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +102,11 @@ pub struct OllamaStatus {
     /// Ollama's version (`/api/version`), when it answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Since when the queue has had no job (`spec.ollama.idleScaleDown`; absent while there
+    /// is work or the queue is unknown). Ollama is scaled to zero once this is
+    /// `idleScaleDown.afterSeconds` ago.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_since: Option<Time>,
 }
 
 /// One required model.

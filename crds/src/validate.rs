@@ -38,6 +38,14 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
     check_ai(spec, &mut errors);
     check_ollama_url(&spec.ollama, &mut errors);
     check_ollama_env(&spec.ollama, &mut errors);
+    if spec.ollama.idle_scale_down.is_some()
+        && spec.ollama.mode != crate::ollama::OllamaMode::Managed
+    {
+        errors.push(err(
+            "spec.ollama.idleScaleDown",
+            "applies only to a managed Ollama (the operator cannot scale an external one)",
+        ));
+    }
     check_gpu(&spec.ollama.gpu, &mut errors);
     check_storage(spec, &mut errors);
     check_network(spec, &mut errors);

@@ -637,3 +637,41 @@ fn an_env_name_listed_twice_is_refused_by_the_schema_and_the_rust_rules() {
         );
     }
 }
+
+#[test]
+fn idle_scale_down_defaults_to_half_an_hour_and_needs_a_managed_ollama() {
+    let schema = common::open_api_schema();
+    let with = |mode: &str| {
+        let mut value = base();
+        value["spec"]["ai"]["backend"] = json!("local");
+        value["spec"]["ollama"]["idleScaleDown"] = json!({});
+        if mode == "external" {
+            value["spec"]["ollama"]["mode"] = json!("external");
+            value["spec"]["ollama"]["url"] = json!("http://ollama:11434");
+        }
+        value
+    };
+    let managed = with("managed");
+    Validator::new().validate(&schema, &managed, None).unwrap();
+    let lw: LearningWorker = serde_json::from_value(managed).unwrap();
+    assert!(learning_crds::validate::validate("school-a", &lw.spec).is_empty());
+    assert_eq!(lw.spec.ollama.idle_scale_down.unwrap().after_seconds, 1800);
+
+    let external = with("external");
+    let errors = Validator::new()
+        .validate(&schema, &external, None)
+        .expect_err("external");
+    assert!(
+        errors.iter().any(|e| e
+            .message
+            .contains("idleScaleDown applies only to a managed Ollama")),
+        "{errors:?}"
+    );
+    let lw: LearningWorker = serde_json::from_value(external).unwrap();
+    assert!(!learning_crds::validate::validate("school-a", &lw.spec).is_empty());
+
+    let mut negative = with("managed");
+    negative["spec"]["ollama"]["idleScaleDown"]["afterSeconds"] = json!(-1);
+    let errors = common::check(&schema["properties"]["spec"], &negative["spec"], "spec");
+    assert!(!errors.is_empty(), "a negative time is refused");
+}

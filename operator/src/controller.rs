@@ -201,7 +201,10 @@ async fn reconcile_worker(
 
     // Observe, desire, apply.
     let observed = observe::observe(&ctx.caches, ctx.prober.as_ref(), lw, ns).await;
-    let builtin = autoscale::decide_builtin(lw, &observed, Timestamp::now());
+    // One instant for every decision of this reconcile (autoscaling, the idle GPU, status).
+    let now = Timestamp::now();
+    let builtin = autoscale::decide_builtin(lw, &observed, now);
+    let idle_gpu = crate::idle_gpu::decide(lw, observed.queue.ok(), now);
     let render = RenderContext {
         operator_namespace: ctx.operator_namespace.clone(),
         models_to_pull: observe::missing_models(lw, &observed),
@@ -214,13 +217,13 @@ async fn reconcile_worker(
         models_claim: observed.models_claim.clone(),
         pull_active: observed.pull_active,
         runner_replicas: builtin.as_ref().and_then(|b| b.desired_replicas),
+        ollama_released: idle_gpu.is_some_and(|d| d.released),
     };
     let children = desired::children(&resolved, &render);
     let (applied, keda) = apply_all(ctx, lw, ns, &children).await;
 
     // Report.
     let apply_error = applied.as_ref().err().map(ToString::to_string);
-    let now = Timestamp::now();
     let mut outcome = status::compute(lw, &observed, apply_error.as_deref(), now);
     let rescaled = autoscale::rescale_note(lw, builtin.as_ref(), observed.queue.ok());
     let scaling = autoscale::engine_state(lw, builtin, &keda);

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod desired;
 pub mod error;
 pub mod http;
+pub mod idle_gpu;
 pub mod leader;
 pub mod metrics;
 pub mod observe;

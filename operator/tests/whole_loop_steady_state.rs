@@ -1,8 +1,14 @@
-//! The steady state against the in-process FAKE API server (`support::fake_apiserver`): once
-//! a worker is Ready and nothing changes, its reconciles send no request at all — no write
-//! (children unchanged, status unchanged) and no get or list (children and pods come from the
-//! watch caches) — and yet a child someone else changed or deleted is put back at the next
-//! reconcile. Waits are bounded (`eventually`); "nothing is sent" is checked over a counted
+//! The quiet worker against the in-process FAKE API server (`support::fake_apiserver`), the
+//! test playing the runners' `/metrics` (`ScriptedProber`) and the Deployment controller:
+//!
+//! - once a worker is Ready and nothing changes, its reconciles send no request at all — no
+//!   write (children unchanged, status unchanged) and no get or list (children and pods come
+//!   from the watch caches) — and yet a child someone else changed or deleted is put back;
+//! - with `spec.ollama.idleScaleDown`, an empty queue starts the idle clock, Ollama is scaled
+//!   to zero once it has run out (`OllamaReady=False/ScaledToZero`, the worker still Ready),
+//!   and the first job brings it back (`OllamaStarting`, then available), with Events.
+//!
+//! Waits are bounded (`eventually`); "nothing is sent" is checked over a counted
 //! number of reconciles, never by sleeping.
 
 mod support;
@@ -32,6 +38,7 @@ const POLLING: Requeue = Requeue {
 };
 
 struct Operator {
+    prober: Arc<ScriptedProber>,
     metrics: Metrics,
     task: JoinHandle<Result<(), RunError>>,
     _stop: oneshot::Sender<()>,
@@ -58,17 +65,18 @@ impl Operator {
             default_runner_image: None,
         };
         // Healthy runners and an Ollama with the example's two models.
-        let prober = ScriptedProber::healthy();
+        let prober = Arc::new(ScriptedProber::healthy());
         prober.set("/api/tags", 200, &tags(&["qwen2.5vl:3b", "qwen2.5:3b"]));
         let task = tokio::spawn(operate(
             server.client(),
-            Arc::new(prober),
+            prober.clone(),
             metrics.clone(),
             Arc::new(AtomicBool::new(false)),
             settings,
             stopped.map(drop),
         ));
         Operator {
+            prober,
             metrics,
             task,
             _stop: stop,
@@ -86,13 +94,14 @@ impl Operator {
     }
 }
 
-/// The CPU-only example (runners and a managed Ollama on the CPU).
-fn create_worker(server: &FakeApiServer) {
+/// The CPU-only example (runners and a managed Ollama on the CPU), `edit`ed.
+fn create_worker(server: &FakeApiServer, edit: impl FnOnce(&mut Value)) {
     let path = format!(
         "{}/../crds/examples/cpu-only.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
-    let lw: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut lw: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut lw);
     server.create(lw);
 }
 
@@ -141,7 +150,7 @@ async fn a_steady_worker_costs_no_request_and_a_changed_child_is_put_back() {
     })
     .await;
     let op = Operator::start(&server);
-    create_worker(&server);
+    create_worker(&server, |_| {});
     let runner = "school-c-runner";
     eventually("the runner Deployment", WAIT, || {
         server
@@ -209,4 +218,171 @@ async fn a_steady_worker_costs_no_request_and_a_changed_child_is_put_back() {
     op.reconciles(20).await;
     let sent = requests_since(&server, from);
     assert!(sent.is_empty(), "a steady reconcile sent {sent:?}");
+}
+
+const LW_API: &str = "learning.gustav.dev/v1alpha1";
+const OLLAMA: &str = "school-c-ollama";
+
+impl Operator {
+    /// The runners report `visible` waiting jobs (none leased or delayed).
+    fn queue(&self, visible: i64) {
+        self.prober.set(
+            "/metrics",
+            200,
+            &format!(
+                "learning_runner_queue_jobs{{state=\"visible\"}} {visible}\n\
+                 learning_runner_queue_jobs{{state=\"leased\"}} 0\n\
+                 learning_runner_queue_jobs{{state=\"delayed\"}} 0\n"
+            ),
+        );
+    }
+}
+
+fn ollama_replicas(server: &FakeApiServer) -> Value {
+    server.get("apps/v1", "Deployment", NS, OLLAMA).unwrap()["spec"]["replicas"].clone()
+}
+
+/// Waits until condition `type_` has `status` and `reason`; returns the worker.
+async fn wait_condition(server: &FakeApiServer, type_: &str, status: &str, reason: &str) -> Value {
+    eventually(&format!("{type_}={status}/{reason}"), WAIT, || {
+        let lw = server
+            .get(LW_API, "LearningWorker", NS, "school-c")
+            .unwrap();
+        let c = lw["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned());
+        match c {
+            Some(c) if c["status"] == status && c["reason"] == reason => Ok(lw),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
+/// The notes of the Events with `reason`.
+fn event_notes(server: &FakeApiServer, reason: &str) -> Vec<String> {
+    server
+        .list("events.k8s.io/v1", "Event", NS)
+        .into_iter()
+        .filter(|e| e["reason"] == reason)
+        .map(|e| e["note"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_idle_queue_releases_the_gpu_and_the_first_job_brings_ollama_back() {
+    let server = FakeApiServer::start(Options {
+        authorize: rbac_audit::authorizer(),
+        max_watch: Duration::from_secs(2),
+    })
+    .await;
+    let op = Operator::start(&server);
+    op.queue(0);
+    create_worker(&server, |lw| {
+        lw["spec"]["ollama"]["idleScaleDown"] = json!({"afterSeconds": 3600});
+    });
+    let runner = "school-c-runner";
+    for name in [runner, OLLAMA] {
+        eventually(name, WAIT, || {
+            server
+                .get("apps/v1", "Deployment", NS, name)
+                .ok_or_else(|| "none yet".to_owned())
+        })
+        .await;
+        make_available(&server, name);
+    }
+    eventually("Ready", WAIT, || ready(&server, "school-c")).await;
+
+    // An empty queue starts the clock; within the hour Ollama keeps running.
+    op.reconciles(5).await;
+    let lw = server
+        .get(LW_API, "LearningWorker", NS, "school-c")
+        .unwrap();
+    let since = lw["status"]["ollama"]["idleSince"].clone();
+    assert!(since.is_string(), "{}", lw["status"]["ollama"]);
+    assert_eq!(ollama_replicas(&server), 1);
+
+    // The clock runs out (the bound shortened): Ollama goes to zero, the worker stays Ready.
+    server.modify(LW_API, "LearningWorker", NS, "school-c", |lw| {
+        lw["spec"]["ollama"]["idleScaleDown"]["afterSeconds"] = 0.into()
+    });
+    eventually("Ollama at zero", WAIT, || {
+        let r = ollama_replicas(&server);
+        (r == 0).then_some(()).ok_or(format!("{r}"))
+    })
+    .await;
+    // The Deployment controller removes the pod; the runners turn unready (no Ollama).
+    server.set_status(
+        "apps/v1",
+        "Deployment",
+        NS,
+        OLLAMA,
+        json!({"observedGeneration": 3, "replicas": 0}),
+    );
+    server.set_status(
+        "apps/v1",
+        "Deployment",
+        NS,
+        runner,
+        json!({"observedGeneration": 1, "replicas": 1, "unavailableReplicas": 1}),
+    );
+    // Its pod runs (unready: /readyz fails without Ollama), so its /metrics are read.
+    server.create(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "school-c-runner-0", "namespace": NS, "labels": {
+            "app.kubernetes.io/name": "learning-worker", "app.kubernetes.io/instance": "school-c",
+            "app.kubernetes.io/component": "runner",
+            "app.kubernetes.io/managed-by": "learning-operator"}},
+        "spec": {"containers": [{"name": "runner", "image": "r:1"}]}}));
+    server.set_status(
+        "v1",
+        "Pod",
+        NS,
+        "school-c-runner-0",
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}),
+    );
+    let lw = wait_condition(&server, "OllamaReady", "False", "ScaledToZero").await;
+    assert_eq!(lw["status"]["ollama"]["phase"], "ScaledToZero");
+    assert_eq!(
+        lw["status"]["ollama"]["idleSince"], since,
+        "the same idle clock"
+    );
+    // The runners wait for Ollama: not an alarm, the worker stays Ready.
+    wait_condition(&server, "RunnersAvailable", "False", "ScaledToZero").await;
+    let lw = wait_condition(&server, "Ready", "True", "ScaledToZero").await;
+    let conditions = lw["status"]["conditions"].as_array().unwrap();
+    let degraded = conditions.iter().find(|c| c["type"] == "Degraded").unwrap();
+    assert_eq!(degraded["status"], "False", "{degraded}");
+    eventually("an Event for the release", WAIT, || {
+        let notes = event_notes(&server, "ScaledToZero");
+        notes
+            .iter()
+            .any(|n| n.starts_with("OllamaReady is False"))
+            .then_some(())
+            .ok_or(format!("{notes:?}"))
+    })
+    .await;
+
+    // A job arrives: Ollama comes back at once, starting, then available.
+    op.queue(3);
+    eventually("Ollama back", WAIT, || {
+        let r = ollama_replicas(&server);
+        (r == 1).then_some(()).ok_or(format!("{r}"))
+    })
+    .await;
+    let lw = wait_condition(&server, "OllamaReady", "False", "OllamaStarting").await;
+    assert!(
+        lw["status"]["ollama"]["idleSince"].is_null(),
+        "the clock cleared"
+    );
+    eventually("an Event for the start", WAIT, || {
+        let notes = event_notes(&server, "OllamaStarting");
+        (!notes.is_empty())
+            .then_some(())
+            .ok_or(format!("{notes:?}"))
+    })
+    .await;
+    make_available(&server, OLLAMA);
+    make_available(&server, runner);
+    wait_condition(&server, "OllamaReady", "True", "OllamaAvailable").await;
+    eventually("Ready", WAIT, || ready(&server, "school-c")).await;
 }

@@ -203,6 +203,14 @@ tests:
         values: '0x30'
       - series: 'learning_runner_build_info{job="learning-runner",namespace="gustav",learning_worker="stubby",pod="r4",backend="stub",version="0.1.0"}'
         values: '1x30'
+      # r5 runs the local backend of a worker whose Ollama the operator scaled to zero
+      # (idleScaleDown): expected, no alert.
+      - series: 'learning_runner_ollama_up{job="learning-runner",namespace="gustav",learning_worker="idle",pod="r5"}'
+        values: '0x30'
+      - series: 'learning_runner_build_info{job="learning-runner",namespace="gustav",learning_worker="idle",pod="r5",backend="local",version="0.1.0"}'
+        values: '1x30'
+      - series: 'learning_operator_worker_condition{job="learning-operator",namespace="gustav",learning_worker="idle",pod="o1",type="OllamaReady",status="False",reason="ScaledToZero"}'
+        values: '1x30'
       - series: 'learning_runner_db_errors_total{job="learning-runner",namespace="gustav",learning_worker="school",pod="r1",operation="lease"}'
         values: '0+1x30'
       - series: 'learning_runner_db_errors_total{job="learning-runner",namespace="gustav",learning_worker="school",pod="r2",operation="lease"}'

@@ -44,6 +44,8 @@ pub struct RenderContext {
     /// A model-pull Job of this worker is still running: no second one is started, and
     /// Ollama's pull egress stays open until it ends.
     pub pull_active: bool,
+    /// The managed Ollama is scaled to zero to free the GPU (`spec.ollama.idleScaleDown`).
+    pub ollama_released: bool,
 }
 
 /// Deterministic child names.
@@ -180,7 +182,7 @@ pub fn children(lw: &LearningWorker, ctx: &RenderContext) -> Children {
     if managed {
         out.push(ollama::pvc(lw, ctx.models_claim.as_ref()).into());
         out.push(ollama::service(lw).into());
-        out.push(ollama::deployment(lw).into());
+        out.push(ollama::deployment(lw, ctx.ollama_released).into());
     }
     // One pull at a time: while a pull Job runs, none is started (a shorter missing list
     // would otherwise give another Job, pulling the same models twice over).

@@ -85,8 +85,9 @@ struct Components {
 const SUSPENDED_MESSAGE: &str = "spec.suspend is true: runners are scaled to zero";
 
 /// Reasons of a condition that is not `True` but no trouble either (no Warning Event).
-const BENIGN: [&str; 6] = [
+const BENIGN: [&str; 7] = [
     r::SUSPENDED,
+    r::SCALED_TO_ZERO,
     r::NOT_REQUIRED,
     r::CPU_ONLY,
     r::OLLAMA_STARTING,
@@ -179,6 +180,77 @@ pub fn invalid(lw: &LearningWorker, errors: &[SpecError], now: Timestamp) -> Out
     )
 }
 
+/// While the GPU is released (`spec.ollama.idleScaleDown`): Ollama and the models are
+/// `ScaledToZero`, and so are the runners' conditions that are not `True` only because they
+/// wait for Ollama (no pod problem).
+fn idle_gpu_released(components: &mut Components, observed: &Observed) {
+    components.ollama_ready = Draft::new(
+        t::OLLAMA_READY,
+        false,
+        r::SCALED_TO_ZERO,
+        "no job in the queue: Ollama is scaled to zero to free the GPU; the first job starts it \
+         again",
+    );
+    components.models_ready = Draft::new(
+        t::MODELS_READY,
+        Status::Unknown,
+        r::SCALED_TO_ZERO,
+        "Ollama is scaled to zero",
+    );
+    let waiting = "the runners wait for Ollama, scaled to zero while the queue is empty";
+    if observed.runner_pods.is_empty() {
+        for draft in [
+            &mut components.runners_available,
+            &mut components.runners_healthy,
+        ] {
+            if draft.status != Status::True {
+                *draft = Draft::new(draft.type_, false, r::SCALED_TO_ZERO, waiting);
+            }
+        }
+    }
+}
+
+/// Ready and Degraded from the components; while the GPU is released on purpose, being
+/// `ScaledToZero` is neither unreadiness nor degradation.
+fn summarise(
+    lw: &LearningWorker,
+    observed: &Observed,
+    apply_error: Option<&str>,
+    components: &Components,
+    gpu_released: bool,
+) -> (Draft, Draft) {
+    let mut degraded = summary::degraded(lw, observed, apply_error, components);
+    if gpu_released && degraded.reason == r::SCALED_TO_ZERO {
+        degraded = Draft::new(t::DEGRADED, false, r::AS_EXPECTED, "");
+    }
+    let mut ready = summary::ready(
+        lw.spec.suspend,
+        apply_error,
+        components,
+        observed.runner.as_ref(),
+    );
+    if gpu_released && ready.reason == r::SCALED_TO_ZERO && apply_error.is_none() {
+        ready = Draft::new(
+            t::READY,
+            true,
+            r::SCALED_TO_ZERO,
+            "idle: no job in the queue, so Ollama is scaled to zero and the GPU is free; the \
+             first job starts it again (spec.ollama.idleScaleDown)",
+        );
+    }
+    (ready, degraded)
+}
+
+/// `status.ollama.idleSince`, and the phase `ScaledToZero` while the GPU is released.
+fn record_idle_gpu(status: &mut LearningWorkerStatus, decision: Option<crate::idle_gpu::IdleGpu>) {
+    if let (Some(ollama), Some(decision)) = (status.ollama.as_mut(), decision) {
+        ollama.idle_since = decision.idle_since;
+        if decision.released {
+            ollama.phase = "ScaledToZero".into();
+        }
+    }
+}
+
 /// Computes the status from the observation. `apply_error` is set when applying children failed.
 pub fn compute(
     lw: &LearningWorker,
@@ -213,14 +285,13 @@ pub fn compute(
         components.runners_healthy = healthy;
         components.queue_reachable = queue;
     }
+    let released = crate::idle_gpu::decide(lw, observed.queue.ok(), now);
+    let gpu_released = released.as_ref().is_some_and(|d| d.released);
+    if gpu_released {
+        idle_gpu_released(&mut components, observed);
+    }
     let progressing = summary::progressing(observed, &inventory.progress());
-    let degraded = summary::degraded(lw, observed, apply_error, &components);
-    let mut ready = summary::ready(
-        suspended,
-        apply_error,
-        &components,
-        observed.runner.as_ref(),
-    );
+    let (mut ready, degraded) = summarise(lw, observed, apply_error, &components, gpu_released);
     if idle && ready.status == Status::True {
         ready = Draft::new(
             t::READY,
@@ -231,13 +302,14 @@ pub fn compute(
     }
 
     let previous = lw.status.clone().unwrap_or_default();
-    let status = report::report(
+    let mut status = report::report(
         previous,
         spec,
         observed,
         &inventory,
         components.ollama_ready.status,
     );
+    record_idle_gpu(&mut status, released);
     let Components {
         runners_available,
         runners_healthy,

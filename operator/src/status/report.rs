@@ -63,6 +63,7 @@ fn ollama_status(
         url: observed.ollama_url.clone(),
         replicas: observed.ollama.as_ref().map(|w| w.counts.clone()),
         version: observed.ollama_version.ok().cloned(),
+        idle_since: None,
     }
 }
 

@@ -130,13 +130,14 @@ fn pod_template(lw: &LearningWorker) -> PodTemplateSpec {
     }
 }
 
-/// The Ollama Deployment: one pod, `Recreate` (the volume is ReadWriteOnce and the GPU single).
-pub fn deployment(lw: &LearningWorker) -> Deployment {
+/// The Ollama Deployment: one pod, `Recreate` (the volume is ReadWriteOnce and the GPU single);
+/// none while `released` (idle, the GPU freed: `spec.ollama.idleScaleDown`).
+pub fn deployment(lw: &LearningWorker, released: bool) -> Deployment {
     let name = worker(lw);
     Deployment {
         metadata: child_meta(lw, names::ollama(&name), COMPONENT),
         spec: Some(DeploymentSpec {
-            replicas: Some(1),
+            replicas: Some(if released { 0 } else { 1 }),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(&name, COMPONENT)),
                 match_expressions: None,

@@ -20,7 +20,7 @@ fn env_of(c: &Container) -> BTreeMap<String, String> {
 
 #[test]
 fn amd_pod_gets_rocm_image_gpu_toleration_groups_and_variables() {
-    let d = deployment(&example("amd-gpu.yaml"));
+    let d = deployment(&example("amd-gpu.yaml"), false);
     let p = pod(&d);
     let c = &p.containers[0];
     assert_eq!(
@@ -88,7 +88,7 @@ fn amd_pod_gets_rocm_image_gpu_toleration_groups_and_variables() {
 
 #[test]
 fn nvidia_and_cpu_pods_differ_only_where_they_should() {
-    let nv = deployment(&example("nvidia-gpu.yaml"));
+    let nv = deployment(&example("nvidia-gpu.yaml"), false);
     let c = &pod(&nv).containers[0];
     assert_eq!(c.image.as_deref(), Some("docker.io/ollama/ollama:0.12.3"));
     assert!(c
@@ -108,7 +108,7 @@ fn nvidia_and_cpu_pods_differ_only_where_they_should() {
     assert_eq!(keys, ["nvidia.com/gpu", "gpu-node"]);
     assert!(!env_of(c).contains_key("HSA_OVERRIDE_GFX_VERSION"));
 
-    let cpu = deployment(&example("cpu-only.yaml"));
+    let cpu = deployment(&example("cpu-only.yaml"), false);
     let c = &pod(&cpu).containers[0];
     let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
     assert!(!limits.keys().any(|k| k.contains("gpu")), "{limits:?}");
@@ -264,7 +264,7 @@ fn extra_env_comes_after_the_operators_own() {
         value: Some("1".into()),
         value_from: None,
     }]);
-    let d = deployment(&lw);
+    let d = deployment(&lw, false);
     let names: Vec<String> = pod(&d).containers[0]
         .env
         .iter()
@@ -276,4 +276,18 @@ fn extra_env_comes_after_the_operators_own() {
         Some("OLLAMA_FLASH_ATTENTION")
     );
     assert!(names.contains(&"OLLAMA_HOST".to_owned()));
+}
+
+#[test]
+fn a_released_gpu_means_no_ollama_pod_and_the_same_pod_template() {
+    let lw = example("amd-gpu.yaml");
+    let running = deployment(&lw, false);
+    let released = deployment(&lw, true);
+    let replicas = |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas);
+    assert_eq!(
+        (replicas(&running), replicas(&released)),
+        (Some(1), Some(0))
+    );
+    // Only the count changes: waking up starts the same pod (models on the same volume).
+    assert_eq!(pod(&running), pod(&released));
 }

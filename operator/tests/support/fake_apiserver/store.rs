@@ -140,11 +140,16 @@ pub enum Propagation {
     Orphan,
 }
 
+/// The changes kept for watches that resume; beyond it the older half is compacted.
+const HISTORY_LIMIT: usize = 100_000;
+
 /// The store.
 pub struct Store {
     objects: BTreeMap<Key, Value>,
     rv: u64,
     uids: u64,
+    /// The uids of the stored objects (owner lookups without a scan).
+    live_uids: std::collections::HashSet<String>,
     history: Vec<Change>,
     compacted_rv: u64,
     applied: HashMap<(Key, String, Target), Value>,
@@ -177,6 +182,7 @@ impl Default for Store {
             objects: BTreeMap::new(),
             rv: 1,
             uids: 0,
+            live_uids: std::collections::HashSet::new(),
             history: Vec::new(),
             compacted_rv: 0,
             applied: HashMap::new(),
@@ -232,7 +238,8 @@ impl Store {
                 self.compacted_rv
             )));
         }
-        Ok(self.history.iter().filter(|c| c.rv > rv).cloned().collect())
+        let start = self.history.partition_point(|c| c.rv <= rv);
+        Ok(self.history[start..].to_vec())
     }
 
     /// Forgets the change history (as etcd compaction does): older watches get 410 Gone.
@@ -255,6 +262,12 @@ impl Store {
             object,
         };
         self.history.push(change.clone());
+        // Compaction, as etcd does: older watches get 410 Gone and list again.
+        if self.history.len() > HISTORY_LIMIT {
+            let dropped = self.history.len() - HISTORY_LIMIT / 2;
+            self.compacted_rv = self.history[dropped - 1].rv;
+            self.history.drain(..dropped);
+        }
         let _ = self.tx.send(change); // no receivers is fine
     }
 
@@ -332,9 +345,16 @@ impl Store {
         };
         self.rv += 1;
         next["metadata"]["resourceVersion"] = self.rv.to_string().into();
+        if let Some(uid) = next["metadata"]["uid"].as_str() {
+            self.live_uids.insert(uid.to_owned());
+        }
         self.objects.insert(key.clone(), next.clone());
         self.record(key.clone(), kind, old, next.clone());
-        self.collect_dangling();
+        // A dependent written after its owner was deleted: the garbage collector deletes it.
+        let owners = owner_uids(&next);
+        if !owners.is_empty() && owners.iter().all(|u| !self.live_uids.contains(u)) {
+            let _ = self.delete(rt, key, Some(Propagation::Background));
+        }
         next
     }
 
@@ -475,6 +495,9 @@ impl Store {
         let mut obj = self.objects.remove(key).ok_or_else(|| {
             StoreError::NotFound(format!("{} \"{}\" not found", rt.plural, key.name))
         })?;
+        if let Some(uid) = obj["metadata"]["uid"].as_str() {
+            self.live_uids.remove(uid);
+        }
         self.applied.retain(|(k, _, _), _| k != key);
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = self.rv.to_string().into();
@@ -518,28 +541,6 @@ impl Store {
             } else {
                 let _ = self.delete(rt, &key, Some(Propagation::Background));
             }
-        }
-    }
-
-    /// Deletes objects whose every owner reference points to an object that does not exist
-    /// (the garbage collector does this for dependents created after their owner was deleted).
-    fn collect_dangling(&mut self) {
-        loop {
-            let uids: std::collections::HashSet<String> = self
-                .objects
-                .values()
-                .filter_map(|v| v["metadata"]["uid"].as_str().map(str::to_owned))
-                .collect();
-            let orphan = self.objects.iter().find(|(_, v)| {
-                let owners = owner_uids(v);
-                !owners.is_empty() && owners.iter().all(|u| !uids.contains(u))
-            });
-            let Some((key, _)) = orphan else { return };
-            let key = key.clone();
-            let Some(rt) = resources::RESOURCES.iter().find(|r| key.is(r)) else {
-                return;
-            };
-            let _ = self.delete(rt, &key, Some(Propagation::Background));
         }
     }
 }
