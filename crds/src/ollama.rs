@@ -165,10 +165,10 @@ impl Default for OllamaSpec {
 #[serde(rename_all = "camelCase")]
 pub struct IdleScaleDown {
     /// How long the queue must have had no job before Ollama is scaled to zero, in seconds
-    /// (default 1800; 0 releases the GPU as soon as the queue is empty, at the price of a
-    /// model load for every batch).
+    /// (default 1800, at least 60: the runners refresh the queue they report every 10 s, and
+    /// every wake-up costs a model load).
     #[serde(default = "default_idle_after_seconds")]
-    #[schemars(range(min = 0, max = 604800))]
+    #[schemars(range(min = 60, max = 604800))]
     pub after_seconds: i32,
 }
 

@@ -103,8 +103,8 @@ pub struct OllamaStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Since when the queue has had no job (`spec.ollama.idleScaleDown`; absent while there
-    /// is work or the queue is unknown). Ollama is scaled to zero once this is
-    /// `idleScaleDown.afterSeconds` ago.
+    /// is work, kept as it is while the queue is unknown). Ollama is scaled to zero once this
+    /// is `idleScaleDown.afterSeconds` ago.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_since: Option<Time>,
 }

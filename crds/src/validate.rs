@@ -38,12 +38,11 @@ pub fn validate(name: &str, spec: &LearningWorkerSpec) -> Vec<SpecError> {
     check_ai(spec, &mut errors);
     check_ollama_url(&spec.ollama, &mut errors);
     check_ollama_env(&spec.ollama, &mut errors);
-    if spec.ollama.idle_scale_down.is_some()
-        && spec.ollama.mode != crate::ollama::OllamaMode::Managed
-    {
+    if spec.ollama.idle_scale_down.is_some() && !spec.manages_ollama() {
         errors.push(err(
             "spec.ollama.idleScaleDown",
-            "applies only to a managed Ollama (the operator cannot scale an external one)",
+            "applies only to a managed Ollama with ai.backend local (the operator cannot scale \
+             an external one, and the stub backend runs none)",
         ));
     }
     check_gpu(&spec.ollama.gpu, &mut errors);

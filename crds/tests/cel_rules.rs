@@ -671,7 +671,12 @@ fn idle_scale_down_defaults_to_half_an_hour_and_needs_a_managed_ollama() {
     assert!(!learning_crds::validate::validate("school-a", &lw.spec).is_empty());
 
     let mut negative = with("managed");
-    negative["spec"]["ollama"]["idleScaleDown"]["afterSeconds"] = json!(-1);
+    negative["spec"]["ollama"]["idleScaleDown"]["afterSeconds"] = json!(59);
     let errors = common::check(&schema["properties"]["spec"], &negative["spec"], "spec");
-    assert!(!errors.is_empty(), "a negative time is refused");
+    assert!(!errors.is_empty(), "less than a minute is refused");
+
+    let mut stub = with("managed");
+    stub["spec"]["ai"]["backend"] = json!("stub");
+    let lw: LearningWorker = serde_json::from_value(stub).unwrap();
+    assert!(!learning_crds::validate::validate("school-a", &lw.spec).is_empty());
 }

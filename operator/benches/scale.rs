@@ -275,8 +275,15 @@ async fn binary_run(n: usize) -> Value {
         .env("OPERATOR_NAMESPACE", OPERATOR_NAMESPACE)
         .env("LEADER_ELECTION", "false")
         .env("OPERATOR_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("LOG_LEVEL", "error")
-        .stdout(std::process::Stdio::null())
+        .env(
+            "LOG_LEVEL",
+            std::env::var("BENCH_SCALE_LOG_LEVEL").unwrap_or_else(|_| "error".into()),
+        )
+        // The operator binary's log (stdout), for a look at a slow run.
+        .stdout(match std::env::var("BENCH_SCALE_LOG") {
+            Ok(path) => std::fs::File::create(path).unwrap().into(),
+            Err(_) => std::process::Stdio::null(),
+        })
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("the operator binary starts");
@@ -404,6 +411,16 @@ async fn steady_window(
     metrics: &Metrics,
     n: usize,
 ) -> (Duration, Counts, Counts, u64) {
+    // The Events of the last transitions (to Ready) are published after the status write
+    // the bench waited for: wait until the server has been quiet for 2 s (at most 60 s).
+    let quiet_since = Instant::now();
+    loop {
+        let before = server.request_count();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if server.request_count() == before || quiet_since.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
     let from = server.request_count();
     let r0 = metrics.reconciles.get();
     let started = Instant::now();

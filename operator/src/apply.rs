@@ -171,6 +171,7 @@ impl<'a> KindVisitor for Delete<'a> {
 pub async fn prune_children(
     client: &Client,
     caches: &Caches,
+    written: &Written,
     lw: &LearningWorker,
     ns: &str,
     desired: &Children,
@@ -198,6 +199,11 @@ pub async fn prune_children(
                 existing: e,
             })
             .await?;
+        written.child_gone(
+            lw.metadata.uid.as_deref().unwrap_or_default(),
+            e.kind.kind(),
+            &e.name,
+        );
         tracing::info!(event = "learning.operator.child_pruned", kind = e.kind.kind(), name = %e.name);
     }
     Ok(unwanted)

@@ -2,7 +2,7 @@
 //! the API server. One watch per child kind (by the operator's `managed-by` label, the same
 //! watch that wakes the owner's reconcile) and one of the pods; each fills a `Store` kept
 //! here. Observing (Deployments, pods, the model claim, model-pull Jobs), pruning (which
-//! children exist) and skipping unchanged applies (`crate::applied`) read these stores, so a
+//! children exist) and skipping unchanged applies (`crate::written`) read these stores, so a
 //! steady-state reconcile sends no get and no list — with 1,000 LearningWorkers, one
 //! reconcile each per requeue interval, those were 13 requests per reconcile.
 //!
@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 
@@ -84,9 +87,32 @@ pub fn new() -> (Caches, Feeds) {
     (caches, feeds)
 }
 
-/// Drops what no reconcile reads before an object is stored.
+/// Drops what no reconcile reads before an object is stored: `managedFields` everywhere; the
+/// spec of the kinds only their metadata is read of (ServiceAccount, Service, NetworkPolicy,
+/// PodDisruptionBudget: pruning and the skip of unchanged applies need names, owners,
+/// labels, annotations, generation and resourceVersion), the pod template of Deployments
+/// (their `replicas` and status are read) and the spec of pods (their status is read).
+/// Jobs (the models in their arguments) and the model claim (its size and class) stay whole.
 pub fn slim<K: ChildObject>(object: &mut K) {
     object.meta_mut().managed_fields = None;
+    let any: &mut dyn Any = object;
+    if let Some(d) = any.downcast_mut::<Deployment>() {
+        if let Some(spec) = d.spec.as_mut() {
+            spec.template = Default::default();
+        }
+    } else if let Some(p) = any.downcast_mut::<Pod>() {
+        p.spec = None;
+    } else if let Some(s) = any.downcast_mut::<Service>() {
+        s.spec = None;
+        s.status = None;
+    } else if let Some(n) = any.downcast_mut::<NetworkPolicy>() {
+        n.spec = None;
+    } else if let Some(b) = any.downcast_mut::<PodDisruptionBudget>() {
+        b.spec = None;
+    } else if let Some(a) = any.downcast_mut::<ServiceAccount>() {
+        a.secrets = None;
+        a.image_pull_secrets = None;
+    }
 }
 
 /// Whether `labels` has every `key=value` of `selector` (equality terms separated by
@@ -193,7 +219,6 @@ impl KindVisitor for Fill<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::Deployment;
     use serde_json::json;
 
     #[test]
@@ -227,6 +252,33 @@ mod tests {
         assert_eq!(runners.len(), 1);
         assert_eq!(runners[0].metadata.name.as_deref(), Some("x"));
         assert_eq!(caches.matching::<Pod>("a", "").len(), 1);
+    }
+
+    #[test]
+    fn slim_keeps_what_is_read_and_drops_the_rest() {
+        let mut d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "r", "generation": 3, "labels": {"a": "1"},
+                         "managedFields": [{"manager": "x"}]},
+            "spec": {"replicas": 4, "selector": {},
+                     "template": {"spec": {"containers": [{"name": "runner"}]}}},
+            "status": {"readyReplicas": 2}}))
+        .unwrap();
+        slim(&mut d);
+        assert_eq!(d.metadata.managed_fields, None);
+        assert_eq!(d.metadata.generation, Some(3));
+        assert!(d.metadata.labels.is_some());
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.replicas, Some(4));
+        assert_eq!(spec.template, Default::default());
+        assert_eq!(d.status.unwrap().ready_replicas, Some(2));
+
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Running"}}))
+        .unwrap();
+        slim(&mut pod);
+        assert!(pod.spec.is_none());
+        assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -32,6 +32,11 @@ use crate::observe::{self, Prober};
 use crate::written::Written;
 use crate::{apply, autoscale, status};
 
+/// Reconciles at once, at most: each holds its worker's built children and API calls in
+/// flight, so an unbounded number (a thousand workers at start) costs memory the allocator
+/// keeps; the API server answers a few dozen at a time anyway.
+pub const CONCURRENCY: u16 = 16;
+
 /// Requeue while something is changing.
 pub const REQUEUE_BUSY: Duration = Duration::from_secs(10);
 /// Requeue when stable (health, queue depth and models are polled, not watched).
@@ -204,7 +209,7 @@ async fn reconcile_worker(
     // One instant for every decision of this reconcile (autoscaling, the idle GPU, status).
     let now = Timestamp::now();
     let builtin = autoscale::decide_builtin(lw, &observed, now);
-    let idle_gpu = crate::idle_gpu::decide(lw, observed.queue.ok(), now);
+    let idle_gpu = crate::idle_gpu::decide_observed(lw, &observed, now);
     let render = RenderContext {
         operator_namespace: ctx.operator_namespace.clone(),
         models_to_pull: observe::missing_models(lw, &observed),
@@ -275,8 +280,13 @@ async fn apply_all(
         caches: &ctx.caches,
         written: &ctx.written,
     };
-    let applied = match apply::apply_children(target, ns, children).await {
-        Ok(()) => apply::prune_children(&ctx.client, &ctx.caches, lw, ns, children)
+    let handed_over = autoscale::apply::hand_over_replicas(&ctx.client, &ctx.caches, lw, ns).await;
+    let applied = match handed_over {
+        Ok(()) => apply::apply_children(target, ns, children).await,
+        Err(e) => Err(e),
+    };
+    let applied = match applied {
+        Ok(()) => apply::prune_children(&ctx.client, &ctx.caches, &ctx.written, lw, ns, children)
             .await
             .map(drop),
         Err(e) => Err(e),
@@ -410,7 +420,11 @@ pub async fn run(
         .expect("controller::run needs a Context made by Context::new (its caches' feeds)");
     // The pods are read (their problems), never a reason to reconcile.
     let pods = tokio::spawn(
-        cached_watch::<Pod>(&client, ns, &children, &mut feeds).for_each(|_| async {}),
+        cached_watch::<Pod>(&client, ns, &children, &mut feeds).for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::warn!(event = "learning.operator.watch_failed", kind = "Pod", error = %e);
+            }
+        }),
     );
     let (reader, writer) = reflector::store();
     let workers = watcher(
@@ -418,9 +432,12 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
+    // Never read, and often the largest part of a LearningWorker.
+    .modify(|lw| lw.metadata.managed_fields = None)
     .reflect(writer);
     let controller = ChildKind::ALL.iter().fold(
-        Controller::for_stream(spec_changes(workers), reader),
+        Controller::for_stream(spec_changes(workers), reader)
+            .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY)),
         |controller, kind| {
             kind.visit(Owns {
                 controller,

@@ -1,9 +1,10 @@
 //! Releasing the GPU while no one is working (`spec.ollama.idleScaleDown`), decided purely
 //! from the queue the runners report and the time the queue was first seen empty.
 //!
-//! - Jobs in the queue (visible, leased or delayed for a retry): Ollama runs (it is started
-//!   again at once if it was scaled to zero); the idle clock is cleared.
-//! - No job: the clock starts (`status.ollama.idleSince`, kept across operator restarts);
+//! - Jobs in the queue (visible, leased or delayed for a retry), a model pull running, or a
+//!   model known to be missing: Ollama runs (it is started again at once if it was scaled to
+//!   zero); the idle clock is cleared. A pull is never cut off, and a failed one is not hidden.
+//! - No job (or `spec.suspend`: no runner will ask for a model): the clock starts (`status.ollama.idleSince`, kept across operator restarts);
 //!   once it is `afterSeconds` old, Ollama is scaled to zero.
 //! - The queue unknown (no runner answered): nothing changes — the clock neither starts nor
 //!   stops, so a released GPU stays released and a running Ollama is not stopped for lack
@@ -13,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use learning_crds::status::QueueStatus;
 use learning_crds::LearningWorker;
+
+use crate::observed::Observed;
 
 /// The decision for one reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +33,21 @@ fn has_work(q: &QueueStatus) -> bool {
     q.visible > 0 || q.leased > 0 || q.delayed > 0
 }
 
-/// The decision for `lw` (`None` without `idleScaleDown` or without a managed Ollama).
-pub fn decide(lw: &LearningWorker, queue: Option<&QueueStatus>, now: Timestamp) -> Option<IdleGpu> {
+/// The decision for `lw` from what was observed (`None` without `idleScaleDown` or without a
+/// managed Ollama).
+pub fn decide_observed(lw: &LearningWorker, o: &Observed, now: Timestamp) -> Option<IdleGpu> {
+    let models_busy = o.pull_active || crate::observe::missing_models(lw, o).is_some();
+    decide(lw, o.queue.ok(), models_busy, now)
+}
+
+/// The decision for `lw`: the queue (`None`: unknown), whether Ollama has model work of its
+/// own (a pull, missing models), the time.
+pub fn decide(
+    lw: &LearningWorker,
+    queue: Option<&QueueStatus>,
+    models_busy: bool,
+    now: Timestamp,
+) -> Option<IdleGpu> {
     let idle = lw.spec.ollama.idle_scale_down.as_ref()?;
     if !lw.spec.manages_ollama() {
         return None;
@@ -41,7 +57,10 @@ pub fn decide(lw: &LearningWorker, queue: Option<&QueueStatus>, now: Timestamp) 
         .as_ref()
         .and_then(|s| s.ollama.as_ref())
         .and_then(|o| o.idle_since.clone());
+    let empty = QueueStatus::default();
+    let queue = if lw.spec.suspend { Some(&empty) } else { queue };
     let idle_since = match queue {
+        _ if models_busy => None,
         Some(q) if has_work(q) => None,
         Some(_) => Some(previous.unwrap_or(Time(now))),
         None => previous,
@@ -93,37 +112,51 @@ mod tests {
 
     #[test]
     fn an_empty_queue_starts_the_clock_and_releases_the_gpu_after_the_bound() {
-        let d = decide(&worker(None), Some(&queue(0, 0, 0)), at(0)).unwrap();
+        let d = decide(&worker(None), Some(&queue(0, 0, 0)), false, at(0)).unwrap();
         assert_eq!((d.idle_since, d.released), (Some(Time(at(0))), false));
-        let d = decide(&worker(Some(0)), Some(&queue(0, 0, 0)), at(599)).unwrap();
+        let d = decide(&worker(Some(0)), Some(&queue(0, 0, 0)), false, at(599)).unwrap();
         assert_eq!((d.idle_since, d.released), (Some(Time(at(0))), false));
-        let d = decide(&worker(Some(0)), Some(&queue(0, 0, 0)), at(600)).unwrap();
+        let d = decide(&worker(Some(0)), Some(&queue(0, 0, 0)), false, at(600)).unwrap();
         assert_eq!((d.idle_since, d.released), (Some(Time(at(0))), true));
     }
 
     #[test]
     fn any_job_brings_ollama_back_and_clears_the_clock() {
         for q in [queue(1, 0, 0), queue(0, 1, 0), queue(0, 0, 1)] {
-            let d = decide(&worker(Some(0)), Some(&q), at(5000)).unwrap();
+            let d = decide(&worker(Some(0)), Some(&q), false, at(5000)).unwrap();
             assert_eq!((d.idle_since, d.released), (None, false), "{q:?}");
         }
     }
 
     #[test]
     fn an_unknown_queue_changes_nothing() {
-        let d = decide(&worker(None), None, at(5000)).unwrap();
+        let d = decide(&worker(None), None, false, at(5000)).unwrap();
         assert_eq!((d.idle_since, d.released), (None, false));
-        let d = decide(&worker(Some(0)), None, at(5000)).unwrap();
+        let d = decide(&worker(Some(0)), None, false, at(5000)).unwrap();
         assert_eq!((d.idle_since, d.released), (Some(Time(at(0))), true));
+    }
+
+    #[test]
+    fn a_pull_or_a_missing_model_keeps_ollama_running() {
+        let d = decide(&worker(Some(0)), Some(&queue(0, 0, 0)), true, at(5000)).unwrap();
+        assert_eq!((d.idle_since, d.released), (None, false));
+    }
+
+    #[test]
+    fn a_suspended_worker_counts_as_idle() {
+        let mut lw = worker(None);
+        lw.spec.suspend = true;
+        let d = decide(&lw, None, false, at(0)).unwrap();
+        assert_eq!((d.idle_since, d.released), (Some(Time(at(0))), false));
     }
 
     #[test]
     fn off_without_the_setting_or_without_a_managed_ollama() {
         let mut lw = worker(Some(0));
         lw.spec.ollama.idle_scale_down = None;
-        assert_eq!(decide(&lw, Some(&queue(0, 0, 0)), at(5000)), None);
+        assert_eq!(decide(&lw, Some(&queue(0, 0, 0)), false, at(5000)), None);
         let mut lw = worker(Some(0));
         lw.spec.ollama.mode = OllamaMode::External;
-        assert_eq!(decide(&lw, Some(&queue(0, 0, 0)), at(5000)), None);
+        assert_eq!(decide(&lw, Some(&queue(0, 0, 0)), false, at(5000)), None);
     }
 }

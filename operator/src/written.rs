@@ -12,9 +12,9 @@
 //! The same memory lets a reconcile skip applies that would change nothing: a child is applied
 //! again only when what the operator wants of it changed since its last apply (a digest of
 //! the object), or when the live object (from the watch caches) is not the one that apply
-//! left — its `generation` moved (someone edited its spec), or, for kinds without a
-//! generation, its `resourceVersion` did — or it lost a label or an annotation the operator
-//! sets, or it is gone. Objects of kinds the operator cannot watch (KEDA's) are applied again
+//! left — another object of the same name (a new uid), its `generation` moved (someone
+//! edited its spec), or, for kinds without a generation, its `resourceVersion` did — or it
+//! lost a label, an annotation or the owner reference the operator sets, or it is gone. Objects of kinds the operator cannot watch (KEDA's) are applied again
 //! after [`UNWATCHED_RESYNC`] at the latest. A steady-state reconcile therefore writes nothing.
 //!
 //! The memory lives in the controller's `Context`, which is made anew for each leadership
@@ -41,6 +41,7 @@ type ChildKey = (String, &'static str, String);
 #[derive(Debug, Clone)]
 struct AppliedChild {
     digest: u64,
+    uid: Option<String>,
     generation: Option<i64>,
     resource_version: Option<String>,
     at: Instant,
@@ -132,7 +133,20 @@ impl Written {
             Some(generation) => meta.generation == Some(generation),
             None => meta.resource_version == applied.resource_version,
         };
+        let owners = meta.owner_references.as_deref().unwrap_or_default();
+        let owned = desired
+            .meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .all(|want| {
+                owners
+                    .iter()
+                    .any(|have| have.uid == want.uid && have.controller == want.controller)
+            });
         applied.digest == digest(desired)
+            && meta.uid == applied.uid
+            && owned
             && same_version
             && meta.deletion_timestamp.is_none()
             && has_all(meta.labels.as_ref(), desired.meta().labels.as_ref())
@@ -155,6 +169,7 @@ impl Written {
     pub fn child_applied<K: ChildObject>(&self, desired: &K, returned: &K, now: Instant) {
         let applied = AppliedChild {
             digest: digest(desired),
+            uid: returned.meta().uid.clone(),
             generation: returned.meta().generation,
             resource_version: returned.meta().resource_version.clone(),
             at: now,
@@ -184,6 +199,7 @@ impl Written {
 mod tests {
     use super::*;
     use crate::desired::fixtures::example;
+    use k8s_openapi::api::core::v1::ServiceAccount;
     use learning_crds::status::AutoscalingStatus;
 
     fn worker(uid: &str, desired: Option<i32>) -> LearningWorker {
@@ -219,5 +235,57 @@ mod tests {
         ));
         written.retain(|uid| uid != "u1");
         assert!(matches!(written.freshest(&stale), Cow::Borrowed(_)));
+    }
+
+    /// A ServiceAccount (no `generation`: the resourceVersion path) as applied and as live.
+    fn account(uid: &str, rv: &str, owner: Option<&str>, label: bool) -> ServiceAccount {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "r", "namespace": "ns", "uid": uid, "resourceVersion": rv,
+                "labels": if label { serde_json::json!({"a": "1"}) } else { serde_json::json!({}) },
+                "ownerReferences": owner.map(|o| vec![serde_json::json!({"apiVersion": "v", "kind": "K",
+                    "name": "w", "uid": o, "controller": true})]).unwrap_or_default()}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_apply_is_skipped_only_while_the_live_object_is_what_it_left() {
+        let written = Written::default();
+        let desired = account("", "", Some("w1"), true);
+        let returned = account("c1", "5", Some("w1"), true);
+        let now = Instant::now();
+        assert!(
+            !written.child_unchanged(&desired, Some(&returned)),
+            "never applied"
+        );
+        written.child_applied(&desired, &returned, now);
+        assert!(written.child_unchanged(&desired, Some(&returned)));
+        // Gone, changed by someone (new resourceVersion), recreated (new uid), an owner
+        // reference or a label removed: applied again.
+        assert!(!written.child_unchanged(&desired, None));
+        let cases = [
+            account("c1", "6", Some("w1"), true),
+            account("c2", "5", Some("w1"), true),
+            account("c1", "5", None, true),
+            account("c1", "5", Some("w1"), false),
+        ];
+        for live in cases {
+            assert!(!written.child_unchanged(&desired, Some(&live)), "{live:?}");
+        }
+        // Something else wanted: applied again.
+        let other = account("", "", Some("w1"), false);
+        assert!(!written.child_unchanged(&other, Some(&returned)));
+        // Forgotten once pruned.
+        written.child_gone("w1", "ServiceAccount", "r");
+        assert!(!written.child_unchanged(&desired, Some(&returned)));
+    }
+
+    #[test]
+    fn unwatched_objects_are_applied_again_after_the_resync() {
+        let written = Written::default();
+        let desired = account("", "", Some("w1"), true);
+        let then = Instant::now();
+        written.child_applied(&desired, &desired, then);
+        assert!(written.unwatched_unchanged(&desired, then));
+        assert!(!written.unwatched_unchanged(&desired, then + UNWATCHED_RESYNC));
     }
 }

@@ -79,12 +79,20 @@ fn merge_patch_and_simplified_apply() {
         &mut t,
         Some(&prev),
         &json!({"spec": {"replicas": 3, "list": [1]}}),
+        &[],
     );
     assert_eq!(
         t,
         json!({"spec": {"replicas": 3, "x": 1, "list": [1]}, "status": {"ready": 1}}),
         "fields the manager stopped applying go, fields of others stay, lists are replaced"
     );
+
+    // A field another manager's configuration also sets stays (shared ownership: a hand-over).
+    let mut t = json!({"spec": {"replicas": 3, "paused": false}});
+    let prev = json!({"spec": {"replicas": 3, "paused": false}});
+    let other = json!({"spec": {"replicas": 3}});
+    merge::apply(&mut t, Some(&prev), &json!({"spec": {}}), &[&other]);
+    assert_eq!(t, json!({"spec": {"replicas": 3}}));
 }
 
 #[tokio::test]

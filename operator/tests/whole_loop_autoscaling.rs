@@ -507,3 +507,46 @@ async fn external_never_writes_replicas_and_an_hpas_value_stays() {
     }
     assert!(worker(&server)["status"]["autoscaling"]["desiredReplicas"].is_null());
 }
+
+#[tokio::test]
+async fn switching_a_scaled_worker_to_external_keeps_its_runners() {
+    let server = server(true).await;
+    let op = Operator::start(&server, Arc::new(ScriptedProber::healthy()));
+    op.queue(0, 0);
+    create_worker(&server, json!({}));
+    runners_running(&server).await;
+    wait_autoscaler(&server, "True", "BuiltinScaling").await;
+    op.queue(60, 20);
+    wait_replicas(&server, 4).await;
+
+    // The user's HPA takes over: the operator stops applying `replicas`, and the Deployment
+    // keeps its 4 runners (server-side apply would otherwise drop the field, and its default
+    // of 1 would take over until the HPA acts).
+    let from = runner_applies(&server).len();
+    edit(&server, |spec| {
+        spec["runner"]["autoscaling"]["engine"] = "external".into()
+    });
+    wait_autoscaler(&server, "True", "ExternalAutoscaler").await;
+    op.reconciles(5).await;
+    assert_eq!(runner(&server).unwrap()["spec"]["replicas"], 4);
+    let after: Vec<Value> = runner_applies(&server).split_off(from);
+    let handover: Vec<&Value> = after
+        .iter()
+        .filter(|b| b["spec"].as_object().is_some_and(|s| s.len() == 1))
+        .collect();
+    assert_eq!(handover.len(), 1, "one hand-over apply: {after:#?}");
+    assert_eq!(handover[0]["spec"]["replicas"], 4);
+    assert!(
+        after
+            .iter()
+            .filter(|b| b["spec"].get("template").is_some())
+            .all(|b| b["spec"].get("replicas").is_none()),
+        "{after:#?}"
+    );
+    // The HPA scales: its value stays.
+    server.modify("apps/v1", "Deployment", NS, RUNNER, |d| {
+        d["spec"]["replicas"] = 2.into()
+    });
+    op.reconciles(5).await;
+    assert_eq!(runner(&server).unwrap()["spec"]["replicas"], 2);
+}

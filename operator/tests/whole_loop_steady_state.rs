@@ -41,7 +41,7 @@ struct Operator {
     prober: Arc<ScriptedProber>,
     metrics: Metrics,
     task: JoinHandle<Result<(), RunError>>,
-    _stop: oneshot::Sender<()>,
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl Drop for Operator {
@@ -79,8 +79,15 @@ impl Operator {
             prober,
             metrics,
             task,
-            _stop: stop,
+            stop: Some(stop),
         }
+    }
+
+    /// A graceful stop (SIGTERM): running reconciles finish.
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let done = tokio::time::timeout(WAIT, &mut self.task).await;
+        assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
     }
 
     /// Waits until `n` more reconciles have finished.
@@ -302,10 +309,20 @@ async fn an_idle_queue_releases_the_gpu_and_the_first_job_brings_ollama_back() {
     assert!(since.is_string(), "{}", lw["status"]["ollama"]);
     assert_eq!(ollama_replicas(&server), 1);
 
-    // The clock runs out (the bound shortened): Ollama goes to zero, the worker stays Ready.
-    server.modify(LW_API, "LearningWorker", NS, "school-c", |lw| {
-        lw["spec"]["ollama"]["idleScaleDown"]["afterSeconds"] = 0.into()
-    });
+    // Two hours later (the clock moved back while the operator is stopped; a new operator
+    // reads it from the status): Ollama goes to zero, the worker stays Ready.
+    op.stop().await;
+    let mut status = server
+        .get(LW_API, "LearningWorker", NS, "school-c")
+        .unwrap()["status"]
+        .clone();
+    let two_hours_ago =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
+    let since = serde_json::Value::from(two_hours_ago.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+    status["ollama"]["idleSince"] = since.clone();
+    server.set_status(LW_API, "LearningWorker", NS, "school-c", status);
+    let op = Operator::start(&server);
+    op.queue(0);
     eventually("Ollama at zero", WAIT, || {
         let r = ollama_replicas(&server);
         (r == 0).then_some(()).ok_or(format!("{r}"))
@@ -317,7 +334,7 @@ async fn an_idle_queue_releases_the_gpu_and_the_first_job_brings_ollama_back() {
         "Deployment",
         NS,
         OLLAMA,
-        json!({"observedGeneration": 3, "replicas": 0}),
+        json!({"observedGeneration": server.get("apps/v1", "Deployment", NS, OLLAMA).unwrap()["metadata"]["generation"], "replicas": 0}),
     );
     server.set_status(
         "apps/v1",

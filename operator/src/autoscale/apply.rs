@@ -15,11 +15,83 @@ use learning_crds::LearningWorker;
 
 use super::keda::{self, ScaledObject, TriggerAuthentication};
 use super::EngineState;
+use crate::caches::Caches;
 use crate::desired::kinds::ChildObject;
+use crate::desired::names;
 use crate::desired::MANAGER;
 use crate::error::ReconcileError;
 use crate::written::Written;
+use k8s_openapi::api::apps::v1::Deployment;
 use std::time::Instant;
+
+/// The field manager that keeps the runner Deployment's `replicas` when the operator stops
+/// applying it (see [`hand_over_replicas`]).
+pub const HANDOVER_MANAGER: &str = "learning-operator-handover";
+
+/// Hands the runner Deployment's `replicas` over to KEDA or the user's autoscaler when the
+/// worker has just moved to an engine that leaves `replicas` to them (`keda`, `external`; the
+/// last status names another engine, or none).
+///
+/// Server-side apply deletes a field its only manager stops applying, and the Deployment's
+/// default (1) would take its place: a worker running 5 runners would drop to 1 until the
+/// new autoscaler acts. So the current count is first applied by a second field manager
+/// ([`HANDOVER_MANAGER`]); the field then stays when the operator's own apply leaves it out,
+/// and KEDA or the HPA take it over with their next write.
+pub async fn hand_over_replicas(
+    client: &Client,
+    caches: &Caches,
+    lw: &LearningWorker,
+    ns: &str,
+) -> Result<(), ReconcileError> {
+    let leaves_replicas = matches!(
+        super::engine(lw),
+        Some(AutoscalingEngine::Keda | AutoscalingEngine::External)
+    );
+    let before = lw
+        .status
+        .as_ref()
+        .and_then(|s| s.autoscaling.as_ref())
+        .map(|a| a.engine.as_str());
+    let left_before = matches!(before, Some("keda" | "external"));
+    if !leaves_replicas || left_before || lw.spec.suspend {
+        return Ok(());
+    }
+    let name = names::runner(&lw.name_any());
+    let Some(cached) = caches
+        .get::<Deployment>(ns, &name)
+        .and_then(|d| d.spec.as_ref().and_then(|s| s.replicas))
+    else {
+        return Ok(());
+    };
+    // The cache may not show the builtin engine's last step yet: never hand over fewer.
+    let decided = lw
+        .status
+        .as_ref()
+        .and_then(|s| s.autoscaling.as_ref())
+        .and_then(|a| a.desired_replicas)
+        .unwrap_or(0);
+    let replicas = cached.max(decided);
+    let body = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"replicas": replicas},
+    });
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .patch(
+            &name,
+            &PatchParams::apply(HANDOVER_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|source| ReconcileError::ApplyChild {
+            kind: "Deployment",
+            name: name.clone(),
+            source,
+        })?;
+    tracing::info!(event = "learning.operator.replicas_handed_over", deployment = %name, replicas);
+    Ok(())
+}
 
 /// What the KEDA step did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -197,8 +197,17 @@ fn idle_gpu_released(components: &mut Components, observed: &Observed) {
         r::SCALED_TO_ZERO,
         "Ollama is scaled to zero",
     );
+    // Only runners that wait for Ollama alone: no pod problem, no failing database check.
     let waiting = "the runners wait for Ollama, scaled to zero while the queue is empty";
-    if observed.runner_pods.is_empty() {
+    let only_ollama_fails = match &observed.health {
+        crate::probes::Probe::Ok(report) => report
+            .checks
+            .iter()
+            .filter(|c| !c.passed())
+            .all(|c| learning_contract::health::OLLAMA_CHECKS.contains(&c.check.as_str())),
+        _ => false,
+    };
+    if observed.runner_pods.is_empty() && only_ollama_fails {
         for draft in [
             &mut components.runners_available,
             &mut components.runners_healthy,
@@ -208,6 +217,31 @@ fn idle_gpu_released(components: &mut Components, observed: &Observed) {
             }
         }
     }
+}
+
+/// Progressing; runners that are unready only because Ollama is released are no rollout.
+fn progressing(observed: &Observed, progress: &str, gpu_released: bool) -> Draft {
+    let draft = summary::progressing(observed, progress);
+    if gpu_released && draft.reason == r::ROLLOUT_IN_PROGRESS && settled(observed) {
+        return Draft::new(
+            t::PROGRESSING,
+            false,
+            r::ROLLOUT_COMPLETE,
+            "nothing is changing: the runners wait for Ollama, scaled to zero",
+        );
+    }
+    draft
+}
+
+/// Every Deployment runs its current template with the pods it wants, readiness aside (the
+/// runners are unready on purpose while Ollama is scaled to zero).
+fn settled(observed: &Observed) -> bool {
+    let current = |w: &Workload| w.observed_current && w.counts.updated >= w.counts.desired;
+    observed.runner.as_ref().is_none_or(current)
+        && observed
+            .ollama
+            .as_ref()
+            .is_none_or(|w| current(w) && w.counts.ready >= w.counts.desired)
 }
 
 /// Ready and Degraded from the components; while the GPU is released on purpose, being
@@ -229,7 +263,8 @@ fn summarise(
         components,
         observed.runner.as_ref(),
     );
-    if gpu_released && ready.reason == r::SCALED_TO_ZERO && apply_error.is_none() {
+    let queue_down = components.queue_reachable.status == Status::False;
+    if gpu_released && ready.reason == r::SCALED_TO_ZERO && apply_error.is_none() && !queue_down {
         ready = Draft::new(
             t::READY,
             true,
@@ -285,12 +320,12 @@ pub fn compute(
         components.runners_healthy = healthy;
         components.queue_reachable = queue;
     }
-    let released = crate::idle_gpu::decide(lw, observed.queue.ok(), now);
+    let released = crate::idle_gpu::decide_observed(lw, observed, now);
     let gpu_released = released.as_ref().is_some_and(|d| d.released);
     if gpu_released {
         idle_gpu_released(&mut components, observed);
     }
-    let progressing = summary::progressing(observed, &inventory.progress());
+    let progressing = progressing(observed, &inventory.progress(), gpu_released);
     let (mut ready, degraded) = summarise(lw, observed, apply_error, &components, gpu_released);
     if idle && ready.status == Status::True {
         ready = Draft::new(

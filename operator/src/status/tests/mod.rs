@@ -4,6 +4,7 @@
 
 mod compute;
 mod gpu;
+mod idle_gpu;
 mod models;
 mod ollama;
 mod runners;

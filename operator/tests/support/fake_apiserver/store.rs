@@ -152,7 +152,8 @@ pub struct Store {
     live_uids: std::collections::HashSet<String>,
     history: Vec<Change>,
     compacted_rv: u64,
-    applied: HashMap<(Key, String, Target), Value>,
+    /// The last configuration each field manager applied, per object and target.
+    applied: HashMap<(Key, Target), BTreeMap<String, Value>>,
     tx: broadcast::Sender<Change>,
 }
 
@@ -474,14 +475,20 @@ impl Store {
                 }
             }
         }
-        let slot = (key.clone(), manager.to_owned(), target);
+        let slot = (key.clone(), target);
         let (mut obj, created) = match self.objects.get(key) {
             Some(o) => (o.clone(), false),
             None if target == Target::Main => (json!({}), true),
             None => return Err(self.existing(rt, key).unwrap_err()),
         };
-        merge::apply(&mut obj, self.applied.get(&slot), config);
-        self.applied.insert(slot, config.clone());
+        let managers = self.applied.entry(slot).or_default();
+        let others: Vec<&Value> = managers
+            .iter()
+            .filter(|(m, _)| m.as_str() != manager)
+            .map(|(_, c)| c)
+            .collect();
+        merge::apply(&mut obj, managers.get(manager), config, &others);
+        managers.insert(manager.to_owned(), config.clone());
         Ok((self.write(rt, key, obj, target, false), created))
     }
 
@@ -498,7 +505,7 @@ impl Store {
         if let Some(uid) = obj["metadata"]["uid"].as_str() {
             self.live_uids.remove(uid);
         }
-        self.applied.retain(|(k, _, _), _| k != key);
+        self.applied.retain(|(k, _), _| k != key);
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = self.rv.to_string().into();
         self.record(key.clone(), ChangeKind::Deleted, None, obj.clone());
