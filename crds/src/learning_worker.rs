@@ -41,7 +41,8 @@ pub const MAX_NAME_LEN: usize = 40;
     validation = Rule::new("self.metadata.name.size() <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS label of at most 40 characters starting with a letter (child objects append suffixes)"),
     validation = Rule::new("has(self.spec.environment) && has(self.spec.ai) && has(self.spec.ai.backend) && self.spec.ai.backend == 'stub' ? !(self.spec.environment.trim().lowerAscii() in ['prod', 'production', 'stage', 'staging']) : true").message("the stub AI backend is refused in production and staging environments"),
     validation = Rule::new("!has(self.spec.network) || !has(self.spec.network.runnerEgress) || !has(self.spec.storage) || !has(self.spec.storage.supabase) || has(self.spec.network.runnerEgress.supabase)").message("network.runnerEgress.supabase is required when storage.supabase is set (the runners must reach it)"),
-    validation = Rule::new("has(self.spec.storage) || (has(self.spec.ai) && has(self.spec.ai.backend) && self.spec.ai.backend == 'stub')").message("the local AI backend needs spec.storage (the submissions volume and/or Supabase Storage) to read submission files")
+    validation = Rule::new("has(self.spec.storage) || (has(self.spec.ai) && has(self.spec.ai.backend) && self.spec.ai.backend == 'stub')").message("the local AI backend needs spec.storage (the submissions volume and/or Supabase Storage) to read submission files"),
+    validation = Rule::new("!has(self.spec.ollama) || !has(self.spec.ollama.idleScaleDown) || !has(self.spec.ai) || !has(self.spec.ai.backend) || self.spec.ai.backend != 'stub'").message("ollama.idleScaleDown needs ai.backend local (the stub backend runs no Ollama)")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LearningWorkerSpec {

@@ -677,6 +677,15 @@ fn idle_scale_down_defaults_to_half_an_hour_and_needs_a_managed_ollama() {
 
     let mut stub = with("managed");
     stub["spec"]["ai"]["backend"] = json!("stub");
+    let errors = Validator::new()
+        .validate(&schema, &stub, None)
+        .expect_err("stub");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.contains("idleScaleDown needs ai.backend local")),
+        "{errors:?}"
+    );
     let lw: LearningWorker = serde_json::from_value(stub).unwrap();
     assert!(!learning_crds::validate::validate("school-a", &lw.spec).is_empty());
 }

@@ -225,6 +225,8 @@ async fn reconcile_worker(
         ollama_released: idle_gpu.is_some_and(|d| d.released),
     };
     let children = desired::children(&resolved, &render);
+    // Before the first apply without `replicas`; a failure stops here (retried).
+    autoscale::apply::hand_over_replicas(&ctx.client, &ctx.caches, lw, ns).await?;
     let (applied, keda) = apply_all(ctx, lw, ns, &children).await;
 
     // Report.
@@ -280,12 +282,7 @@ async fn apply_all(
         caches: &ctx.caches,
         written: &ctx.written,
     };
-    let handed_over = autoscale::apply::hand_over_replicas(&ctx.client, &ctx.caches, lw, ns).await;
-    let applied = match handed_over {
-        Ok(()) => apply::apply_children(target, ns, children).await,
-        Err(e) => Err(e),
-    };
-    let applied = match applied {
+    let applied = match apply::apply_children(target, ns, children).await {
         Ok(()) => apply::prune_children(&ctx.client, &ctx.caches, &ctx.written, lw, ns, children)
             .await
             .map(drop),

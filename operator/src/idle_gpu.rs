@@ -36,7 +36,12 @@ fn has_work(q: &QueueStatus) -> bool {
 /// The decision for `lw` from what was observed (`None` without `idleScaleDown` or without a
 /// managed Ollama).
 pub fn decide_observed(lw: &LearningWorker, o: &Observed, now: Timestamp) -> Option<IdleGpu> {
-    let models_busy = o.pull_active || crate::observe::missing_models(lw, o).is_some();
+    // A missing model counts while a pull can still bring it (pulls on, the last not failed);
+    // otherwise it would hold the GPU forever.
+    let pull_can_help =
+        lw.spec.ollama.pull_models && o.pull_job.as_ref().is_none_or(|j| j.failed.is_none());
+    let missing = crate::observe::missing_models(lw, o).is_some();
+    let models_busy = o.pull_active || (missing && pull_can_help);
     decide(lw, o.queue.ok(), models_busy, now)
 }
 
@@ -140,6 +145,42 @@ mod tests {
     fn a_pull_or_a_missing_model_keeps_ollama_running() {
         let d = decide(&worker(Some(0)), Some(&queue(0, 0, 0)), true, at(5000)).unwrap();
         assert_eq!((d.idle_since, d.released), (None, false));
+    }
+
+    #[test]
+    fn what_ollama_was_seen_doing_decides_whether_it_is_busy() {
+        use crate::observed::PullJob;
+        use crate::probes::Probe;
+        let lw = worker(Some(0));
+        let empty = Observed {
+            queue: Probe::Ok(queue(0, 0, 0)),
+            ..Observed::default()
+        };
+        // Released: Ollama's tags unknown, no pull: stays released.
+        let d = decide_observed(&lw, &empty, at(5000)).unwrap();
+        assert!(d.released);
+        // A pull running keeps Ollama.
+        let pulling = Observed {
+            pull_active: true,
+            ..empty.clone()
+        };
+        assert!(!decide_observed(&lw, &pulling, at(5000)).unwrap().released);
+        // A model missing while a pull can bring it keeps Ollama; after a failed pull it does not.
+        let missing = Observed {
+            tags: Probe::Ok(vec![]),
+            ..empty.clone()
+        };
+        assert!(!decide_observed(&lw, &missing, at(5000)).unwrap().released);
+        let failed = Observed {
+            pull_job: Some(PullJob {
+                name: "p".into(),
+                models: vec![],
+                succeeded: false,
+                failed: Some("BackoffLimitExceeded".into()),
+            }),
+            ..missing
+        };
+        assert!(decide_observed(&lw, &failed, at(5000)).unwrap().released);
     }
 
     #[test]

@@ -29,8 +29,11 @@ use std::time::Instant;
 pub const HANDOVER_MANAGER: &str = "learning-operator-handover";
 
 /// Hands the runner Deployment's `replicas` over to KEDA or the user's autoscaler when the
-/// worker has just moved to an engine that leaves `replicas` to them (`keda`, `external`; the
-/// last status names another engine, or none).
+/// worker has just moved to an engine that leaves `replicas` to them (`keda`, `external`)
+/// while its last status names another engine, or none. A failure fails the reconcile before
+/// anything else is applied or the status records the new engine, so it is retried. Not
+/// while suspended, and not a count of 0 (an HPA does not act on a Deployment at zero:
+/// Kubernetes' default of 1 is better there).
 ///
 /// Server-side apply deletes a field its only manager stops applying, and the Deployment's
 /// default (1) would take its place: a worker running 5 runners would drop to 1 until the
@@ -71,6 +74,9 @@ pub async fn hand_over_replicas(
         .and_then(|a| a.desired_replicas)
         .unwrap_or(0);
     let replicas = cached.max(decided);
+    if replicas == 0 {
+        return Ok(());
+    }
     let body = serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -253,18 +253,25 @@ fn summarise(
     components: &Components,
     gpu_released: bool,
 ) -> (Draft, Draft) {
-    let mut degraded = summary::degraded(lw, observed, apply_error, components);
-    if gpu_released && degraded.reason == r::SCALED_TO_ZERO {
-        degraded = Draft::new(t::DEGRADED, false, r::AS_EXPECTED, "");
-    }
+    let degraded = summary::degraded(lw, observed, apply_error, components);
     let mut ready = summary::ready(
         lw.spec.suspend,
         apply_error,
         components,
         observed.runner.as_ref(),
     );
+    // Ready while released only when the runners are known to wait for Ollama alone: they
+    // answer (so the first job is seen and wakes Ollama) and nothing else is wrong.
+    let waiting = |d: &Draft| d.status == Status::True || d.reason == r::SCALED_TO_ZERO;
+    let runners_wait =
+        waiting(&components.runners_available) && waiting(&components.runners_healthy);
     let queue_down = components.queue_reachable.status == Status::False;
-    if gpu_released && ready.reason == r::SCALED_TO_ZERO && apply_error.is_none() && !queue_down {
+    if gpu_released
+        && ready.reason == r::SCALED_TO_ZERO
+        && apply_error.is_none()
+        && runners_wait
+        && !queue_down
+    {
         ready = Draft::new(
             t::READY,
             true,

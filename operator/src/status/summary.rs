@@ -76,7 +76,10 @@ pub(super) fn degraded(
         degraded_by(issue.reason, pod_message(issue))
     } else if queue.status == Status::False {
         degraded_by(queue.reason, queue.message.clone())
-    } else if health.status == Status::False && !lw.spec.suspend {
+    } else if health.status == Status::False
+        && !lw.spec.suspend
+        && health.reason != r::SCALED_TO_ZERO
+    {
         degraded_by(health.reason, health.message.clone())
     } else if models.reason == r::MODEL_PULL_FAILED {
         degraded_by(r::MODEL_PULL_FAILED, models.message.clone())

@@ -83,6 +83,22 @@ fn a_database_outage_while_released_is_not_ready() {
 }
 
 #[test]
+fn runners_that_cannot_be_asked_while_released_are_not_ready() {
+    // No one would see the first job: Ollama would never come back.
+    for health in [Probe::Failed("timed out".into()), Probe::Skipped] {
+        let mut obs = released();
+        obs.health = health;
+        let o = compute(&idle_worker(), &obs, None, now());
+        assert_eq!(
+            cond(&o, t::READY).status,
+            "False",
+            "{:?}",
+            cond(&o, t::READY)
+        );
+    }
+}
+
+#[test]
 fn a_runner_pod_problem_while_released_still_shows() {
     let mut obs = released();
     obs.runner_pods = vec![issue(r::IMAGE_PULL_BACK_OFF)];
