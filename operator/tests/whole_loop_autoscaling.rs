@@ -19,108 +19,28 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt as _;
 use learning_operator::controller::Requeue;
-use learning_operator::metrics::Metrics;
 use learning_operator::rbac::{Scope, RULES};
-use learning_operator::run::{operate, RunError, Settings};
 use learning_tests::tools::{require_tool, run, text, TempDir, HINT_CHECK_JSONSCHEMA};
 use serde_json::{json, Value};
 use support::fake_apiserver::{FakeApiServer, Options};
+use support::operator::{Operator, WAIT};
 use support::prober::ScriptedProber;
 use support::rbac_audit::{self, OPERATOR_NAMESPACE};
 use support::wait::eventually;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const NS: &str = "gustav";
 const LW_API: &str = "learning.gustav.dev/v1alpha1";
 const WORKER: &str = "school-e";
 const RUNNER: &str = "school-e-runner";
-const WAIT: Duration = Duration::from_secs(30);
 /// Short requeues: the queue is polled.
 const POLLING: Requeue = Requeue {
     busy: Duration::from_millis(100),
     idle: Duration::from_millis(100),
 };
-
-/// One operator (no leader election: it reconciles at once).
-struct Operator {
-    prober: Arc<ScriptedProber>,
-    metrics: Metrics,
-    task: JoinHandle<Result<(), RunError>>,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Operator {
-    fn start(server: &FakeApiServer, prober: Arc<ScriptedProber>) -> Operator {
-        let metrics = Metrics::new().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let settings = Settings {
-            namespace: None,
-            operator_namespace: OPERATOR_NAMESPACE.into(),
-            identity: "operator-0".into(),
-            lease_name: "learning-operator-leader".into(),
-            lease_seconds: 3,
-            leader_election: false,
-            requeue: POLLING,
-            default_runner_image: None,
-        };
-        let task = tokio::spawn(operate(
-            server.client(),
-            prober.clone(),
-            metrics.clone(),
-            Arc::new(AtomicBool::new(false)),
-            settings,
-            stopped.map(drop),
-        ));
-        Operator {
-            prober,
-            metrics,
-            task,
-            stop: Some(stop),
-        }
-    }
-
-    /// A graceful stop (SIGTERM).
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let done = tokio::time::timeout(WAIT, &mut self.task).await;
-        assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
-    }
-
-    /// Waits until `n` more reconciles have finished.
-    async fn reconciles(&self, n: u64) {
-        let until = self.metrics.reconciles.get() + n;
-        eventually(&format!("{n} reconciles"), WAIT, || {
-            let now = self.metrics.reconciles.get();
-            (now > until).then_some(()).ok_or(format!("{now}"))
-        })
-        .await;
-    }
-
-    /// The runners report `visible` and `leased` jobs.
-    fn queue(&self, visible: i64, leased: i64) {
-        self.prober.set(
-            "/metrics",
-            200,
-            &format!(
-                "learning_runner_queue_jobs{{state=\"visible\"}} {visible}\n\
-                 learning_runner_queue_jobs{{state=\"leased\"}} {leased}\n"
-            ),
-        );
-    }
-}
 
 async fn server(authorize: bool) -> FakeApiServer {
     FakeApiServer::start(Options {
@@ -228,7 +148,7 @@ fn runner_applies(server: &FakeApiServer) -> Vec<Value> {
 async fn builtin_scales_up_at_once_holds_for_the_window_and_never_below_the_leases() {
     let server = server(true).await;
     let prober = Arc::new(ScriptedProber::healthy());
-    let op = Operator::start(&server, prober.clone());
+    let op = Operator::start(&server, prober.clone(), POLLING);
     op.queue(0, 0);
     create_worker(&server, json!({"scaleDownStabilizationSeconds": 600}));
     runners_running(&server).await;
@@ -271,7 +191,7 @@ async fn builtin_scales_up_at_once_holds_for_the_window_and_never_below_the_leas
     let started = worker(&server)["status"]["autoscaling"]["demandBelowSince"].clone();
     assert!(started.is_string(), "the window started: {started}");
     op.stop().await;
-    let op = Operator::start(&server, prober);
+    let op = Operator::start(&server, prober, POLLING);
     op.reconciles(5).await;
     let state = &worker(&server)["status"]["autoscaling"];
     assert_eq!(
@@ -354,7 +274,7 @@ fn keda_object(server: &FakeApiServer, kind: &str, name: &str) -> Option<Value> 
 async fn keda_gets_a_valid_scaled_object_once_installed_and_the_operator_leaves_replicas_alone() {
     require_tool("check-jsonschema", HINT_CHECK_JSONSCHEMA);
     let server = server(true).await;
-    let op = Operator::start(&server, Arc::new(ScriptedProber::healthy()));
+    let op = Operator::start(&server, Arc::new(ScriptedProber::healthy()), POLLING);
     op.queue(3, 0);
     let uid = create_worker(&server, json!({"engine": "keda", "minReplicas": 0}));
     let lw = wait_autoscaler(&server, "False", "AutoscalerUnavailable").await;
@@ -476,7 +396,7 @@ async fn keda_gets_a_valid_scaled_object_once_installed_and_the_operator_leaves_
 async fn keda_without_its_rbac_says_how_to_grant_it() {
     let server = server(false).await;
     server.install_optional_crds();
-    let _op = Operator::start(&server, Arc::new(ScriptedProber::healthy()));
+    let _op = Operator::start(&server, Arc::new(ScriptedProber::healthy()), POLLING);
     create_worker(&server, json!({"engine": "keda"}));
     let lw = wait_autoscaler(&server, "False", "AutoscalerUnavailable").await;
     let message = lw["status"]["conditions"].to_string();
@@ -487,7 +407,7 @@ async fn keda_without_its_rbac_says_how_to_grant_it() {
 #[tokio::test]
 async fn external_never_writes_replicas_and_an_hpas_value_stays() {
     let server = server(true).await;
-    let op = Operator::start(&server, Arc::new(ScriptedProber::healthy()));
+    let op = Operator::start(&server, Arc::new(ScriptedProber::healthy()), POLLING);
     op.queue(500, 0);
     create_worker(&server, json!({"engine": "external"}));
     runners_running(&server).await;
@@ -511,7 +431,7 @@ async fn external_never_writes_replicas_and_an_hpas_value_stays() {
 #[tokio::test]
 async fn switching_a_scaled_worker_to_external_keeps_its_runners() {
     let server = server(true).await;
-    let op = Operator::start(&server, Arc::new(ScriptedProber::healthy()));
+    let op = Operator::start(&server, Arc::new(ScriptedProber::healthy()), POLLING);
     op.queue(0, 0);
     create_worker(&server, json!({}));
     runners_running(&server).await;

@@ -13,92 +13,29 @@
 
 mod support;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt as _;
 use learning_operator::controller::Requeue;
-use learning_operator::metrics::Metrics;
-use learning_operator::run::{operate, RunError, Settings};
 use serde_json::{json, Value};
 use support::fake_apiserver::{FakeApiServer, Options};
+use support::operator::{make_available, Operator, WAIT};
 use support::prober::{tags, ScriptedProber};
-use support::rbac_audit::{self, OPERATOR_NAMESPACE};
+use support::rbac_audit;
 use support::wait::eventually;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const NS: &str = "gustav";
-const WAIT: Duration = Duration::from_secs(30);
 /// Short requeues: many reconciles in a short test.
 const POLLING: Requeue = Requeue {
     busy: Duration::from_millis(50),
     idle: Duration::from_millis(50),
 };
 
-struct Operator {
-    prober: Arc<ScriptedProber>,
-    metrics: Metrics,
-    task: JoinHandle<Result<(), RunError>>,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Operator {
-    fn start(server: &FakeApiServer) -> Operator {
-        let metrics = Metrics::new().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let settings = Settings {
-            namespace: None,
-            operator_namespace: OPERATOR_NAMESPACE.into(),
-            identity: "operator-0".into(),
-            lease_name: "learning-operator-leader".into(),
-            lease_seconds: 3,
-            leader_election: false,
-            requeue: POLLING,
-            default_runner_image: None,
-        };
-        // Healthy runners and an Ollama with the example's two models.
-        let prober = Arc::new(ScriptedProber::healthy());
-        prober.set("/api/tags", 200, &tags(&["qwen2.5vl:3b", "qwen2.5:3b"]));
-        let task = tokio::spawn(operate(
-            server.client(),
-            prober.clone(),
-            metrics.clone(),
-            Arc::new(AtomicBool::new(false)),
-            settings,
-            stopped.map(drop),
-        ));
-        Operator {
-            prober,
-            metrics,
-            task,
-            stop: Some(stop),
-        }
-    }
-
-    /// A graceful stop (SIGTERM): running reconciles finish.
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let done = tokio::time::timeout(WAIT, &mut self.task).await;
-        assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
-    }
-
-    /// Waits until `n` more reconciles have finished.
-    async fn reconciles(&self, n: u64) {
-        let until = self.metrics.reconciles.get() + n;
-        eventually(&format!("{n} reconciles"), WAIT, || {
-            let now = self.metrics.reconciles.get();
-            (now > until).then_some(()).ok_or(format!("{now}"))
-        })
-        .await;
-    }
+/// An operator whose Ollama has the example's two models.
+fn start(server: &FakeApiServer) -> Operator {
+    let prober = Arc::new(ScriptedProber::healthy());
+    prober.set("/api/tags", 200, &tags(&["qwen2.5vl:3b", "qwen2.5:3b"]));
+    Operator::start(server, prober, POLLING)
 }
 
 /// The CPU-only example (runners and a managed Ollama on the CPU), `edit`ed.
@@ -125,20 +62,6 @@ fn ready(server: &FakeApiServer, name: &str) -> Result<(), String> {
         .ok_or_else(|| format!("{}", lw["status"]["conditions"]))
 }
 
-/// Plays the Deployment controller for `name`: all replicas available.
-fn make_available(server: &FakeApiServer, name: &str) {
-    let d = server.get("apps/v1", "Deployment", NS, name).unwrap();
-    let n = d["spec"]["replicas"].as_i64().unwrap_or(1);
-    server.set_status(
-        "apps/v1",
-        "Deployment",
-        NS,
-        name,
-        json!({"observedGeneration": d["metadata"]["generation"], "replicas": n,
-               "readyReplicas": n, "availableReplicas": n, "updatedReplicas": n}),
-    );
-}
-
 /// The requests since `from` that are not watches or Events (method and path).
 fn requests_since(server: &FakeApiServer, from: usize) -> Vec<String> {
     server
@@ -156,7 +79,7 @@ async fn a_steady_worker_costs_no_request_and_a_changed_child_is_put_back() {
         max_watch: Duration::from_secs(2),
     })
     .await;
-    let op = Operator::start(&server);
+    let op = start(&server);
     create_worker(&server, |_| {});
     let runner = "school-c-runner";
     eventually("the runner Deployment", WAIT, || {
@@ -171,8 +94,8 @@ async fn a_steady_worker_costs_no_request_and_a_changed_child_is_put_back() {
             .ok_or_else(|| "none yet".to_owned())
     })
     .await;
-    make_available(&server, runner);
-    make_available(&server, "school-c-ollama");
+    make_available(&server, NS, runner);
+    make_available(&server, NS, "school-c-ollama");
     eventually("Ready", WAIT, || ready(&server, "school-c")).await;
 
     // Steady: 20 reconciles, not one request (watches and Events aside).
@@ -218,7 +141,7 @@ async fn a_steady_worker_costs_no_request_and_a_changed_child_is_put_back() {
     .await;
 
     // And quiet again.
-    make_available(&server, runner);
+    make_available(&server, NS, runner);
     eventually("Ready again", WAIT, || ready(&server, "school-c")).await;
     op.reconciles(3).await;
     let from = server.request_count();
@@ -229,21 +152,6 @@ async fn a_steady_worker_costs_no_request_and_a_changed_child_is_put_back() {
 
 const LW_API: &str = "learning.gustav.dev/v1alpha1";
 const OLLAMA: &str = "school-c-ollama";
-
-impl Operator {
-    /// The runners report `visible` waiting jobs (none leased or delayed).
-    fn queue(&self, visible: i64) {
-        self.prober.set(
-            "/metrics",
-            200,
-            &format!(
-                "learning_runner_queue_jobs{{state=\"visible\"}} {visible}\n\
-                 learning_runner_queue_jobs{{state=\"leased\"}} 0\n\
-                 learning_runner_queue_jobs{{state=\"delayed\"}} 0\n"
-            ),
-        );
-    }
-}
 
 fn ollama_replicas(server: &FakeApiServer) -> Value {
     server.get("apps/v1", "Deployment", NS, OLLAMA).unwrap()["spec"]["replicas"].clone()
@@ -283,8 +191,8 @@ async fn an_idle_queue_releases_the_gpu_and_the_first_job_brings_ollama_back() {
         max_watch: Duration::from_secs(2),
     })
     .await;
-    let op = Operator::start(&server);
-    op.queue(0);
+    let op = start(&server);
+    op.queue(0, 0);
     create_worker(&server, |lw| {
         lw["spec"]["ollama"]["idleScaleDown"] = json!({"afterSeconds": 3600});
     });
@@ -296,7 +204,7 @@ async fn an_idle_queue_releases_the_gpu_and_the_first_job_brings_ollama_back() {
                 .ok_or_else(|| "none yet".to_owned())
         })
         .await;
-        make_available(&server, name);
+        make_available(&server, NS, name);
     }
     eventually("Ready", WAIT, || ready(&server, "school-c")).await;
 
@@ -321,8 +229,8 @@ async fn an_idle_queue_releases_the_gpu_and_the_first_job_brings_ollama_back() {
     let since = serde_json::Value::from(two_hours_ago.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
     status["ollama"]["idleSince"] = since.clone();
     server.set_status(LW_API, "LearningWorker", NS, "school-c", status);
-    let op = Operator::start(&server);
-    op.queue(0);
+    let op = start(&server);
+    op.queue(0, 0);
     eventually("Ollama at zero", WAIT, || {
         let r = ollama_replicas(&server);
         (r == 0).then_some(()).ok_or(format!("{r}"))
@@ -380,7 +288,7 @@ async fn an_idle_queue_releases_the_gpu_and_the_first_job_brings_ollama_back() {
     .await;
 
     // A job arrives: Ollama comes back at once, starting, then available.
-    op.queue(3);
+    op.queue(3, 0);
     eventually("Ollama back", WAIT, || {
         let r = ollama_replicas(&server);
         (r == 1).then_some(()).ok_or(format!("{r}"))
@@ -398,8 +306,8 @@ async fn an_idle_queue_releases_the_gpu_and_the_first_job_brings_ollama_back() {
             .ok_or(format!("{notes:?}"))
     })
     .await;
-    make_available(&server, OLLAMA);
-    make_available(&server, runner);
+    make_available(&server, NS, OLLAMA);
+    make_available(&server, NS, runner);
     wait_condition(&server, "OllamaReady", "True", "OllamaAvailable").await;
     eventually("Ready", WAIT, || ready(&server, "school-c")).await;
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_apiserver;
+pub mod operator;
 pub mod prober;
 pub mod rbac_audit;
 pub mod wait;
