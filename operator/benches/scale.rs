@@ -53,6 +53,7 @@ use learning_operator::metrics::{Metrics, CATEGORIES};
 use learning_operator::run::{operate, Settings};
 use serde_json::{json, Value};
 use support::fake_apiserver::{FakeApiServer, Options};
+use support::operator::make_available;
 use support::prober::ScriptedProber;
 use support::rbac_audit::{self, OPERATOR_NAMESPACE};
 
@@ -300,23 +301,38 @@ async fn binary_run(n: usize) -> Value {
            "rss_end_kib": rss_end, "hwm_end_kib": hwm_end})
 }
 
-/// Waits until every worker's status has been written once (observedGeneration 1).
-async fn wait_statuses(server: &FakeApiServer, n: usize, started: Instant) {
+/// Polls every 100 ms until `n` workers pass `done`; panics naming `what` when that takes
+/// longer than `CONVERGE_LIMIT` from `started`.
+async fn wait_workers(
+    server: &FakeApiServer,
+    n: usize,
+    started: Instant,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) {
     loop {
-        let done = server
+        let count = server
             .list(LW_API, "LearningWorker", NS)
             .iter()
-            .filter(|lw| lw["status"]["observedGeneration"] == 1)
+            .filter(|lw| done(lw))
             .count();
-        if done == n {
+        if count == n {
             return;
         }
         assert!(
             started.elapsed() < CONVERGE_LIMIT,
-            "only {done} of {n} workers converged in {CONVERGE_LIMIT:?}"
+            "only {count} of {n} workers {what} within {CONVERGE_LIMIT:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits until every worker's status has been written once (observedGeneration 1).
+async fn wait_statuses(server: &FakeApiServer, n: usize, started: Instant) {
+    wait_workers(server, n, started, "converged", |lw| {
+        lw["status"]["observedGeneration"] == 1
+    })
+    .await;
 }
 
 /// Asserts that every child the operator wants for each worker exists, owned by it.
@@ -363,42 +379,25 @@ fn check_children(server: &FakeApiServer) {
 /// then waits until every worker is Ready (the steady state the window measures).
 async fn runners_available(server: &FakeApiServer, n: usize) {
     for d in server.list("apps/v1", "Deployment", NS) {
-        let name = d["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
-        server.set_status(
-            "apps/v1",
-            "Deployment",
+        make_available(
+            server,
             NS,
-            &name,
-            json!({"observedGeneration": d["metadata"]["generation"], "replicas": replicas,
-                   "readyReplicas": replicas, "availableReplicas": replicas,
-                   "updatedReplicas": replicas}),
+            d["metadata"]["name"].as_str().unwrap_or_default(),
         );
     }
-    let started = Instant::now();
-    loop {
-        let ready = server
-            .list(LW_API, "LearningWorker", NS)
-            .iter()
-            .filter(|lw| {
-                lw["status"]["conditions"].as_array().is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
+    wait_workers(
+        server,
+        n,
+        Instant::now(),
+        "Ready after the runners became available",
+        |lw| {
+            lw["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
             })
-            .count();
-        if ready == n {
-            return;
-        }
-        assert!(
-            started.elapsed() < CONVERGE_LIMIT,
-            "only {ready} of {n} workers Ready after the runners became available"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        },
+    )
+    .await;
 }
 
 /// Requests by verb, and list requests by resource.

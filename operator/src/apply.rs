@@ -3,6 +3,8 @@
 //! children that are no longer wanted (decided by `prune`), the status (server-side apply on
 //! the status subresource), and an Event per condition transition.
 
+use std::collections::BTreeMap;
+
 use futures::future::BoxFuture;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -99,7 +101,7 @@ fn cached_kind<K: ChildObject>(
     caches: &Caches,
     ns: &str,
     kind: ChildKind,
-    selector: &str,
+    selector: &BTreeMap<String, String>,
 ) -> Vec<Existing> {
     caches
         .matching::<K>(ns, selector)
@@ -141,7 +143,7 @@ async fn delete_kind<K: ChildObject>(
 struct Cached<'a> {
     caches: &'a Caches,
     ns: &'a str,
-    selector: &'a str,
+    selector: &'a BTreeMap<String, String>,
 }
 
 impl KindVisitor for Cached<'_> {
@@ -176,8 +178,7 @@ pub async fn prune_children(
     ns: &str,
     desired: &Children,
 ) -> Result<Vec<Existing>, ReconcileError> {
-    let selector = prune::selector(&lw.name_any());
-    let selector = selector.as_str();
+    let selector = &prune::selector(&lw.name_any());
     let mut existing = Vec::new();
     for kind in ChildKind::ALL
         .iter()

@@ -115,13 +115,14 @@ pub fn slim<K: ChildObject>(object: &mut K) {
     }
 }
 
-/// Whether `labels` has every `key=value` of `selector` (equality terms separated by
-/// commas, the only kind the operator writes).
-pub fn labels_match(labels: Option<&BTreeMap<String, String>>, selector: &str) -> bool {
-    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
-        let (key, value) = term.split_once('=').unwrap_or((term, ""));
-        labels.and_then(|l| l.get(key)).map(String::as_str) == Some(value)
-    })
+/// Whether `labels` has every entry of `selector` (equality only, as the operator selects).
+pub fn labels_match(
+    labels: Option<&BTreeMap<String, String>>,
+    selector: &BTreeMap<String, String>,
+) -> bool {
+    selector
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
 impl Feeds {
@@ -151,7 +152,11 @@ impl Caches {
     }
 
     /// The cached objects of `K` in `ns` whose labels match `selector` (see [`labels_match`]).
-    pub fn matching<K: ChildObject>(&self, ns: &str, selector: &str) -> Vec<Arc<K>> {
+    pub fn matching<K: ChildObject>(
+        &self,
+        ns: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Vec<Arc<K>> {
         self.store::<K>()
             .state()
             .into_iter()
@@ -223,14 +228,25 @@ mod tests {
 
     #[test]
     fn selectors_match_equality_terms_only_when_all_hold() {
-        let labels: BTreeMap<String, String> =
-            [("a".into(), "1".into()), ("b".into(), "2".into())].into();
-        assert!(labels_match(Some(&labels), "a=1,b=2"));
-        assert!(labels_match(Some(&labels), "a=1"));
-        assert!(!labels_match(Some(&labels), "a=1,b=3"));
-        assert!(!labels_match(Some(&labels), "a=1,c=2"));
-        assert!(!labels_match(None, "a=1"));
-        assert!(labels_match(None, ""));
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect()
+        };
+        let labels = map(&[("a", "1"), ("b", "2")]);
+        assert!(labels_match(Some(&labels), &map(&[("a", "1"), ("b", "2")])));
+        assert!(labels_match(Some(&labels), &map(&[("a", "1")])));
+        assert!(!labels_match(
+            Some(&labels),
+            &map(&[("a", "1"), ("b", "3")])
+        ));
+        assert!(!labels_match(
+            Some(&labels),
+            &map(&[("a", "1"), ("c", "2")])
+        ));
+        assert!(!labels_match(None, &map(&[("a", "1")])));
+        assert!(labels_match(None, &map(&[])));
     }
 
     #[tokio::test]
@@ -248,10 +264,11 @@ mod tests {
         caches.wait_until_ready().await.unwrap();
         assert!(caches.get::<Deployment>("a", "x").is_some());
         assert!(caches.get::<Deployment>("a", "z").is_none());
-        let runners = caches.matching::<Deployment>("a", "c=runner");
+        let runner = BTreeMap::from([("c".to_owned(), "runner".to_owned())]);
+        let runners = caches.matching::<Deployment>("a", &runner);
         assert_eq!(runners.len(), 1);
         assert_eq!(runners[0].metadata.name.as_deref(), Some("x"));
-        assert_eq!(caches.matching::<Pod>("a", "").len(), 1);
+        assert_eq!(caches.matching::<Pod>("a", &BTreeMap::new()).len(), 1);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The controller: shared context, the reconcile pipeline (observe → validate → desire → apply
 //! → prune → report), the error policy (exponential backoff with jitter, short retry on
-//! conflicts), and the watches: the LearningWorker stream filtered to spec changes (new object,
-//! new generation, deletion — never a status write), `owns()` on every child kind. After each
+//! conflicts), and `run`, which wires the watches (`crate::watches`: the LearningWorker
+//! stream filtered to spec changes, one cache-filling watch per child kind) to the
+//! controller. After each
 //! status write the worker's condition and queue metrics follow it; series of LearningWorkers no
 //! longer in the watch cache are dropped after every reconcile result (including the "object
 //! not found" a deleted one gives).
@@ -12,23 +13,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 use learning_crds::{LearningWorker, LearningWorkerStatus};
 
 use crate::autoscale::apply::KedaOutcome;
 use crate::caches::{self, Caches, Feeds};
-use crate::desired::kinds::{ChildObject, KindVisitor};
 use crate::desired::{self, ChildKind, RenderContext, MANAGER};
 use crate::error::ReconcileError;
 use crate::metrics::Metrics;
 use crate::observe::{self, Prober};
+use crate::watches::{api, cached_watch, spec_changes, Owns};
 use crate::written::Written;
 use crate::{apply, autoscale, status};
 
@@ -36,6 +37,9 @@ use crate::{apply, autoscale, status};
 /// flight, so an unbounded number (a thousand workers at start) costs memory the allocator
 /// keeps; the API server answers a few dozen at a time anyway.
 pub const CONCURRENCY: u16 = 16;
+
+/// How often the per-term memory forgets deleted LearningWorkers.
+const MEMORY_SWEEP: Duration = Duration::from_secs(30);
 
 /// Requeue while something is changing.
 pub const REQUEUE_BUSY: Duration = Duration::from_secs(10);
@@ -326,74 +330,30 @@ pub fn error_policy(lw: Arc<LearningWorker>, error: &ReconcileError, ctx: Arc<Co
     Action::requeue(delay)
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+/// Forgets deleted LearningWorkers: they leave the watch cache, and their metric series and
+/// the per-term memory go with them.
+struct Forget {
+    cache: reflector::Store<LearningWorker>,
+    ctx: Arc<Context>,
+    last_sweep: Instant,
+}
+
+impl Forget {
+    /// After every reconcile result: the series at once; the memory at most every
+    /// [`MEMORY_SWEEP`] (a whole-cache pass).
+    fn deleted_workers(&mut self) {
+        let cache = &self.cache;
+        self.ctx.metrics.retain_workers(|ns, name| {
+            cache
+                .get(&ObjectRef::<LearningWorker>::new(name).within(ns))
+                .is_some()
+        });
+        if self.last_sweep.elapsed() >= MEMORY_SWEEP {
+            self.last_sweep = Instant::now();
+            let uids: HashSet<String> = cache.state().iter().filter_map(|lw| lw.uid()).collect();
+            self.ctx.written.retain(|uid| uids.contains(uid));
+        }
     }
-}
-
-/// The watch of `K` by the operator's labels, filling its cache (`caches::slim` objects);
-/// yields every touched object.
-fn cached_watch<K: ChildObject>(
-    client: &Client,
-    namespace: Option<&str>,
-    config: &watcher::Config,
-    feeds: &mut Feeds,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
-    watcher(api::<K>(client, namespace), config.clone())
-        .default_backoff()
-        .modify(caches::slim::<K>)
-        .reflect(feeds.take::<K>())
-        .touched_objects()
-}
-
-/// Adds the watch of one child kind (by the operator's labels) to the controller: it fills
-/// the kind's cache and wakes the owner's reconcile (as `owns()` does).
-struct Owns<'a> {
-    controller: Controller<LearningWorker>,
-    client: &'a Client,
-    namespace: Option<&'a str>,
-    config: &'a watcher::Config,
-    feeds: &'a mut Feeds,
-}
-
-impl KindVisitor for Owns<'_> {
-    type Output = Controller<LearningWorker>;
-    fn visit<K: ChildObject>(self, _kind: ChildKind) -> Self::Output {
-        let stream = cached_watch::<K>(self.client, self.namespace, self.config, self.feeds);
-        self.controller.owns_stream(stream)
-    }
-}
-
-/// The LearningWorker events that call for a reconcile: a new object, a new `generation` (a
-/// spec change) and a deletion — not the operator's own status writes (nor other
-/// metadata-only changes), which would otherwise reconcile every worker once more after each
-/// reconcile. Polling (health, queue, models) is the timed requeue's job.
-pub fn spec_changes<S>(events: S) -> impl Stream<Item = Result<LearningWorker, watcher::Error>>
-where
-    S: Stream<Item = Result<watcher::Event<LearningWorker>, watcher::Error>>,
-{
-    let mut generations: HashMap<ObjectRef<LearningWorker>, Option<i64>> = HashMap::new();
-    events.filter_map(move |event| {
-        let out = match event {
-            Ok(watcher::Event::Apply(lw) | watcher::Event::InitApply(lw)) => {
-                let generation = lw.metadata.generation;
-                let seen = generations.insert(ObjectRef::from_obj(&lw), generation);
-                (seen != Some(generation)).then_some(Ok(lw))
-            }
-            Ok(watcher::Event::Delete(lw)) => {
-                generations.remove(&ObjectRef::from_obj(&lw));
-                Some(Ok(lw))
-            }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-            Err(e) => Some(Err(e)),
-        };
-        futures::future::ready(out)
-    })
 }
 
 /// Runs the controller until `shutdown` completes, then lets running reconciles finish;
@@ -454,9 +414,11 @@ pub async fn run(
             }
         }
     };
-    let cache = controller.store();
-    let metrics = ctx.metrics.clone();
-    let memory = ctx.clone();
+    let mut forget = Forget {
+        cache: controller.store(),
+        ctx: ctx.clone(),
+        last_sweep: Instant::now(),
+    };
     let reconciling = controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -464,14 +426,7 @@ pub async fn run(
             if let Err(e) = result {
                 tracing::debug!(event = "learning.operator.controller_error", error = %e);
             }
-            // A deleted LearningWorker leaves the cache; its series and memory go with it.
-            metrics.retain_workers(|ns, name| {
-                cache
-                    .get(&ObjectRef::<LearningWorker>::new(name).within(ns))
-                    .is_some()
-            });
-            let uids: HashSet<String> = cache.state().iter().filter_map(|lw| lw.uid()).collect();
-            memory.written.retain(|uid| uids.contains(uid));
+            forget.deleted_workers();
             futures::future::ready(())
         });
     futures::future::join(synced, reconciling).await;

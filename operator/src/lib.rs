@@ -26,4 +26,5 @@ pub mod render;
 pub mod run;
 pub mod runner_image;
 pub mod status;
+pub mod watches;
 pub mod written;

@@ -2,6 +2,8 @@
 //! (all from the watch caches, `crate::caches`: no API request), and over HTTP the runners' health report and queue metrics (through their Service) and
 //! Ollama's `/api/version`, `/api/tags`, `/api/ps`. Read-only.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -129,12 +131,8 @@ pub fn is_running(pod: &Pod) -> bool {
 
 /// Pods and Jobs of one component of `worker`: its selector labels (the name label too, so
 /// another app's pods with the same instance and component labels are not mistaken for it).
-fn selector(worker: &str, component: &str) -> String {
+fn selector(worker: &str, component: &str) -> BTreeMap<String, String> {
     crate::desired::selector_labels(worker, component)
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Observes one LearningWorker: the runners, then a managed Ollama's objects, then Ollama's
@@ -177,7 +175,7 @@ fn observe_workload(
     caches: &Caches,
     ns: &str,
     deployment: &str,
-    pods: &str,
+    pods: &BTreeMap<String, String>,
 ) -> (Option<Workload>, Vec<Pod>) {
     let workload = caches
         .get::<Deployment>(ns, deployment)

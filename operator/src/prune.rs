@@ -4,7 +4,7 @@
 //! a controller owner reference to this worker's uid are candidates; anything else is never
 //! touched. `apply::prune_children` does the listing and deleting.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use learning_crds::LearningWorker;
 
@@ -29,9 +29,19 @@ pub struct Existing {
     pub controller_uid: Option<String>,
 }
 
-/// The label selector that finds candidate children of `worker` (the operator's own labels).
-pub fn selector(worker: &str) -> String {
-    format!("app.kubernetes.io/name=learning-worker,{INSTANCE}={worker},app.kubernetes.io/managed-by={MANAGER}")
+/// The labels that find candidate children of `worker` (the operator's own labels).
+pub fn selector(worker: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_owned(),
+            "learning-worker".to_owned(),
+        ),
+        (INSTANCE.to_owned(), worker.to_owned()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            MANAGER.to_owned(),
+        ),
+    ])
 }
 
 /// Every (kind, name) in the desired children.
@@ -216,9 +226,8 @@ mod tests {
     fn selector_uses_the_operators_own_labels() {
         let lw = example("amd-gpu.yaml");
         let labels = crate::desired::labels("school-a", "runner");
-        for pair in selector("school-a").split(',') {
-            let (k, v) = pair.split_once('=').unwrap();
-            assert_eq!(labels.get(k).map(String::as_str), Some(v), "{pair}");
+        for (k, v) in selector("school-a") {
+            assert_eq!(labels.get(&k), Some(&v), "{k}");
         }
         assert_eq!(lw.metadata.name.as_deref(), Some("school-a"));
     }

@@ -215,16 +215,7 @@ fn managed_children() -> BTreeSet<(String, String)> {
 
 /// Plays the Deployment controller: every replica of `name` is up to date and available.
 fn make_available(server: &FakeApiServer, name: &str) {
-    let d = server.get("apps/v1", "Deployment", NS, name).unwrap();
-    let n = d["spec"]["replicas"].as_i64().unwrap_or(1);
-    server.set_status(
-        "apps/v1",
-        "Deployment",
-        NS,
-        name,
-        json!({"observedGeneration": d["metadata"]["generation"], "replicas": n,
-               "readyReplicas": n, "availableReplicas": n, "updatedReplicas": n}),
-    );
+    support::operator::make_available(server, NS, name);
 }
 
 async fn wait_for_children(

@@ -31,6 +31,15 @@ const POLLING: Requeue = Requeue {
     idle: Duration::from_millis(50),
 };
 
+/// The fake API server, RBAC enforced, short watches.
+async fn server() -> FakeApiServer {
+    FakeApiServer::start(Options {
+        authorize: rbac_audit::authorizer(),
+        max_watch: Duration::from_secs(2),
+    })
+    .await
+}
+
 /// An operator whose Ollama has the example's two models.
 fn start(server: &FakeApiServer) -> Operator {
     let prober = Arc::new(ScriptedProber::healthy());
@@ -74,11 +83,7 @@ fn requests_since(server: &FakeApiServer, from: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn a_steady_worker_costs_no_request_and_a_changed_child_is_put_back() {
-    let server = FakeApiServer::start(Options {
-        authorize: rbac_audit::authorizer(),
-        max_watch: Duration::from_secs(2),
-    })
-    .await;
+    let server = server().await;
     let op = start(&server);
     create_worker(&server, |_| {});
     let runner = "school-c-runner";
@@ -186,11 +191,7 @@ fn event_notes(server: &FakeApiServer, reason: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn an_idle_queue_releases_the_gpu_and_the_first_job_brings_ollama_back() {
-    let server = FakeApiServer::start(Options {
-        authorize: rbac_audit::authorizer(),
-        max_watch: Duration::from_secs(2),
-    })
-    .await;
+    let server = server().await;
     let op = start(&server);
     op.queue(0, 0);
     create_worker(&server, |lw| {

@@ -38,6 +38,11 @@ fn released() -> Observed {
     }
 }
 
+fn assert_not_ready(o: &Outcome) {
+    let ready = cond(o, t::READY);
+    assert_eq!(ready.status, "False", "{ready:?}");
+}
+
 #[test]
 fn waiting_for_a_released_ollama_is_ready_and_nothing_is_progressing() {
     let o = compute(&idle_worker(), &released(), None, now());
@@ -72,12 +77,7 @@ fn a_database_outage_while_released_is_not_ready() {
         check("ollama", "failed", "unreachable"),
     ]));
     let o = compute(&idle_worker(), &obs, None, now());
-    assert_eq!(
-        cond(&o, t::READY).status,
-        "False",
-        "{:?}",
-        cond(&o, t::READY)
-    );
+    assert_not_ready(&o);
     assert_ne!(cond(&o, t::RUNNERS_HEALTHY).reason, r::SCALED_TO_ZERO);
     assert_eq!(cond(&o, t::DEGRADED).status, "True");
 }
@@ -88,13 +88,7 @@ fn runners_that_cannot_be_asked_while_released_are_not_ready() {
     for health in [Probe::Failed("timed out".into()), Probe::Skipped] {
         let mut obs = released();
         obs.health = health;
-        let o = compute(&idle_worker(), &obs, None, now());
-        assert_eq!(
-            cond(&o, t::READY).status,
-            "False",
-            "{:?}",
-            cond(&o, t::READY)
-        );
+        assert_not_ready(&compute(&idle_worker(), &obs, None, now()));
     }
 }
 
